@@ -1,0 +1,17 @@
+"""mmdet-scope adapters: box datasets, the stage-1 BAP classifier, metrics.
+
+Configs load them with
+``custom_imports = dict(imports=['bana_mm.det'], allow_failed_imports=False)``.
+"""
+import bana_mm  # noqa: F401  (checkpoint compatibility, scope-neutral modules)
+import bana_mm.datasets  # noqa: F401
+
+from .bap_classifier import BAPClassifier
+from .bap_head import BAPHead
+from .datasets import CocoBoxDataset, VOCBoxDataset, read_class_names
+from .metrics import BoxClassificationMetric
+
+__all__ = [
+    'BAPClassifier', 'BAPHead', 'BoxClassificationMetric', 'CocoBoxDataset',
+    'VOCBoxDataset', 'read_class_names'
+]

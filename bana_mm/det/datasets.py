@@ -1,0 +1,182 @@
+"""Box datasets in mmdet's scope: PASCAL VOC XML and COCO json.
+
+Both validate their input the same way (SPEC "bad input"): an unknown class
+name or category is an error naming the annotation file; a missing image or
+annotation file is an error naming it; boxes outside the image or of zero area
+after clipping are dropped with a warning naming the file; images left without
+boxes are skipped with a warning when training (kept in test mode, where they
+simply yield no box).
+"""
+from __future__ import annotations
+
+import logging
+import os.path as osp
+import xml.etree.ElementTree as ET
+from typing import List, Optional, Sequence
+
+from mmdet.datasets import BaseDetDataset, CocoDataset
+from mmdet.registry import DATASETS
+from mmengine.fileio import get_local_path, list_from_file
+from mmengine.logging import print_log
+
+from ..core.boxes import BoxAnnotationError, clip_boxes, voc_box_to_xyxy
+
+VOC_CLASSES = ('aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car',
+               'cat', 'chair', 'cow', 'diningtable', 'dog', 'horse',
+               'motorbike', 'person', 'pottedplant', 'sheep', 'sofa', 'train',
+               'tvmonitor')
+
+
+def read_class_names(path: str) -> tuple:
+    """Read a ``class_names.txt`` (one name per line, optional leading
+    ``background``) into the tuple of object classes."""
+    names = [n.strip() for n in list_from_file(path) if n.strip()]
+    if names and names[0].lower() in ('background', '__background__'):
+        names = names[1:]
+    if not names:
+        raise BoxAnnotationError(f'{path}: no class names')
+    return tuple(names)
+
+
+class _BoxCheckMixin:
+    """Shared instance validation and empty-image filtering."""
+
+    def _checked_instances(self, boxes: List[Sequence[float]],
+                           labels: List[int], width: int, height: int,
+                           source: str, extra: Optional[List[dict]] = None
+                           ) -> List[dict]:
+        checked = clip_boxes(boxes, labels, width, height)
+        for reason in checked.dropped:
+            print_log(f'{source}: dropped {reason}', logger='current',
+                      level=logging.WARNING)
+        instances = []
+        for box, label, index in zip(checked.boxes, checked.labels,
+                                     checked.kept_indices):
+            instance = dict(bbox=box, bbox_label=label, ignore_flag=0)
+            if extra is not None:
+                instance.update(extra[index])
+            instances.append(instance)
+        return instances
+
+    def filter_data(self) -> List[dict]:
+        if self.test_mode:
+            return self.data_list
+        kept = []
+        for info in self.data_list:
+            usable = [i for i in info['instances'] if not i['ignore_flag']]
+            if usable:
+                kept.append(info)
+            else:
+                print_log(f'{info["img_path"]}: skipped for training, it '
+                          'has no usable box', logger='current',
+                          level=logging.WARNING)
+        return kept
+
+
+@DATASETS.register_module()
+class VOCBoxDataset(_BoxCheckMixin, BaseDetDataset):
+    """Boxes from PASCAL VOC XML files (``Annotations/<id>.xml``).
+
+    Args:
+        ann_file: image-id list, e.g. ``ImageSets/Segmentation/train.txt``.
+        img_subdir / ann_subdir: folders under ``data_root``.
+        img_suffix: image file suffix.
+        metainfo: ``dict(classes=...)``; defaults to the 20 VOC classes.
+
+    Boxes are converted from VOC's 1-based inclusive integers to continuous
+    ``(x1, y1, x2, y2)``; difficult objects are kept (their box is still a box).
+    """
+
+    METAINFO = dict(classes=VOC_CLASSES)
+
+    def __init__(self, img_subdir: str = 'JPEGImages',
+                 ann_subdir: str = 'Annotations', img_suffix: str = '.jpg',
+                 **kwargs) -> None:
+        self.img_subdir = img_subdir
+        self.ann_subdir = ann_subdir
+        self.img_suffix = img_suffix
+        super().__init__(**kwargs)
+
+    def load_data_list(self) -> List[dict]:
+        classes = self._metainfo['classes']
+        self.cat2label = {name: i for i, name in enumerate(classes)}
+        if not osp.isfile(self.ann_file):
+            raise FileNotFoundError(f'image list not found: {self.ann_file}')
+        img_ids = [i.strip() for i in list_from_file(self.ann_file)
+                   if i.strip()]
+        return [self._parse_image(img_id) for img_id in img_ids]
+
+    def _parse_image(self, img_id: str) -> dict:
+        root = self.data_root or ''
+        img_path = osp.join(root, self.img_subdir, img_id + self.img_suffix)
+        xml_path = osp.join(root, self.ann_subdir, img_id + '.xml')
+        if not osp.isfile(img_path):
+            raise FileNotFoundError(f'image file not found: {img_path} '
+                                    f'(listed in {self.ann_file})')
+        if not osp.isfile(xml_path):
+            raise FileNotFoundError(f'annotation file not found: {xml_path}')
+        try:
+            with get_local_path(xml_path) as local_path:
+                tree = ET.parse(local_path).getroot()
+            width = int(tree.find('size/width').text)
+            height = int(tree.find('size/height').text)
+            boxes, labels = [], []
+            for obj in tree.findall('object'):
+                name = obj.find('name').text.strip()
+                if name not in self.cat2label:
+                    raise BoxAnnotationError(
+                        f'{xml_path}: unknown class {name!r}; known classes: '
+                        f'{", ".join(self.cat2label)}')
+                bnd = obj.find('bndbox')
+                coords = [float(bnd.find(k).text)
+                          for k in ('xmin', 'ymin', 'xmax', 'ymax')]
+                boxes.append(voc_box_to_xyxy(*coords))
+                labels.append(self.cat2label[name])
+        except (ET.ParseError, AttributeError, TypeError, ValueError) as err:
+            if isinstance(err, BoxAnnotationError):
+                raise
+            raise BoxAnnotationError(
+                f'{xml_path}: malformed VOC annotation ({err})') from err
+        instances = self._checked_instances(boxes, labels, width, height,
+                                            xml_path)
+        return dict(img_path=img_path, img_id=img_id, xml_path=xml_path,
+                    height=height, width=width, instances=instances)
+
+
+@DATASETS.register_module()
+class CocoBoxDataset(_BoxCheckMixin, CocoDataset):
+    """Boxes (and, if present, masks) from a COCO json.
+
+    Unlike mmdet's ``CocoDataset`` it does not drop bad boxes silently and it
+    rejects annotations whose category is not in ``metainfo['classes']``.
+    Crowd annotations keep mmdet's meaning (``ignore_flag=1``).
+    """
+
+    def parse_data_info(self, raw_data_info: dict) -> dict:
+        img_info = raw_data_info['raw_img_info']
+        anns = raw_data_info['raw_ann_info']
+        img_path = osp.join(self.data_prefix.get('img', ''),
+                            img_info['file_name'])
+        if not osp.isfile(img_path):
+            raise FileNotFoundError(f'image file not found: {img_path} '
+                                    f'(listed in {self.ann_file})')
+        boxes, labels, extra = [], [], []
+        for ann in anns:
+            if ann['category_id'] not in self.cat2label:
+                raise BoxAnnotationError(
+                    f'{self.ann_file}: annotation {ann.get("id")} of image '
+                    f'{img_info["file_name"]} has unknown category_id '
+                    f'{ann["category_id"]}')
+            x, y, w, h = ann['bbox']
+            boxes.append([x, y, x + w, y + h])
+            labels.append(self.cat2label[ann['category_id']])
+            item = dict(ignore_flag=int(bool(ann.get('iscrowd', False))))
+            if ann.get('segmentation'):
+                item['mask'] = ann['segmentation']
+            extra.append(item)
+        instances = self._checked_instances(
+            boxes, labels, img_info['width'], img_info['height'],
+            f'{self.ann_file} ({img_info["file_name"]})', extra)
+        return dict(img_path=img_path, img_id=img_info['img_id'],
+                    seg_map_path=None, height=img_info['height'],
+                    width=img_info['width'], instances=instances)

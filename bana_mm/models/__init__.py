@@ -1,0 +1,8 @@
+"""Scope-neutral models, registered in mmengine's root ``MODELS`` registry.
+
+mmdet's and mmseg's registries are children of the root one, so these modules
+build under either default scope without importing the other library.
+"""
+from .backbones import VGG16LargeFOV
+
+__all__ = ['VGG16LargeFOV']

@@ -1,0 +1,4 @@
+"""Scope-neutral backbones (registered in mmengine's root ``MODELS``)."""
+from .vgg16_largefov import VGG16LargeFOV, load_vgg16_weights
+
+__all__ = ['VGG16LargeFOV', 'load_vgg16_weights']

@@ -1,0 +1,48 @@
+# Tiny CPU preset of stage 1, used by `make demo` and the tests: the embedded
+# synthetic dataset, a quarter-width VGG-16 LargeFOV trained from scratch,
+# 161 crops, batch 4. The maths is the paper's; only sizes shrink.
+_base_ = './bap_vgg16_voc.py'
+
+data_root = 'data/synthetic/'
+classes = ('disc', 'triangle', 'ring', 'star', 'blob')
+crop_size = (161, 161)
+width_mult = 0.25
+
+model = dict(
+    backbone=dict(width_mult=width_mult),
+    head=dict(in_channels=int(1024 * width_mult), num_classes=len(classes)))
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='RandomRescale', ratio_range=(0.5, 1.5)),
+    dict(type='RandomCrop', crop_size=crop_size, allow_negative_crop=False),
+    dict(type='PhotoMetricDistortion', brightness_delta=32,
+         contrast_range=(0.5, 1.5), saturation_range=(0.5, 1.5),
+         hue_delta=0),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs'),
+]
+train_dataloader = dict(
+    batch_size=4,
+    num_workers=1,
+    persistent_workers=False,
+    dataset=dict(data_root=data_root, metainfo=dict(classes=classes),
+                 ann_file='ImageSets/Segmentation/train.txt',
+                 pipeline=train_pipeline))
+val_dataloader = dict(
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(data_root=data_root, metainfo=dict(classes=classes),
+                 ann_file='ImageSets/Segmentation/val.txt'))
+test_dataloader = val_dataloader
+
+optim_wrapper = dict(optimizer=dict(lr=1e-2))
+param_scheduler = [
+    dict(type='MultiStepLR', by_epoch=False, milestones=[150], gamma=0.1)
+]
+train_cfg = dict(max_iters=200, val_interval=200)
+default_hooks = dict(
+    logger=dict(interval=10),
+    checkpoint=dict(interval=100, max_keep_ckpts=1))
+env_cfg = dict(dist_cfg=dict(backend='gloo'))
