@@ -1,0 +1,49 @@
+# bana-mm: `make demo` and `make test` install what is missing, then run.
+#
+#   make demo   install if needed, then the pipeline on the embedded dataset
+#   make test   install if needed, then the test suite
+#
+# Variables: PYTHON (interpreter for the venv), VENV (its folder),
+# TORCH (pip spec of torch; GPU users: install their own torch first and set
+# TORCH=), WHEELS (a folder of prebuilt wheels, used when it exists).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+WHEELS ?= ../shared/wheels
+DEMO_DIR ?= work_dirs/demo
+DEMO_STAGES ?= 1
+
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+CONSTRAINTS := -c requirements/constraints.txt
+FIND_LINKS := $(if $(wildcard $(WHEELS)/*.whl),--find-links $(WHEELS),)
+STAMP := $(VENV)/.bana-mm-installed
+
+.PHONY: install demo test benchmark clean-demo
+
+install: $(STAMP)
+
+$(STAMP): setup.py requirements/constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install $(CONSTRAINTS) "setuptools<82" wheel
+	$(if $(TORCH),$(PIP) install $(CONSTRAINTS) "$(TORCH)",)
+	# mmcv 2.1.0 with ops: a prebuilt wheel from $(WHEELS) when present,
+	# otherwise a ~22 min compile against the installed torch.
+	MMCV_WITH_OPS=1 $(PIP) install $(CONSTRAINTS) $(FIND_LINKS) \
+		--no-build-isolation mmcv==2.1.0
+	$(PIP) install $(CONSTRAINTS) $(FIND_LINKS) -e ".[tests]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) tools/run_pipeline.py --work-dir $(DEMO_DIR) --preset tiny \
+		--stages $(DEMO_STAGES)
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+benchmark: $(STAMP)
+	$(PY) tools/benchmarks/bap_vs_gap_step.py
+
+clean-demo:
+	rm -rf $(DEMO_DIR)

@@ -1,0 +1,29 @@
+"""Shared fixtures: the embedded synthetic dataset and the real shared data."""
+import os.path as osp
+import sys
+
+import pytest
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+SHARED_DATA = osp.join(osp.dirname(REPO), 'shared', 'data')
+
+
+@pytest.fixture(scope='session')
+def synthetic_root(tmp_path_factory) -> str:
+    """A small synthetic VOC/COCO dataset (16 train, 6 val images)."""
+    from bana_mm.datagen import generate_synthetic_dataset
+    root = str(tmp_path_factory.mktemp('synthetic'))
+    generate_synthetic_dataset(root, num_train=16, num_val=6, seed=0)
+    return root
+
+
+@pytest.fixture(scope='session')
+def coco128_voc20() -> str:
+    """../shared/data/coco128_voc20 (real COCO images); skipped if absent."""
+    root = osp.join(SHARED_DATA, 'coco128_voc20')
+    if not osp.isdir(root):
+        pytest.skip('../shared/data/coco128_voc20 is not available')
+    return root
