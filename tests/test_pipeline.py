@@ -1,0 +1,70 @@
+"""tools/run_pipeline.py: the one-command job and its summary.json."""
+import json
+import math
+import os.path as osp
+
+import pytest
+
+from bana_mm.apis import VOCLayout, parse_stages, run_pipeline
+from bana_mm.apis.pipeline import window_means
+
+SUMMARY_KEYS = {'iters', 'loss_first', 'loss_last', 'seconds', 'checkpoint'}
+
+
+def test_window_means_uses_first_and_last_tenth():
+    losses = [10.0] * 10 + [5.0] * 80 + [1.0, 3.0] * 5
+    assert window_means(losses) == (10.0, 2.0)
+    assert window_means([4.0, 2.0]) == (4.0, 2.0)
+    with pytest.raises(ValueError):
+        window_means([])
+
+
+def test_parse_stages():
+    assert parse_stages('2,1') == [1, 2]
+    with pytest.raises(ValueError):
+        parse_stages('one')
+
+
+def test_stage1_writes_summary(synthetic_root, tmp_path):
+    work = str(tmp_path / 'work')
+    summary = run_pipeline(work, synthetic_root, preset='tiny', stages=[1],
+                           max_iters=12)
+    on_disk = json.load(open(osp.join(work, 'summary.json')))
+    assert on_disk == summary
+    stage1 = on_disk['stage1']
+    assert set(stage1) == SUMMARY_KEYS
+    assert stage1['iters'] == 12
+    assert math.isfinite(stage1['loss_first'])
+    assert math.isfinite(stage1['loss_last'])
+    assert stage1['seconds'] > 0
+    assert osp.isfile(stage1['checkpoint'])
+    # later stages merge into the same file
+    from bana_mm.apis.pipeline import update_summary
+    merged = update_summary(osp.join(work, 'summary.json'),
+                            dict(stage2=dict(images=1)))
+    assert merged['stage1'] == stage1 and merged['stage2'] == {'images': 1}
+
+
+def test_cli_generates_the_default_dataset(tmp_path, capsys):
+    from tools import run_pipeline as cli
+    work = str(tmp_path / 'demo')
+    summary = cli.main(['--work-dir', work, '--max-iters', '6'])
+    assert osp.isfile(osp.join(work, 'synthetic_data', 'class_names.txt'))
+    assert summary['stage1']['iters'] == 6
+    assert 'summary written to' in capsys.readouterr().out
+
+
+def test_real_voc_layout_folder(coco128_voc20, tmp_path):
+    layout = VOCLayout.inspect(coco128_voc20)
+    assert len(layout.classes) == 20 and layout.classes[0] == 'aeroplane'
+    summary = run_pipeline(str(tmp_path), coco128_voc20, max_iters=4)
+    assert summary['stage1']['iters'] == 4
+
+
+def test_bad_requests_fail_clearly(tmp_path, synthetic_root):
+    with pytest.raises(FileNotFoundError, match='JPEGImages'):
+        VOCLayout.inspect(str(tmp_path))
+    with pytest.raises(NotImplementedError, match='stage'):
+        run_pipeline(str(tmp_path / 'w'), synthetic_root, stages=[1, 4])
+    with pytest.raises(ValueError, match='preset'):
+        run_pipeline(str(tmp_path / 'w'), synthetic_root, preset='huge')
