@@ -12,9 +12,6 @@ logic is usable from scripts and tests without building any model.
 from __future__ import annotations
 
 import logging
-import os
-import os.path as osp
-import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Tuple
@@ -25,6 +22,7 @@ from torch import Tensor
 
 from bana_mm.models.backbones.vgg16_largefov import \
     vgg16_largefov_param_shapes
+from bana_mm.utils.io import atomic_open
 
 #: Top-level / state-dict entries of training checkpoints that are not model
 #: weights; they are dropped with a warning instead of failing.
@@ -223,21 +221,8 @@ def convert_bana_stage1(src_state: Mapping,
 
 def save_checkpoint_atomic(checkpoint: dict, dst: str) -> None:
     """``torch.save`` to ``dst`` via a temporary file and ``os.replace``."""
-    dst = osp.abspath(dst)
-    dst_dir = osp.dirname(dst)
-    os.makedirs(dst_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f'.{osp.basename(dst)}.', suffix='.tmp', dir=dst_dir)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_open(dst) as f:
+        torch.save(checkpoint, f)
 
 
 def convert_file(src: str,
