@@ -1,6 +1,7 @@
 """Stage 1 end to end: training lowers the loss, checkpoints resume and test."""
 import json
 import os.path as osp
+import uuid
 
 import numpy as np
 import pytest
@@ -20,36 +21,33 @@ def trained(synthetic_root, tmp_path_factory):
     """40 iterations of the tiny preset through tools/train.py."""
     from tools import train
     work_dir = str(tmp_path_factory.mktemp('stage1'))
-    train.main([TINY, '--work-dir', work_dir, '--cfg-options',
-                *_data_options(synthetic_root), 'train_cfg.max_iters=40',
-                'train_cfg.val_interval=40', 'default_hooks.checkpoint.interval=20',
-                'default_hooks.checkpoint.max_keep_ckpts=3', 'randomness.seed=0'])
-    return work_dir
-
-
-def _losses(work_dir: str) -> list:
-    logs = sorted(p for p in __import__('glob').glob(
-        osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
-    records = [json.loads(line) for line in open(logs[-1])]
-    return [r['loss'] for r in records if 'loss' in r]
+    runner = train.main([
+        TINY, '--work-dir', work_dir, '--cfg-options',
+        *_data_options(synthetic_root), 'train_cfg.max_iters=60',
+        'train_cfg.val_interval=60', 'default_hooks.checkpoint.interval=20',
+        'default_hooks.checkpoint.max_keep_ckpts=4', 'randomness.seed=0',
+        f'experiment_name=stage1_test_{uuid.uuid4().hex[:8]}'])
+    losses = runner.message_hub.get_scalar('train/loss').data[0]
+    return work_dir, list(losses)
 
 
 def test_training_lowers_the_loss(trained):
-    losses = _losses(trained)
-    assert len(losses) >= 4
+    _, losses = trained
+    assert len(losses) == 60
     assert all(np.isfinite(losses))
-    first, last = np.mean(losses[:2]), np.mean(losses[-2:])
-    assert last < 0.95 * first, losses
+    first, last = np.mean(losses[:10]), np.mean(losses[-10:])
+    assert last < 0.95 * first, (first, last)
 
 
 def test_checkpoint_loads_with_weights_only(trained):
-    path = osp.join(trained, 'iter_40.pth')
+    path = osp.join(trained[0], 'iter_60.pth')
     ckpt = torch.load(path, map_location='cpu')  # weights_only=True default
     assert 'head.classifier.weight' in ckpt['state_dict']
-    assert ckpt['meta']['iter'] == 40
+    assert ckpt['meta']['iter'] == 60
 
 
 def test_resume_continues_from_the_checkpoint(trained, synthetic_root):
+    trained = trained[0]
     from mmengine.config import Config
     from mmengine.runner import Runner
     from tools import train
@@ -70,9 +68,10 @@ def test_resume_continues_from_the_checkpoint(trained, synthetic_root):
 
 def test_tools_test_reports_box_accuracy(trained, synthetic_root, tmp_path):
     from tools import test
+    trained = trained[0]
     out = str(tmp_path / 'metrics.json')
     metrics = test.main([
-        TINY, osp.join(trained, 'iter_40.pth'), '--work-dir',
+        TINY, osp.join(trained, 'iter_60.pth'), '--work-dir',
         str(tmp_path), '--out', out, '--cfg-options',
         *_data_options(synthetic_root)])
     assert 0.0 <= metrics['box_cls/accuracy'] <= 100.0

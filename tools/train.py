@@ -59,10 +59,11 @@ def build_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> Runner:
     args = parse_args(argv)
     runner = Runner.from_cfg(build_config(args))
     runner.train()
+    return runner
 
 
 if __name__ == '__main__':
