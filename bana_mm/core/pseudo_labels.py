@@ -146,15 +146,15 @@ def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
 
 
 def _as_boxes(boxes: ArrayLike) -> Tensor:
-    return torch.as_tensor(np.asarray(boxes, dtype=np.float32)
-                           if not isinstance(boxes, Tensor) else boxes,
-                           dtype=torch.float32).reshape(-1, 4)
+    if not isinstance(boxes, Tensor):
+        boxes = np.asarray(boxes, dtype=np.float32)
+    return torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
 
 
 def _as_labels(labels: ArrayLike) -> Tensor:
-    return torch.as_tensor(np.asarray(labels, dtype=np.int64)
-                           if not isinstance(labels, Tensor) else labels,
-                           dtype=torch.long).reshape(-1)
+    if not isinstance(labels, Tensor):
+        labels = np.asarray(labels, dtype=np.int64)
+    return torch.as_tensor(labels, dtype=torch.long).reshape(-1)
 
 
 def present_class_ids(labels: ArrayLike) -> Tensor:
@@ -330,16 +330,14 @@ def background_unary(feat: Tensor, boxes: ArrayLike,
     h, w = feat.shape[1:]
     boxes = _as_boxes(boxes).to(feat.dtype)
     masks = box_masks_at(boxes, input_hw, (h, w))
-    inside = masks.any(dim=0) if len(masks) else torch.zeros(
-        (h, w), dtype=torch.bool)
+    inside = masks.any(dim=0)  # all False for no boxes
     valid = None
     if image_hw is not None and tuple(image_hw) != tuple(input_hw):
         H, W = image_hw
         valid = box_masks_at(boxes.new_tensor([[0, 0, W, H]]), input_hw,
                              (h, w))[0]
         inside = inside & valid
-    background = definite_background(masks, valid) if len(masks) else (
-        valid if valid is not None else torch.ones((h, w), dtype=torch.bool))
+    background = definite_background(masks, valid)
     queries, ok = grid_queries(feat, background, 1)
     similarity = None
     if ok.any():
@@ -363,14 +361,14 @@ def normalise_per_box(cams: Tensor, box_masks: Tensor,
     covers no position).
     """
     out = torch.zeros_like(cams)
-    for mask, k in zip(box_masks, box_channels.tolist()):
-        if not mask.any():
-            continue
-        peak = cams[k][mask].max()
-        if peak <= 0:
-            continue
-        out[k] = torch.where(mask, torch.maximum(out[k], cams[k] / peak),
-                             out[k])
+    if len(box_masks) == 0:
+        return out
+    per_box = cams[box_channels] * box_masks.to(cams.dtype)  # (N, h, w)
+    peaks = per_box.flatten(1).amax(dim=1)  # CAMs are >= 0
+    scaled = per_box / torch.where(peaks > 0, peaks,
+                                   torch.ones_like(peaks))[:, None, None]
+    for k in torch.unique(box_channels).tolist():
+        out[k] = scaled[box_channels == k].amax(dim=0)
     return out
 
 
@@ -379,7 +377,8 @@ def _agnostic_set(class_ids: Tensor, class_weights: Optional[Tensor],
     """Map ids that have no usable classifier weight."""
     rows = 0 if class_weights is None else class_weights.shape[0]
     explicit = {int(c) + 1 for c in agnostic_classes}
-    return {cid for cid in class_ids.tolist() if cid in explicit or cid >= rows}
+    return {cid for cid in class_ids.tolist()
+            if cid in explicit or cid >= rows}
 
 
 def _class_channels(class_ids: Tensor, labels: Tensor) -> Tensor:
@@ -579,8 +578,7 @@ def retrieval_maps(feat: Tensor, ycrf: ArrayLike,
     scores = similarity_maps(feat, protos, resampler, mode, norms)
     scores = scores * has[:, None, None].to(scores.dtype)
     box_masks = pixel_box_masks(boxes, image_hw)
-    inside = box_masks.any(dim=0) if len(box_masks) else torch.zeros(
-        image_hw, dtype=torch.bool)
+    inside = box_masks.any(dim=0)
     scores[0] = torch.where(inside, scores[0], torch.ones_like(scores[0]))
     per_class = class_box_masks(box_masks, labels, class_ids)
     scores[1:] = scores[1:] * per_class.to(scores.dtype)
@@ -626,8 +624,7 @@ def _unaries_at_image(feat, class_weights, boxes, labels, class_ids,
     """u0 and class unaries for ``upsample`` in ('maps', 'features')."""
     image_hw = resampler.image_hw
     box_masks = pixel_box_masks(boxes, image_hw)
-    inside = box_masks.any(dim=0) if len(box_masks) else torch.zeros(
-        image_hw, dtype=torch.bool)
+    inside = box_masks.any(dim=0)
     similarity = None
     if not inside.all():
         query, _ = resampler.region_means(feat, (~inside)[None])
@@ -652,8 +649,7 @@ def _unaries_upsampled(feat, class_weights, boxes, labels, class_ids,
     _, uc_f = class_unaries(feat, class_weights, boxes, labels,
                             resampler.input_hw, u0_f, cfg.agnostic_classes)
     box_masks = pixel_box_masks(boxes, resampler.image_hw)
-    inside = box_masks.any(dim=0) if len(box_masks) else torch.zeros(
-        resampler.image_hw, dtype=torch.bool)
+    inside = box_masks.any(dim=0)
     u0 = torch.where(inside, resampler.up(u0_f[None])[0],
                      torch.ones(resampler.image_hw))
     per_class = class_box_masks(box_masks, labels, class_ids)
