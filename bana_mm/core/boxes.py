@@ -1,6 +1,7 @@
 """Box annotation checks shared by every box dataset (registry-free)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import List, Sequence, Tuple
 
@@ -29,6 +30,10 @@ def clip_boxes(boxes: Sequence[Sequence[float]], labels: Sequence[int],
     out = CheckedBoxes()
     for index, (box, label) in enumerate(zip(boxes, labels)):
         x1, y1, x2, y2 = (float(v) for v in box)
+        if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
+            out.dropped.append(
+                f'box #{index} {[x1, y1, x2, y2]} has a non-finite coordinate')
+            continue
         cx1, cy1 = min(max(x1, 0.0), width), min(max(y1, 0.0), height)
         cx2, cy2 = min(max(x2, 0.0), width), min(max(y2, 0.0), height)
         if cx2 - cx1 <= 0 or cy2 - cy1 <= 0:

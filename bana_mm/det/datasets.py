@@ -152,11 +152,24 @@ class CocoBoxDataset(_BoxCheckMixin, CocoDataset):
     Crowd annotations keep mmdet's meaning (``ignore_flag=1``).
     """
 
+    def load_data_list(self) -> List[dict]:
+        try:
+            return super().load_data_list()
+        except (ValueError, KeyError, TypeError) as err:
+            if isinstance(err, BoxAnnotationError):
+                raise
+            raise BoxAnnotationError(
+                f'{self.ann_file}: malformed COCO annotation file '
+                f'({type(err).__name__}: {err})') from err
+
     def parse_data_info(self, raw_data_info: dict) -> dict:
         img_info = raw_data_info['raw_img_info']
         anns = raw_data_info['raw_ann_info']
-        img_path = osp.join(self.data_prefix.get('img', ''),
-                            img_info['file_name'])
+        # mmdet configs name the image prefix 'img'; BaseDataset's default
+        # 'img_path' already holds data_root.
+        prefix = self.data_prefix.get('img',
+                                      self.data_prefix.get('img_path', ''))
+        img_path = osp.join(prefix, img_info['file_name'])
         if not osp.isfile(img_path):
             raise FileNotFoundError(f'image file not found: {img_path} '
                                     f'(listed in {self.ann_file})')
@@ -167,7 +180,7 @@ class CocoBoxDataset(_BoxCheckMixin, CocoDataset):
                     f'{self.ann_file}: annotation {ann.get("id")} of image '
                     f'{img_info["file_name"]} has unknown category_id '
                     f'{ann["category_id"]}')
-            x, y, w, h = ann['bbox']
+            x, y, w, h = (float(v) for v in ann['bbox'])
             boxes.append([x, y, x + w, y + h])
             labels.append(self.cat2label[ann['category_id']])
             item = dict(ignore_flag=int(bool(ann.get('iscrowd', False))))

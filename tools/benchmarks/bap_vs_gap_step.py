@@ -26,8 +26,12 @@ there is no per-step allocator high-water mark, and ``ru_maxrss`` is
 monotonic over the process so it cannot separate interleaved modes; instead a
 background thread samples the resident set size from ``/proc/self/statm``
 every 0.5 ms during dedicated (untimed) steps, and the peak RSS delta over
-the RSS before the step is reported. ``ru_maxrss`` of the whole process is
-printed too. The sampler is off while timing.
+the RSS before the step is reported (glibc ``malloc_trim(0)`` first, so the
+baseline does not hold memory freed by the previous step). ``ru_maxrss`` of
+the whole process is printed too. The sampler is off while timing. On every
+device the exact bytes autograd saves for backward (distinct storages,
+parameters excluded) are reported for the whole model and for the head
+alone: noise-free activation memory, the figure to compare BAP and GAP by.
 
 Default run (tiny preset: width 0.25, crop 161, batch 4, random boxes;
 about half a minute on a 2-core CPU)::
@@ -139,7 +143,8 @@ def load_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
-def build_models(cfg: Config, device: torch.device) -> Dict[str, torch.nn.Module]:
+def build_models(cfg: Config,
+                 device: torch.device) -> Dict[str, torch.nn.Module]:
     from mmdet.registry import MODELS
     models = {}
     for mode in MODES:
@@ -439,7 +444,8 @@ def main(argv=None) -> dict:
           f'{cfg.model.head.in_channels}, norm='
           f'{cfg.model.backbone.get("norm_cfg")})')
     print(f'  device     : {device} | torch {torch.__version__} | threads '
-          f'{torch.get_num_threads()} | {platform.processor() or platform.machine()}')
+          f'{torch.get_num_threads()} | '
+          f'{platform.processor() or platform.machine()}')
     print(f'  batch      : {args.batch_size} x 3 x {h} x {w} ({args.data}), '
           f'features {feats.shape[1]} x {fh} x {fw}, boxes/image '
           f'{num_boxes}')
@@ -494,7 +500,7 @@ def main(argv=None) -> dict:
     if device.type != 'cuda':
         maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         print(f'  process ru_maxrss (both modes, whole run): {mib(maxrss)}')
-    print(f'  final losses: ' + ', '.join(
+    print('  final losses: ' + ', '.join(
         f'{m} {last_vars[m]["loss"]:.4f}' for m in MODES))
     print(f'  measured in {total_s:.1f} s')
     return dict(step_ms=step_ms, head_fwd_ms=head_fwd_ms,
