@@ -3,8 +3,7 @@
 Configs load them with
 ``custom_imports = dict(imports=['bana_mm.det'], allow_failed_imports=False)``.
 """
-import bana_mm  # noqa: F401  (checkpoint compatibility, scope-neutral modules)
-import bana_mm.datasets  # noqa: F401
+import bana_mm  # noqa: F401  (checkpoint loading, scope-neutral registrations)
 
 from .bap_classifier import BAPClassifier
 from .bap_head import BAPHead
