@@ -254,22 +254,15 @@ def test_voc_unknown_class_is_an_error(root):
     assert 'hexagon' in str(err.value)
 
 
-def test_voc_missing_image_is_an_error(root):
+@pytest.mark.parametrize('folder,suffix', [('JPEGImages', '.jpg'),
+                                           ('Annotations', '.xml')])
+def test_voc_missing_file_is_an_error(root, folder, suffix):
     img_id = ids_of(root)[1]
-    img = root / 'JPEGImages' / f'{img_id}.jpg'
-    img.unlink()
+    missing = root / folder / f'{img_id}{suffix}'
+    missing.unlink()
     with pytest.raises(FileNotFoundError) as err:
         voc(root, 'ImageSets/Segmentation/train.txt')
-    assert str(img) in str(err.value)
-
-
-def test_voc_missing_xml_is_an_error(root):
-    img_id = ids_of(root)[1]
-    xml = root / 'Annotations' / f'{img_id}.xml'
-    xml.unlink()
-    with pytest.raises(FileNotFoundError) as err:
-        voc(root, 'ImageSets/Segmentation/train.txt')
-    assert str(xml) in str(err.value)
+    assert str(missing) in str(err.value)
 
 
 def test_voc_missing_image_list_is_an_error(root):
