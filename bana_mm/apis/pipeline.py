@@ -78,7 +78,7 @@ def window_means(losses: Sequence[float], share: float = 0.1) -> tuple:
 
 
 def stage1_config(layout: VOCLayout, work_dir: str, preset: str = 'tiny',
-                  max_iters: Optional[int] = None, device: str = 'auto',
+                  max_iters: Optional[int] = None,
                   cfg_options: Optional[dict] = None):
     """The stage-1 config of ``preset`` pointed at ``layout``."""
     from mmengine.config import Config
@@ -107,8 +107,6 @@ def stage1_config(layout: VOCLayout, work_dir: str, preset: str = 'tiny',
         1, cfg.train_cfg.max_iters // 10)
     cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
         dict(type='ProgressBarHook')]
-    if device == 'cpu':
-        cfg.env_cfg.dist_cfg = dict(backend='gloo')
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     return cfg
