@@ -14,6 +14,7 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import bana_mm  # noqa: E402,F401  (checkpoint loading on torch >= 2.6)
+from bana_mm.utils.dist import init_distributed  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -61,7 +62,12 @@ def build_config(args: argparse.Namespace) -> Config:
 
 def main(argv=None) -> Runner:
     args = parse_args(argv)
-    runner = Runner.from_cfg(build_config(args))
+    cfg = build_config(args)
+    # CPU-only machines: gloo without mmengine's unconditional cuda call
+    init_distributed(args.launcher,
+                     cfg.get('env_cfg', {}).get('dist_cfg', {}).get(
+                         'backend', 'nccl'))
+    runner = Runner.from_cfg(cfg)
     runner.train()
     return runner
 

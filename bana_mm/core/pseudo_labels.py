@@ -657,38 +657,52 @@ def _unaries_upsampled(feat, class_weights, boxes, labels, class_ids,
     return u0, unaries, inside
 
 
-def generate_pseudo_labels(image_rgb: np.ndarray, feat: Tensor,
-                           class_weights: Optional[Tensor], boxes: ArrayLike,
-                           labels: ArrayLike,
-                           input_hw: Optional[Tuple[int, int]] = None,
-                           cfg: Optional[PseudoLabelConfig] = None
-                           ) -> PseudoLabels:
-    """Ycrf and Yret for one image (paper §3.2, SPEC §2).
+@dataclass
+class PreparedImage:
+    """Everything :func:`finish_pseudo_labels` needs after the network ran:
+    the unaries and CRF input of one image (the GPU / main-process half of
+    :func:`generate_pseudo_labels`). Picklable, so the CPU half can run in a
+    worker process."""
+    image: np.ndarray
+    feat: Tensor
+    class_weights: Optional[Tensor]
+    boxes: Tensor
+    labels: Tensor
+    input_hw: Tuple[int, int]
+    class_ids: Tensor
+    u0: Tensor
+    unaries: Tensor
+    probs: Tensor
+    per_class: Tensor
+    norms: Optional[Tensor]
+    cfg: PseudoLabelConfig
+    unary_seconds: float = 0.0
 
-    Args:
-        image_rgb: (H, W, 3) uint8 RGB image (the DenseCRF colours).
-        feat: (D, h, w) (or (1, D, h, w)) features of the network input.
-        class_weights: (L + 1, D) classifier weight (row 0 background), or
-            None (every class agnostic, needs ``background='attention'``).
-        boxes: (N, 4) image-pixel boxes; labels: (N,) 0-based classes.
-        input_hw: (Hin, Win) of the (padded) network input; default (H, W).
-        cfg: options, SPEC defaults.
-    """
+
+def prepare_pseudo_labels(image_rgb: np.ndarray, feat: Tensor,
+                          class_weights: Optional[Tensor], boxes: ArrayLike,
+                          labels: ArrayLike,
+                          input_hw: Optional[Tuple[int, int]] = None,
+                          cfg: Optional[PseudoLabelConfig] = None
+                          ) -> PreparedImage:
+    """Unaries u0 (eq. 7 with the 0.99 threshold), u_c (eqs. 5-6) and the
+    CRF input of one image; arguments as :func:`generate_pseudo_labels`."""
     cfg = cfg or PseudoLabelConfig()
     t0 = time.perf_counter()
     image = np.ascontiguousarray(image_rgb, dtype=np.uint8)
     H, W = image.shape[:2]
     with torch.no_grad():
-        feat = torch.as_tensor(feat, dtype=torch.float32)
+        feat = torch.as_tensor(feat, dtype=torch.float32).detach().cpu()
         if feat.dim() == 4:
             feat = feat[0]
         if class_weights is not None:
-            class_weights = torch.as_tensor(class_weights,
-                                            dtype=torch.float32)
+            class_weights = torch.as_tensor(
+                class_weights, dtype=torch.float32).detach().cpu()
             class_weights = class_weights.reshape(class_weights.shape[0], -1)
         boxes, labels = _as_boxes(boxes), _as_labels(labels)
-        resampler = BilinearResampler(feat.shape[1:], input_hw or (H, W),
-                                      (H, W), cfg.align_corners)
+        input_hw = tuple(int(v) for v in (input_hw or (H, W)))
+        resampler = BilinearResampler(feat.shape[1:], input_hw, (H, W),
+                                      cfg.align_corners)
         class_ids = present_class_ids(labels)
         agnostic = _agnostic_set(class_ids, class_weights,
                                  cfg.agnostic_classes)
@@ -712,28 +726,64 @@ def generate_pseudo_labels(image_rgb: np.ndarray, feat: Tensor,
         probs = crf_probabilities(unaries, boxes)
         per_class = class_box_masks(pixel_box_masks(boxes, (H, W)), labels,
                                     class_ids)
+    return PreparedImage(
+        image=image, feat=feat, class_weights=class_weights, boxes=boxes,
+        labels=labels, input_hw=input_hw, class_ids=class_ids, u0=u0,
+        unaries=unaries, probs=probs, per_class=per_class, norms=norms,
+        cfg=cfg, unary_seconds=time.perf_counter() - t0)
+
+
+def finish_pseudo_labels(prep: PreparedImage) -> PseudoLabels:
+    """DenseCRF, Ycrf and Yret (eqs. 8-9) of a prepared image (the CPU
+    half of :func:`generate_pseudo_labels`)."""
+    cfg = prep.cfg
     t1 = time.perf_counter()
-    if len(class_ids):
-        marginals = dense_crf(image, probs, cfg.crf_gaussian,
+    if len(prep.class_ids):
+        marginals = dense_crf(prep.image, prep.probs, cfg.crf_gaussian,
                               cfg.crf_bilateral, cfg.crf_iterations,
                               cfg.prob_clip)
     else:  # nothing to segment: all background
-        marginals = probs.numpy().astype(np.float32)
-    ycrf = ycrf_from_marginals(marginals, per_class, class_ids.numpy())
+        marginals = prep.probs.numpy().astype(np.float32)
+    ycrf = ycrf_from_marginals(marginals, prep.per_class,
+                               prep.class_ids.numpy())
     t2 = time.perf_counter()
     yret = scores = None
     if cfg.compute_yret:
+        resampler = BilinearResampler(prep.feat.shape[1:], prep.input_hw,
+                                      ycrf.shape, cfg.align_corners)
         with torch.no_grad():
             channel_ids, scores_t, _ = retrieval_maps(
-                feat, ycrf, class_weights, boxes, labels,
+                prep.feat, ycrf, prep.class_weights, prep.boxes, prep.labels,
                 upsample=cfg.upsample, agnostic_classes=cfg.agnostic_classes,
-                resampler=resampler, norms=norms)
+                resampler=resampler, norms=prep.norms)
         yret = _labels_from_channels(scores_t.argmax(dim=0).numpy(),
                                      channel_ids[1:].numpy())
         scores = scores_t.numpy()
     t3 = time.perf_counter()
     return PseudoLabels(
-        ycrf=ycrf, yret=yret, class_ids=class_ids.numpy(), u0=u0.numpy(),
-        unaries=unaries.numpy(), probs=probs.numpy(), marginals=marginals,
-        retrieval_scores=scores, unary_seconds=t1 - t0, crf_seconds=t2 - t1,
-        retrieval_seconds=t3 - t2)
+        ycrf=ycrf, yret=yret, class_ids=prep.class_ids.numpy(),
+        u0=prep.u0.numpy(), unaries=prep.unaries.numpy(),
+        probs=prep.probs.numpy(), marginals=marginals,
+        retrieval_scores=scores, unary_seconds=prep.unary_seconds,
+        crf_seconds=t2 - t1, retrieval_seconds=t3 - t2)
+
+
+def generate_pseudo_labels(image_rgb: np.ndarray, feat: Tensor,
+                           class_weights: Optional[Tensor], boxes: ArrayLike,
+                           labels: ArrayLike,
+                           input_hw: Optional[Tuple[int, int]] = None,
+                           cfg: Optional[PseudoLabelConfig] = None
+                           ) -> PseudoLabels:
+    """Ycrf and Yret for one image (paper §3.2, SPEC §2).
+
+    Args:
+        image_rgb: (H, W, 3) uint8 RGB image (the DenseCRF colours).
+        feat: (D, h, w) (or (1, D, h, w)) features of the network input.
+        class_weights: (L + 1, D) classifier weight (row 0 background), or
+            None (every class agnostic, needs ``background='attention'``).
+        boxes: (N, 4) image-pixel boxes; labels: (N,) 0-based classes.
+        input_hw: (Hin, Win) of the (padded) network input; default (H, W).
+        cfg: options, SPEC defaults.
+    """
+    return finish_pseudo_labels(prepare_pseudo_labels(
+        image_rgb, feat, class_weights, boxes, labels, input_hw, cfg))

@@ -1,4 +1,4 @@
-"""Scope-neutral engine parts (hooks), registered in mmengine's root registry."""
-from .hooks import ProgressBarHook
+"""Scope-neutral hooks (mmengine root registry)."""
+from .hooks import ProgressBarHook, PseudoLabelHook
 
-__all__ = ['ProgressBarHook']
+__all__ = ['ProgressBarHook', 'PseudoLabelHook']

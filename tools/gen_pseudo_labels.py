@@ -1,0 +1,110 @@
+"""Stage 2: pseudo labels Ycrf / Yret for a box dataset from a stage-1
+checkpoint (SPEC §2), with scores and pictures.
+
+    python tools/gen_pseudo_labels.py CONFIG CHECKPOINT --data-root DIR \\
+        --out-dir DIR [--split ANN_FILE] [--workers N] [--num-vis K] \\
+        [--upsample maps|features|unaries] [--launcher none|pytorch]
+
+CONFIG is the stage-1 config the checkpoint was trained with; its training
+set definition (dataset type, classes) with its test pipeline is labelled,
+at ``--data-root`` and ``--split`` (the ``ann_file``: an image list for VOC
+layout, a json for COCO). Writes OUT/Ycrf/<id>.png, OUT/Yret/<id>.png, the
+overlay sheets OUT/vis/, OUT/run.json and, with ground truth, OUT/metrics.json
+(COCO input: also OUT/instances_ycrf.json / instances_yret.json and their
+mask AP). A rerun skips finished images. Several processes:
+``torchrun --nproc_per_node N tools/gen_pseudo_labels.py ... --launcher
+pytorch`` (each image is labelled by exactly one rank).
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+from mmengine.config import Config, DictAction  # noqa: E402
+
+import bana_mm  # noqa: E402,F401  (checkpoint loading on torch >= 2.6)
+from bana_mm.core.pseudo_labels import (THRESHOLD_REFERENCES,  # noqa: E402
+                                        UPSAMPLE_MODES, PseudoLabelConfig)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Generate stage-2 pseudo labels (Ycrf, Yret)')
+    parser.add_argument('config', help='stage-1 config file')
+    parser.add_argument('checkpoint', help='stage-1 checkpoint')
+    parser.add_argument('--data-root', help='dataset folder (default: the '
+                        "config's data_root)")
+    parser.add_argument('--out-dir', required=True, help='output folder')
+    parser.add_argument('--split', help='ann_file to label (default: the '
+                        "config's training split)")
+    parser.add_argument('--workers', type=int, default=1,
+                        help='DenseCRF processes per rank (0 = inline)')
+    parser.add_argument('--num-vis', type=int, default=4,
+                        help='overlay sheets for the first K images')
+    parser.add_argument('--upsample', choices=UPSAMPLE_MODES,
+                        default='maps')
+    parser.add_argument('--threshold-reference', choices=THRESHOLD_REFERENCES,
+                        default='image')
+    parser.add_argument('--no-u0', action='store_true',
+                        help='the "Ycrf w/o u0" ablation')
+    parser.add_argument('--no-eval', action='store_true',
+                        help='do not write metrics.json')
+    parser.add_argument('--no-grabcut', action='store_true',
+                        help='leave the (slow) GrabCut baseline out')
+    parser.add_argument('--device', help='cpu, cuda, ... (default: auto)')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config settings, key=value (xxx=yyy format)')
+    parser.add_argument('--launcher', default='none',
+                        choices=['none', 'pytorch', 'slurm', 'mpi'])
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    if args.workers < 0:
+        parser.error('--workers must be >= 0')
+    return args
+
+
+def main(argv=None) -> dict:
+    import torch
+    from mmengine.dist import get_rank
+    from mmengine.logging import MMLogger
+
+    from bana_mm.apis.stage2 import (Stage2Options, build_label_dataset,
+                                     describe, load_stage1_model,
+                                     model_classes, run_stage2)
+    args = parse_args(argv)
+    for path in (args.config, args.checkpoint):
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'no such file: {path}')
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    device = args.device
+    if args.launcher != 'none':
+        from bana_mm.utils.dist import init_distributed
+        init_distributed(args.launcher)
+        if device is None and torch.cuda.is_available():
+            device = f'cuda:{torch.cuda.current_device()}'
+    logger = MMLogger.get_instance(
+        'bana_mm_stage2', log_level='INFO' if get_rank() == 0 else 'ERROR')
+    model, meta = load_stage1_model(cfg, args.checkpoint, device)
+    dataset = build_label_dataset(cfg, args.data_root, args.split)
+    options = Stage2Options(
+        workers=args.workers, num_vis=args.num_vis,
+        evaluate=not args.no_eval, grabcut=not args.no_grabcut,
+        labels=PseudoLabelConfig(
+            upsample=args.upsample,
+            threshold_reference=args.threshold_reference,
+            background='cam' if args.no_u0 else 'attention'))
+    logger.info(f'stage 2: {len(dataset)} images -> {args.out_dir}')
+    run = run_stage2(model, dataset, args.out_dir, options,
+                     trained_classes=model_classes(cfg, meta))
+    logger.info(describe(run, args.out_dir))
+    return run
+
+
+if __name__ == '__main__':
+    main()
