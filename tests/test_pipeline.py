@@ -1,6 +1,7 @@
 """tools/run_pipeline.py: the one-command job and its summary.json."""
 import json
 import math
+import os
 import os.path as osp
 
 import pytest
@@ -8,6 +9,10 @@ import pytest
 from bana_mm.apis import VOCLayout, parse_stages, run_pipeline
 from bana_mm.apis.pipeline import window_means
 
+STAGE2_KEYS = {'images', 'seconds_per_image', 'miou', 's_share',
+               's_accuracy', 'out_dir'}
+STAGE3_KEYS = {'iters', 'loss_first', 'loss_last', 'miou_val',
+               'miou_val_crf', 'checkpoint'}
 SUMMARY_KEYS = {'iters', 'loss_first', 'loss_last', 'seconds', 'checkpoint'}
 
 
@@ -45,12 +50,28 @@ def test_stage1_writes_summary(synthetic_root, tmp_path):
     assert merged['stage1'] == stage1 and merged['stage2'] == {'images': 1}
 
 
-def test_cli_generates_the_default_dataset(tmp_path, capsys):
+def test_cli_runs_all_stages_on_the_default_dataset(tmp_path, capsys):
     from tools import run_pipeline as cli
     work = str(tmp_path / 'demo')
-    summary = cli.main(['--work-dir', work, '--max-iters', '6'])
+    summary = cli.main(['--work-dir', work, '--max-iters', '6',
+                        '--workers', '0'])
     assert osp.isfile(osp.join(work, 'synthetic_data', 'class_names.txt'))
     assert summary['stage1']['iters'] == 6
+    stage2 = summary['stage2']
+    assert STAGE2_KEYS <= set(stage2)
+    with open(osp.join(work, 'synthetic_data', 'ImageSets', 'Segmentation',
+                       'train.txt')) as f:
+        train_ids = [line.strip() for line in f if line.strip()]
+    assert stage2['images'] == stage2['written'] == len(train_ids)
+    assert len(os.listdir(osp.join(stage2['out_dir'], 'Yret'))) == \
+        len(train_ids)
+    assert set(stage2['miou']) == {'ycrf', 'yret', 'box', 'grabcut'}
+    assert 0 < stage2['s_share'] <= 1 and 0 <= stage2['s_accuracy'] <= 1
+    assert len(os.listdir(stage2['pictures'])) == 4
+    stage3 = summary['stage3']
+    assert set(stage3) == STAGE3_KEYS
+    assert stage3['iters'] == 6 and osp.isfile(stage3['checkpoint'])
+    assert 0 <= stage3['miou_val'] <= 1 and 0 <= stage3['miou_val_crf'] <= 1
     assert 'summary written to' in capsys.readouterr().out
 
 
@@ -64,7 +85,9 @@ def test_real_voc_layout_folder(coco128_voc20, tmp_path):
 def test_bad_requests_fail_clearly(tmp_path, synthetic_root):
     with pytest.raises(FileNotFoundError, match='JPEGImages'):
         VOCLayout.inspect(str(tmp_path))
-    with pytest.raises(NotImplementedError, match='stage'):
+    with pytest.raises(ValueError, match='unknown stage'):
         run_pipeline(str(tmp_path / 'w'), synthetic_root, stages=[1, 4])
+    with pytest.raises(FileNotFoundError, match='stage1.checkpoint'):
+        run_pipeline(str(tmp_path / 'w2'), synthetic_root, stages=[2])
     with pytest.raises(ValueError, match='preset'):
         run_pipeline(str(tmp_path / 'w'), synthetic_root, preset='huge')

@@ -16,17 +16,18 @@ mask AP). A rerun skips finished images. Several processes:
 pytorch`` (each image is labelled by exactly one rank).
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import Config  # noqa: E402
 
 import bana_mm  # noqa: E402,F401  (checkpoint loading on torch >= 2.6)
 from bana_mm.core.pseudo_labels import (THRESHOLD_REFERENCES,  # noqa: E402
                                         UPSAMPLE_MODES, PseudoLabelConfig)
+from bana_mm.utils.cli import (add_runner_args, init_launcher,  # noqa: E402
+                               parse_runner_args)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -54,14 +55,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--no-grabcut', action='store_true',
                         help='leave the (slow) GrabCut baseline out')
     parser.add_argument('--device', help='cpu, cuda, ... (default: auto)')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config settings, key=value (xxx=yyy format)')
-    parser.add_argument('--launcher', default='none',
-                        choices=['none', 'pytorch', 'slurm', 'mpi'])
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    add_runner_args(parser)
+    args = parse_runner_args(parser, argv)
     if args.workers < 0:
         parser.error('--workers must be >= 0')
     return args
@@ -84,8 +79,7 @@ def main(argv=None) -> dict:
         cfg.merge_from_dict(args.cfg_options)
     device = args.device
     if args.launcher != 'none':
-        from bana_mm.utils.dist import init_distributed
-        init_distributed(args.launcher)
+        init_launcher(args.launcher, cfg)
         if device is None and torch.cuda.is_available():
             device = f'cuda:{torch.cuda.current_device()}'
     logger = MMLogger.get_instance(

@@ -1,7 +1,8 @@
 """Run the BANA pipeline in one command and write WORK/summary.json.
 
     python tools/run_pipeline.py [--data-root DIR] --work-dir DIR
-                                 [--preset tiny|full] [--stages 1]
+                                 [--preset tiny|full] [--stages 1,2,3]
+                                 [--workers N] [--max-iters N]
 
 Without --data-root, the embedded synthetic dataset is generated in
 WORK/synthetic_data. --data-root takes a PASCAL-VOC-layout folder (JPEGImages,
@@ -26,9 +27,12 @@ def main(argv=None) -> dict:
                         '(default: generate the embedded synthetic dataset)')
     parser.add_argument('--work-dir', required=True, help='output folder')
     parser.add_argument('--preset', default='tiny', choices=['tiny', 'full'])
-    parser.add_argument('--stages', default='1', help='e.g. 1 or 1,2,3')
+    parser.add_argument('--stages', default='1,2,3',
+                        help='e.g. 1 or 1,2 or 1,2,3 (default)')
     parser.add_argument('--max-iters', type=int,
-                        help='override the stage-1 iterations')
+                        help='override the iterations of stages 1 and 3')
+    parser.add_argument('--workers', type=int, default=1,
+                        help='DenseCRF processes of stage 2')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='stage-1 config overrides, key=value')
     args = parser.parse_args(argv)
@@ -37,7 +41,8 @@ def main(argv=None) -> dict:
     except ValueError as err:
         parser.error(str(err))
     summary = run_pipeline(args.work_dir, args.data_root, args.preset,
-                           stages, args.max_iters, args.cfg_options)
+                           stages, args.max_iters, args.cfg_options,
+                           args.workers)
     print(json.dumps(summary, indent=2))
     print(f'summary written to {osp.join(args.work_dir, "summary.json")}')
     return summary

@@ -4,17 +4,17 @@
                          [--cfg-options k=v ...] [--launcher pytorch]
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import Config  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import bana_mm  # noqa: E402,F401  (checkpoint loading on torch >= 2.6)
-from bana_mm.utils.dist import init_distributed  # noqa: E402
+from bana_mm.utils.cli import (add_runner_args, init_launcher,  # noqa: E402
+                               parse_runner_args)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -23,14 +23,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='folder for the evaluation logs')
     parser.add_argument('--out', help='dump the metrics to this json file')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config settings, key=value (xxx=yyy format)')
-    parser.add_argument('--launcher', default='none',
-                        choices=['none', 'pytorch', 'slurm', 'mpi'])
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    add_runner_args(parser)
+    args = parse_runner_args(parser, argv)
     return args
 
 
@@ -46,9 +40,7 @@ def main(argv=None) -> dict:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
-    init_distributed(args.launcher,
-                     cfg.get('env_cfg', {}).get('dist_cfg', {}).get(
-                         'backend', 'nccl'))
+    init_launcher(args.launcher, cfg)
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()
     if args.out and runner.rank == 0:

@@ -4,17 +4,17 @@
                                  [--cfg-options k=v ...] [--launcher pytorch]
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import Config  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import bana_mm  # noqa: E402,F401  (checkpoint loading on torch >= 2.6)
-from bana_mm.utils.dist import init_distributed  # noqa: E402
+from bana_mm.utils.cli import (add_runner_args, init_launcher,  # noqa: E402
+                               parse_runner_args)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -27,14 +27,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         'dir when no path is given')
     parser.add_argument('--amp', action='store_true',
                         help='automatic mixed precision (GPU)')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config settings, key=value (xxx=yyy format)')
-    parser.add_argument('--launcher', default='none',
-                        choices=['none', 'pytorch', 'slurm', 'mpi'])
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    add_runner_args(parser)
+    args = parse_runner_args(parser, argv)
     return args
 
 
@@ -63,10 +57,7 @@ def build_config(args: argparse.Namespace) -> Config:
 def main(argv=None) -> Runner:
     args = parse_args(argv)
     cfg = build_config(args)
-    # CPU-only machines: gloo without mmengine's unconditional cuda call
-    init_distributed(args.launcher,
-                     cfg.get('env_cfg', {}).get('dist_cfg', {}).get(
-                         'backend', 'nccl'))
+    init_launcher(args.launcher, cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()
     return runner

@@ -1,4 +1,5 @@
-"""The whole BANA job as one command: stage 1 (and later stages 2 and 3).
+"""The whole BANA job as one command: stages 1 (BAP classifier), 2 (pseudo
+labels) and 3 (DeepLab with the noise-aware loss).
 
 ``tools/run_pipeline.py`` is the CLI; this module holds the logic so that
 tests and notebooks can call :func:`run_pipeline` directly. Each stage runs
@@ -154,25 +155,71 @@ def ensure_default_dataset(root: str, seed: int = 0) -> str:
     return root
 
 
+def run_stage2_for_layout(layout: VOCLayout, checkpoint: str,
+                          out_dir: str, preset: str = 'tiny',
+                          workers: int = 1, num_vis: int = 4) -> dict:
+    """Pseudo labels for the training split with the stage-1 checkpoint
+    (:mod:`bana_mm.apis.stage2`); return the ``stage2`` summary entry."""
+    from mmengine.logging import MMLogger
+
+    from .stage2 import (Stage2Options, build_label_dataset, describe,
+                         load_stage1_model, model_classes, run_stage2)
+    if not osp.isfile(checkpoint):
+        raise FileNotFoundError(f'stage-1 checkpoint not found: {checkpoint}')
+    cfg = stage1_config(layout, osp.dirname(out_dir), preset)
+    model, meta = load_stage1_model(cfg, checkpoint)
+    dataset = build_label_dataset(cfg)
+    run = run_stage2(model, dataset, out_dir,
+                     Stage2Options(workers=workers, num_vis=num_vis),
+                     trained_classes=model_classes(cfg, meta))
+    MMLogger.get_current_instance().info(describe(run, out_dir))
+    metrics = run.get('metrics') or {}
+    return dict(
+        images=run['images'], written=run['written'],
+        failed=len(run['failed']),
+        seconds_per_image=run['seconds_per_image'],
+        miou=metrics.get('miou', {}), s_share=metrics.get('s_share'),
+        s_accuracy=metrics.get('s_accuracy'), out_dir=osp.abspath(out_dir),
+        pictures=osp.abspath(osp.join(out_dir, 'vis')))
+
+
+def _previous(summary_path: str, stage: str, key: str) -> str:
+    """A value the summary of an earlier run recorded (``--stages 2``
+    after ``--stages 1``)."""
+    if osp.isfile(summary_path):
+        with open(summary_path) as f:
+            entry = json.load(f).get(stage) or {}
+        if entry.get(key):
+            return entry[key]
+    raise FileNotFoundError(
+        f'{summary_path} has no {stage}.{key}: run that stage first '
+        f'(e.g. --stages {stage[-1]},...)')
+
+
 def run_pipeline(work_dir: str, data_root: Optional[str] = None,
                  preset: str = 'tiny', stages: Sequence[int] = (1, ),
                  max_iters: Optional[int] = None,
-                 cfg_options: Optional[dict] = None) -> dict:
+                 cfg_options: Optional[dict] = None,
+                 workers: int = 1) -> dict:
     """Run the requested stages and return the updated summary.
 
     Args:
-        work_dir: output folder (``stage1/``, ``summary.json``).
+        work_dir: output folder (``stage1/``, ``stage2/``, ``stage3/``,
+            ``summary.json``).
         data_root: VOC-layout folder; None generates the embedded synthetic
             dataset under ``work_dir/synthetic_data``.
         preset: ``'tiny'`` (CPU, minutes) or ``'full'`` (paper recipe).
-        stages: which stages to run, in order.
-        max_iters: override the stage-1 iteration count.
+        stages: which stages to run, in order; a later stage alone reuses
+            the outputs recorded in ``summary.json``.
+        max_iters: override the iteration count of stages 1 and 3.
+        cfg_options: overrides of the stage-1 config.
+        workers: DenseCRF processes of stage 2.
     """
-    unknown = sorted(set(stages) - {1})
+    unknown = sorted(set(stages) - {1, 2, 3})
     if unknown:
-        raise NotImplementedError(
-            f'stage(s) {unknown} are not available yet; this version runs '
-            'stage 1 (the BAP classifier)')
+        raise ValueError(f'unknown stage(s) {unknown}; the stages are 1 '
+                         '(BAP classifier), 2 (pseudo labels), 3 (DeepLab '
+                         'with the noise-aware loss)')
     if preset not in STAGE1_CONFIGS:
         raise ValueError(f'unknown preset {preset!r}; choose from '
                          f'{sorted(STAGE1_CONFIGS)}')
@@ -187,6 +234,24 @@ def run_pipeline(work_dir: str, data_root: Optional[str] = None,
         stage1 = run_stage1(layout, osp.join(work_dir, 'stage1'), preset,
                             max_iters, cfg_options)
         summary = update_summary(summary_path, dict(stage1=stage1))
+    if 2 in stages:
+        checkpoint = _previous(summary_path, 'stage1', 'checkpoint')
+        stage2 = run_stage2_for_layout(layout, checkpoint,
+                                       osp.join(work_dir, 'stage2'), preset,
+                                       workers)
+        summary = update_summary(summary_path, dict(stage2=stage2))
+    if 3 in stages:
+        from .stage3 import run_stage3
+        labels = _previous(summary_path, 'stage2', 'out_dir')
+        if layout.val_split is None:
+            raise FileNotFoundError(
+                f'{layout.root}: stage 3 evaluates on a val split with '
+                'ground truth; no ImageSets/*/val.txt found')
+        stage3 = run_stage3(layout.root, layout.classes, labels,
+                            osp.join(work_dir, 'stage3'), preset, max_iters,
+                            train_split=layout.train_split,
+                            val_split=layout.val_split)
+        summary = update_summary(summary_path, dict(stage3=stage3))
     return summary
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Dict, Mapping, Optional, Sequence, Tuple
 
-import torch
 from torch import Tensor
 
 #: COCO name -> VOC name, for the 20 classes the two share.
