@@ -1,7 +1,8 @@
 """Evaluate a checkpoint of a bana-mm model (OpenMMLab entry point).
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE]
-                         [--cfg-options k=v ...] [--launcher pytorch]
+                         [--tta] [--cfg-options k=v ...]
+                         [--launcher pytorch]
 """
 import argparse
 import os.path as osp
@@ -23,6 +24,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='folder for the evaluation logs')
     parser.add_argument('--out', help='dump the metrics to this json file')
+    parser.add_argument('--tta', action='store_true',
+                        help="test-time augmentation: the config's "
+                        'tta_pipeline (multi-scale + flip) and tta_model')
     add_runner_args(parser)
     args = parse_runner_args(parser, argv)
     return args
@@ -40,6 +44,13 @@ def main(argv=None) -> dict:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
+    if args.tta:
+        if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
+            raise ValueError(f'{args.config} defines no tta_model / '
+                             'tta_pipeline for --tta')
+        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+        cfg.tta_model.module = cfg.model
+        cfg.model = cfg.tta_model
     init_launcher(args.launcher, cfg)
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()

@@ -133,6 +133,24 @@ def _check_sizes(scores: Tensor, labels: Tensor, what: str) -> None:
 
 
 # ------------------------------------------------------------- confidence
+def sigma_from_scores(top: Tensor, own: Tensor, ycrf: Tensor,
+                      gamma: float = 7.0,
+                      ignore_index: int = IGNORE_INDEX) -> Tensor:
+    """sigma of eq. (12) from per-pixel cosines (B, H, W).
+
+    ``top`` = max_c cos(phi, W_c) and ``own`` = cos(phi, W_{Ycrf}); then
+    D_own / max_c D_c = (1 + own) / (1 + top). Working on these two maps
+    (instead of the full (B, C, H, W) D) keeps the loss cheap.
+    """
+    top = 1.0 + top
+    own = 1.0 + own
+    positive = top > 0
+    ratio = own / torch.where(positive, top, torch.ones_like(top))
+    ratio = torch.where(positive, ratio, torch.zeros_like(ratio))
+    sigma = ratio.pow(gamma)  # own <= top, so the ratio is in [0, 1]
+    return torch.where(ycrf != ignore_index, sigma, torch.zeros_like(sigma))
+
+
 def confidence_from_cos(cos: Tensor, ycrf: Tensor, gamma: float = 7.0,
                         ignore_index: int = IGNORE_INDEX) -> Tensor:
     """Confidence sigma of eq. (12) from a cosine map of any resolution.
@@ -150,14 +168,9 @@ def confidence_from_cos(cos: Tensor, ycrf: Tensor, gamma: float = 7.0,
         (B, H, W) sigma in [0, 1], differentiable w.r.t. ``cos``.
     """
     _check_sizes(cos, ycrf, 'cosine map')
-    dist = 1.0 + cos
-    top = dist.amax(dim=1)
-    own = _label_score(dist, _safe_labels(ycrf, ignore_index))
-    positive = top > 0
-    ratio = own / torch.where(positive, top, torch.ones_like(top))
-    ratio = torch.where(positive, ratio, torch.zeros_like(ratio))
-    sigma = ratio.pow(gamma)  # own <= top, so the ratio is in [0, 1]
-    return torch.where(ycrf != ignore_index, sigma, torch.zeros_like(sigma))
+    top = cos.max(dim=1).values
+    own = _label_score(cos, _safe_labels(ycrf, ignore_index))
+    return sigma_from_scores(top, own, ycrf, gamma, ignore_index)
 
 
 def confidence_map(phi: Tensor, weight: Tensor, ycrf: Tensor,
@@ -197,6 +210,16 @@ def _weighted_mean(values: Tensor, mask: Tensor,
     nonzero = den > 0
     safe_den = torch.where(nonzero, den, torch.ones_like(den))
     return torch.where(nonzero, num / safe_den, torch.zeros_like(num))
+
+
+def _pixel_ce(logits: Tensor, labels: Tensor, ignore_index: int) -> Tensor:
+    """Per-pixel CE -log H_label (B, H, W) in fp32, 0 at ignored pixels.
+
+    Uses the fused ``F.cross_entropy`` (log-softmax + NLL), which is much
+    cheaper in the backward pass than log-softmax followed by a gather.
+    """
+    return F.cross_entropy(logits.float(), labels.long(), reduction='none',
+                           ignore_index=ignore_index)
 
 
 def _pixel_terms(logits: Tensor, labels: Tensor, ignore_index: int
@@ -292,18 +315,26 @@ def region_loss(logits: Tensor, ycrf: Tensor, yret: Tensor,
     _check_sizes(logits, ycrf, 'logits')
     if mode in ('ce_crf', 'ce_ret'):
         target = ycrf if mode == 'ce_crf' else yret
-        _, ce = _pixel_terms(logits, target, ignore_index)
+        ce = _pixel_ce(logits, target, ignore_index)
         loss = _weighted_mean(ce, target != ignore_index)
         return dict(loss_ce=loss, loss=loss)
 
     reliable, unreliable = split_regions(ycrf, yret, ignore_index)
-    log_h, ce = _pixel_terms(logits, ycrf, ignore_index)
+    if mode in ('entropy', 'bootstrap'):  # these need all of log H
+        log_h, ce = _pixel_terms(logits, ycrf, ignore_index)
+    else:
+        ce = _pixel_ce(logits, ycrf, ignore_index)
     out = dict(loss_ce=_weighted_mean(ce, reliable))
     extra = None
     if mode == 'nal':
-        if cos is None:
-            cos = logits / tau
-        sigma = confidence_from_cos(cos.float(), ycrf, gamma, ignore_index)
+        if cos is None:  # cosine classifier: cos = logits / tau, per pixel
+            scores = logits.float()
+            top = scores.max(dim=1).values / tau
+            own = _label_score(scores, _safe_labels(ycrf, ignore_index)) / tau
+            sigma = sigma_from_scores(top, own, ycrf, gamma, ignore_index)
+        else:
+            sigma = confidence_from_cos(cos.float(), ycrf, gamma,
+                                        ignore_index)
         if detach_sigma:
             sigma = sigma.detach()
         extra = out['loss_wce'] = _weighted_mean(ce, unreliable, sigma)

@@ -1,0 +1,116 @@
+"""Stage 3 of the BANA job: DeepLab + NAL on the stage-2 pseudo labels.
+
+:func:`run_stage3` trains the config of ``preset`` (the same file a user runs
+with ``tools/train.py``) on ``PSEUDO_LABEL_DIR/{Ycrf,Yret}``, evaluates the
+last checkpoint on the validation split without and with DenseCRF
+post-processing and returns the ``stage3`` entry of ``summary.json``.
+mIoU values are fractions in [0, 1].
+"""
+from __future__ import annotations
+
+import os.path as osp
+import time
+import uuid
+from typing import Optional
+
+from .pipeline import CONFIG_DIR, window_means
+
+#: Stage-3 config of each preset.
+STAGE3_CONFIGS = {
+    'tiny': 'deeplabv1_nal_tiny.py',
+    'full': 'deeplabv2_nal_voc.py',
+}
+
+
+def stage3_config(data_root: str, classes: tuple, pseudo_label_dir: str,
+                  work_dir: str, preset: str = 'tiny',
+                  max_iters: Optional[int] = None,
+                  cfg_options: Optional[dict] = None,
+                  train_split: str = 'ImageSets/Segmentation/train.txt',
+                  val_split: str = 'ImageSets/Segmentation/val.txt'):
+    """The stage-3 config of ``preset`` pointed at the data and labels."""
+    from mmengine.config import Config
+    if preset not in STAGE3_CONFIGS:
+        raise ValueError(f'unknown preset {preset!r}; choose from '
+                         f'{sorted(STAGE3_CONFIGS)}')
+    for sub in ('Ycrf', 'Yret'):
+        if not osp.isdir(osp.join(pseudo_label_dir, sub)):
+            raise FileNotFoundError(
+                f'{pseudo_label_dir} has no {sub}/ folder of pseudo labels')
+    from ..seg.datasets import with_background
+    cfg = Config.fromfile(osp.join(CONFIG_DIR, STAGE3_CONFIGS[preset]))
+    root = data_root.rstrip('/') + '/'
+    meta = dict(classes=tuple(classes))
+    cfg.train_dataloader.dataset.update(
+        data_root=root, metainfo=meta, ann_file=train_split,
+        pseudo_label_dir=osp.abspath(pseudo_label_dir))
+    for key in ('val_dataloader', 'test_dataloader'):
+        cfg[key].dataset.update(data_root=root, metainfo=meta,
+                                ann_file=val_split, pseudo_label_dir=None)
+    cfg.model.decode_head.num_classes = len(with_background(classes))
+    cfg.work_dir = work_dir
+    cfg.experiment_name = f'stage3_{time.strftime("%Y%m%d_%H%M%S")}_' \
+        f'{uuid.uuid4().hex[:6]}'
+    if max_iters is not None:
+        cfg.train_cfg.max_iters = max_iters
+        for scheduler in cfg.param_scheduler:
+            if scheduler.get('end') is not None:
+                scheduler.end = max_iters
+        cfg.default_hooks.checkpoint.interval = max_iters
+        for hook in cfg.get('custom_hooks', []):
+            if hook.get('type') == 'ConfidenceMapHook':
+                hook.interval = max_iters
+    # evaluate once, after training (run_stage3 runs the test loop twice)
+    cfg.train_cfg.val_interval = cfg.train_cfg.max_iters + 1
+    cfg.default_hooks.logger.interval = max(1, cfg.train_cfg.max_iters // 10)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return cfg
+
+
+def _miou(metrics: dict) -> float:
+    """mmseg's ``mIoU`` (percent) as a fraction."""
+    if 'mIoU' not in metrics:
+        raise KeyError(f'no mIoU in the test metrics {sorted(metrics)}')
+    return round(float(metrics['mIoU']) / 100.0, 4)
+
+
+def run_stage3(data_root: str, classes: tuple, pseudo_label_dir: str,
+               work_dir: str, preset: str = 'tiny',
+               max_iters: Optional[int] = None,
+               cfg_options: Optional[dict] = None,
+               train_split: str = 'ImageSets/Segmentation/train.txt',
+               val_split: str = 'ImageSets/Segmentation/val.txt') -> dict:
+    """Train DeepLab with NAL on Ycrf + Yret and evaluate on ``val_split``.
+
+    Returns:
+        ``{"iters", "loss_first", "loss_last", "miou_val", "miou_val_crf",
+        "checkpoint"}``; the mIoUs are fractions in [0, 1] (without and with
+        the test-time DenseCRF of the preset's config).
+    """
+    from mmengine.runner import Runner
+    import bana_mm.seg  # noqa: F401
+    cfg = stage3_config(data_root, classes, pseudo_label_dir, work_dir,
+                        preset, max_iters, cfg_options, train_split,
+                        val_split)
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    losses = runner.message_hub.get_scalar('train/loss').data[0]
+    loss_first, loss_last = window_means(losses)
+    checkpoint = osp.join(work_dir, f'iter_{runner.iter}.pth')
+    if not osp.isfile(checkpoint):
+        raise RuntimeError(f'stage 3 finished but {checkpoint} is missing')
+    model = runner.model.module if hasattr(runner.model, 'module') \
+        else runner.model
+    crf_cfg = model.test_cfg.setdefault('crf', dict())
+    was_enabled = crf_cfg.get('enabled', False)
+    try:
+        crf_cfg['enabled'] = False
+        miou = _miou(runner.test())
+        crf_cfg['enabled'] = True
+        miou_crf = _miou(runner.test())
+    finally:
+        crf_cfg['enabled'] = was_enabled
+    return dict(iters=int(runner.iter), loss_first=loss_first,
+                loss_last=loss_last, miou_val=miou, miou_val_crf=miou_crf,
+                checkpoint=osp.abspath(checkpoint))

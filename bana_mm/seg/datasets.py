@@ -1,0 +1,129 @@
+"""VOC-layout segmentation dataset with two pseudo-label maps (SPEC §3).
+
+Each training image ``<id>`` gets ``Ycrf`` (``seg_map_path``, packed as
+``gt_sem_seg``) and ``Yret`` (``ret_map_path``, packed as ``gt_ret_seg``)
+from ``PSEUDO_LABEL_DIR/{Ycrf,Yret}/<id>.png``. Without a pseudo-label
+folder the dataset reads the ground truth ``SegmentationClass/<id>.png``
+(validation). Semi-supervised mode (paper Tables 4-5): ids listed in
+``gt_ids`` use their ground-truth mask as both maps.
+"""
+from __future__ import annotations
+
+import os.path as osp
+from typing import List, Optional, Sequence, Union
+
+from mmengine.fileio import list_from_file
+
+from mmseg.datasets import BaseSegDataset
+from mmseg.registry import DATASETS
+
+BACKGROUND_NAMES = ('background', '__background__')
+
+
+def with_background(classes: Sequence[str]) -> tuple:
+    """Class names with ``background`` first (index 0), as in VOC masks."""
+    classes = tuple(classes)
+    if classes and classes[0].lower() in BACKGROUND_NAMES:
+        return classes
+    return ('background', ) + classes
+
+
+def read_ids(path: str) -> List[str]:
+    """Image ids of a split list (one per line, first token)."""
+    return [line.split()[0] for line in list_from_file(path) if line.strip()]
+
+
+@DATASETS.register_module()
+class PseudoLabelVOCDataset(BaseSegDataset):
+    """VOC-layout images with Ycrf/Yret pseudo labels or ground truth.
+
+    Args:
+        ann_file: split list (relative to ``data_root``).
+        pseudo_label_dir: folder holding ``Ycrf/`` and ``Yret/`` (absolute or
+            relative to ``data_root``); None reads the ground truth for both
+            maps (validation / fully supervised).
+        ycrf_dir, yret_dir: sub-folder names inside ``pseudo_label_dir``.
+        gt_ids: semi-supervised mode: a split-list path (relative to
+            ``data_root``) or a list of ids whose ground truth replaces both
+            pseudo-label maps.
+        data_prefix: ``img_path`` (JPEGImages) and ``seg_map_path`` (the
+            ground-truth folder, SegmentationClass).
+        metainfo: ``classes`` with or without a leading ``background``.
+    """
+
+    METAINFO = dict()
+
+    def __init__(self, ann_file: str = 'ImageSets/Segmentation/train.txt',
+                 pseudo_label_dir: Optional[str] = None,
+                 ycrf_dir: str = 'Ycrf', yret_dir: str = 'Yret',
+                 gt_ids: Optional[Union[str, Sequence[str]]] = None,
+                 data_prefix: dict = dict(img_path='JPEGImages',
+                                          seg_map_path='SegmentationClass'),
+                 img_suffix: str = '.jpg', seg_map_suffix: str = '.png',
+                 metainfo: Optional[dict] = None, **kwargs) -> None:
+        metainfo = dict(metainfo or {})
+        if 'classes' not in metainfo:
+            raise ValueError('PseudoLabelVOCDataset needs metainfo=dict('
+                             'classes=...) (object classes; background is '
+                             'added as class 0)')
+        metainfo['classes'] = with_background(metainfo['classes'])
+        self.pseudo_label_dir = pseudo_label_dir
+        self.ycrf_dir = ycrf_dir
+        self.yret_dir = yret_dir
+        self.gt_ids = gt_ids
+        super().__init__(ann_file=ann_file, data_prefix=data_prefix,
+                         img_suffix=img_suffix, seg_map_suffix=seg_map_suffix,
+                         metainfo=metainfo, **kwargs)
+
+    def _root_join(self, path: str) -> str:
+        if osp.isabs(path) or not self.data_root:
+            return path
+        return osp.join(self.data_root, path)
+
+    def _gt_id_set(self) -> set:
+        if self.gt_ids is None:
+            return set()
+        if isinstance(self.gt_ids, str):
+            return set(read_ids(self._root_join(self.gt_ids)))
+        return set(self.gt_ids)
+
+    def load_data_list(self) -> List[dict]:
+        """One entry per id of ``ann_file``; every file must exist."""
+        if not osp.isfile(self.ann_file):
+            raise FileNotFoundError(f'split list {self.ann_file} not found')
+        img_dir = self.data_prefix.get('img_path', '')
+        gt_dir = self.data_prefix.get('seg_map_path', '')
+        pl_root = (None if self.pseudo_label_dir is None else
+                   self._root_join(self.pseudo_label_dir))
+        gt_set = self._gt_id_set()
+        data_list, missing = [], []
+        for img_id in read_ids(self.ann_file):
+            img_path = osp.join(img_dir, img_id + self.img_suffix)
+            gt_path = osp.join(gt_dir, img_id + self.seg_map_suffix)
+            if pl_root is None or img_id in gt_set:
+                crf_path = ret_path = gt_path
+            else:
+                name = img_id + self.seg_map_suffix
+                crf_path = osp.join(pl_root, self.ycrf_dir, name)
+                ret_path = osp.join(pl_root, self.yret_dir, name)
+            for path in dict.fromkeys((img_path, crf_path, ret_path)):
+                if not osp.isfile(path):
+                    missing.append(path)
+            data_list.append(dict(
+                img_path=img_path, seg_map_path=crf_path,
+                ret_map_path=ret_path, img_id=img_id,
+                uses_gt=crf_path == gt_path,
+                label_map=self.label_map,
+                reduce_zero_label=self.reduce_zero_label, seg_fields=[]))
+        if missing:
+            shown = '\n  '.join(missing[:10])
+            more = f'\n  ... and {len(missing) - 10} more' \
+                if len(missing) > 10 else ''
+            raise FileNotFoundError(
+                f'{len(missing)} file(s) listed by {self.ann_file} are '
+                f'missing:\n  {shown}{more}')
+        unknown = gt_set - {d['img_id'] for d in data_list}
+        if unknown and self.pseudo_label_dir is not None:
+            raise ValueError(f'gt_ids names images not in {self.ann_file}: '
+                             f'{sorted(unknown)[:10]}')
+        return data_list

@@ -1,0 +1,156 @@
+"""Confidence-map hook: sigma of eq. (12) for fixed training images
+(paper Figure 5), so users can watch NAL down-weight wrong pseudo labels."""
+from __future__ import annotations
+
+import os
+import os.path as osp
+from typing import List, Optional, Sequence
+
+import numpy as np
+import torch
+from mmengine.dataset import Compose
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from PIL import Image
+
+from mmseg.registry import HOOKS
+
+from ..core.nal import confidence_from_cos, split_regions
+from ..datagen.synthetic import voc_palette
+
+_PALETTE = np.array(voc_palette(256), dtype=np.uint8).reshape(256, 3)
+_PALETTE[255] = (224, 224, 192)  # VOC "void" colour for ignored pixels
+
+
+def colorize_labels(labels: np.ndarray) -> np.ndarray:
+    """(H, W) class indices -> (H, W, 3) uint8 VOC colours."""
+    return _PALETTE[labels.astype(np.uint8)]
+
+
+def heatmap(values: np.ndarray) -> np.ndarray:
+    """(H, W) values in [0, 1] -> (H, W, 3) uint8, dark blue (0) to yellow
+    (1) through red."""
+    v = np.clip(values, 0.0, 1.0)[..., None]
+    low = np.array([20, 20, 120], dtype=np.float32)
+    mid = np.array([220, 40, 40], dtype=np.float32)
+    high = np.array([255, 240, 60], dtype=np.float32)
+    rgb = np.where(v < 0.5, low + (mid - low) * v * 2,
+                   mid + (high - mid) * (v - 0.5) * 2)
+    return rgb.astype(np.uint8)
+
+
+@HOOKS.register_module()
+class ConfidenceMapHook(Hook):
+    """Every ``interval`` training iterations, save sigma for a few fixed
+    training images as ``<out_dir>/iter_<n>/<id>.png``.
+
+    Each picture is ``image | Ycrf | Yret | sigma | sigma on ~S`` (sigma of
+    eq. 12 at image size, bright = confident; the last panel shows it only
+    where Ycrf and Yret disagree, grey elsewhere).
+
+    Args:
+        interval: iterations between two dumps.
+        num_images: how many training images (the first ones of the
+            training set, or ``image_ids``).
+        image_ids: explicit ids (file stems) of training images.
+        out_dir: folder; default ``<work_dir>/confidence_maps``.
+        gamma: gamma of eq. (12); None takes it from the head's loss.
+    """
+
+    priority = 'LOW'
+
+    def __init__(self, interval: int = 500, num_images: int = 4,
+                 image_ids: Optional[Sequence[str]] = None,
+                 out_dir: Optional[str] = None,
+                 gamma: Optional[float] = None) -> None:
+        if interval < 1 or num_images < 1:
+            raise ValueError('interval and num_images must be >= 1')
+        self.interval = interval
+        self.num_images = num_images
+        self.image_ids = list(image_ids) if image_ids else None
+        self.out_dir = out_dir
+        self.gamma = gamma
+        self.written: List[str] = []
+        self._pipeline = Compose([
+            dict(type='LoadImageFromFile'),
+            dict(type='LoadPseudoLabels'),
+            dict(type='PackTwoMapSegInputs'),
+        ])
+
+    def _infos(self, dataset) -> List[dict]:
+        infos = [dataset.get_data_info(i) for i in range(len(dataset))]
+        if self.image_ids is None:
+            return infos[:self.num_images]
+        by_id = {osp.splitext(osp.basename(i['img_path']))[0]: i
+                 for i in infos}
+        missing = [i for i in self.image_ids if i not in by_id]
+        if missing:
+            raise KeyError(f'ConfidenceMapHook: ids {missing} are not in '
+                           'the training set')
+        return [by_id[i] for i in self.image_ids]
+
+    def _gamma(self, head) -> float:
+        if self.gamma is not None:
+            return float(self.gamma)
+        losses = head.loss_decode if isinstance(
+            head.loss_decode, torch.nn.ModuleList) else [head.loss_decode]
+        for loss in losses:
+            if hasattr(loss, 'gamma'):
+                return float(loss.gamma)
+        return 7.0
+
+    @torch.no_grad()
+    def save_maps(self, runner, tag: str) -> List[str]:
+        """Compute and write the pictures; return their paths."""
+        model = runner.model.module if is_model_wrapper(runner.model) \
+            else runner.model
+        head = model.decode_head
+        if not hasattr(head, 'cosine_scores'):
+            raise TypeError('ConfidenceMapHook needs a NoiseAwareHeadMixin '
+                            f'head, got {type(head).__name__}')
+        out_dir = osp.join(self.out_dir or osp.join(runner.work_dir,
+                                                     'confidence_maps'), tag)
+        os.makedirs(out_dir, exist_ok=True)
+        gamma = self._gamma(head)
+        was_training = model.training
+        model.eval()
+        paths = []
+        try:
+            dataset = runner.train_dataloader.dataset
+            for info in self._infos(dataset):
+                packed = self._pipeline(dict(info))
+                data = model.data_preprocessor(
+                    dict(inputs=[packed['inputs']],
+                         data_samples=[packed['data_samples']]), False)
+                logits = head.forward(model.extract_feat(data['inputs']))
+                ycrf = packed['data_samples'].gt_sem_seg.data
+                yret = packed['data_samples'].gt_ret_seg.data
+                cos = head.cosine_scores(logits, head.last_phi,
+                                         ycrf.shape[-2:])
+                head.last_phi = None
+                sigma = confidence_from_cos(cos.float(), ycrf.to(cos.device),
+                                            gamma)[0].cpu().numpy()
+                _, unreliable = split_regions(ycrf, yret)
+                unreliable = unreliable[0].numpy()
+                crf = ycrf[0].numpy()
+                ret = yret[0].numpy()
+                image = packed['inputs'].numpy().transpose(1, 2, 0)[..., ::-1]
+                on_bad = heatmap(sigma)
+                on_bad[~unreliable] = 128
+                panel = np.concatenate(
+                    [np.ascontiguousarray(image, dtype=np.uint8),
+                     colorize_labels(crf), colorize_labels(ret),
+                     heatmap(sigma), on_bad], axis=1)
+                name = osp.splitext(osp.basename(info['img_path']))[0]
+                path = osp.join(out_dir, f'{name}.png')
+                Image.fromarray(panel).save(path)
+                paths.append(path)
+        finally:
+            model.train(was_training)
+        self.written.extend(paths)
+        return paths
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+                         outputs=None) -> None:
+        if self.every_n_train_iters(runner, self.interval):
+            self.save_maps(runner, f'iter_{runner.iter + 1}')

@@ -1,0 +1,117 @@
+"""Transforms that carry the second pseudo-label map (Yret) (SPEC §3, §6).
+
+mmseg's ``Resize`` (built by ``RandomResize``), ``RandomCrop`` and
+``RandomFlip`` transform every key of ``results['seg_fields']``, so
+:class:`LoadPseudoLabels` registers both maps there. The two places that
+forget a second map are mmcv's ``Pad`` (only ``gt_seg_map``; use
+:class:`PadSegFields`) and mmseg's ``stack_batch`` (only ``gt_sem_seg``; see
+:class:`~bana_mm.seg.data_preprocessor.TwoMapSegDataPreProcessor`).
+"""
+from __future__ import annotations
+
+import io
+from typing import Optional
+
+import mmcv
+import numpy as np
+from mmcv.transforms import BaseTransform
+from mmcv.transforms import Pad as MMCVPad
+from mmengine.fileio import get
+from mmengine.structures import PixelData
+from PIL import Image
+
+from mmseg.datasets.transforms import PackSegInputs
+from mmseg.registry import TRANSFORMS
+
+IGNORE_INDEX = 255
+
+
+def read_label_png(path: str, backend_args: Optional[dict] = None
+                   ) -> np.ndarray:
+    """(H, W) uint8 class-index map from a palette ('P') or 'L' PNG.
+
+    Raises:
+        FileNotFoundError / ValueError naming ``path``.
+    """
+    try:
+        data = get(path, backend_args=backend_args)
+    except FileNotFoundError:
+        raise FileNotFoundError(f'label map {path} not found') from None
+    with Image.open(io.BytesIO(data)) as image:
+        if image.mode not in ('P', 'L'):
+            raise ValueError(f'label map {path} has mode {image.mode!r}; '
+                             "expected a single-channel 'P' or 'L' PNG of "
+                             'class indices')
+        return np.array(image, dtype=np.uint8)
+
+
+@TRANSFORMS.register_module()
+class LoadPseudoLabels(BaseTransform):
+    """Load Ycrf (``seg_map_path``) and Yret (``ret_map_path``).
+
+    Adds ``gt_seg_map`` and ``gt_ret_map`` (uint8, 255 = ignore) to
+    ``results`` and to ``seg_fields``. Run it after ``LoadImageFromFile``:
+    a map whose size differs from the image raises ``ValueError`` naming the
+    file. Without ``ret_map_path`` (a ground-truth dataset) Yret = Ycrf.
+    """
+
+    def __init__(self, backend_args: Optional[dict] = None) -> None:
+        self.backend_args = backend_args
+
+    def transform(self, results: dict) -> dict:
+        paths = dict(gt_seg_map=results['seg_map_path'],
+                     gt_ret_map=results.get('ret_map_path')
+                     or results['seg_map_path'])
+        img_hw = results['img'].shape[:2] if 'img' in results else None
+        label_map = results.get('label_map')
+        for key, path in paths.items():
+            seg = read_label_png(path, self.backend_args)
+            if img_hw is not None and seg.shape != img_hw:
+                raise ValueError(
+                    f'label map {path} is {seg.shape[1]}x{seg.shape[0]} '
+                    f'(WxH) but its image {results.get("img_path")} is '
+                    f'{img_hw[1]}x{img_hw[0]}')
+            if label_map:
+                mapped = seg.copy()
+                for old, new in label_map.items():
+                    mapped[seg == old] = new
+                seg = mapped
+            results[key] = seg
+            fields = results.setdefault('seg_fields', [])
+            if key not in fields:
+                fields.append(key)
+        return results
+
+
+@TRANSFORMS.register_module()
+class PadSegFields(MMCVPad):
+    """mmcv ``Pad`` that pads every map of ``seg_fields`` (not only
+    ``gt_seg_map``) with the ``seg`` pad value (255 by default)."""
+
+    def _pad_seg(self, results: dict) -> None:
+        pad_val = self.pad_val.get('seg', IGNORE_INDEX)
+        for key in results.get('seg_fields', ['gt_seg_map']):
+            if results.get(key) is None:
+                continue
+            results[key] = mmcv.impad(
+                results[key], shape=results['pad_shape'][:2],
+                pad_val=pad_val, padding_mode=self.padding_mode)
+
+
+@TRANSFORMS.register_module()
+class PackTwoMapSegInputs(PackSegInputs):
+    """``PackSegInputs`` that also packs ``gt_ret_map`` as ``gt_ret_seg``."""
+
+    def transform(self, results: dict) -> dict:
+        packed = super().transform(results)
+        if 'gt_ret_map' in results:
+            ret = results['gt_ret_map']
+            if 'gt_seg_map' in results and \
+                    ret.shape != results['gt_seg_map'].shape:
+                raise ValueError(
+                    f'{results.get("img_path")}: Yret {ret.shape} and Ycrf '
+                    f'{results["gt_seg_map"].shape} are no longer aligned')
+            import torch
+            packed['data_samples'].gt_ret_seg = PixelData(
+                data=torch.from_numpy(ret[None].astype(np.int64)))
+        return packed

@@ -1,0 +1,215 @@
+"""Stage-3 training end to end: a loss that really drops, run_stage3 on the
+synthetic data (checkpoint, confidence maps, mIoU with/without CRF), the CRF
+post-processing, and the docs' DeepLab-V3+ config."""
+import copy
+import os
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.dataset import pseudo_collate
+from mmengine.registry import init_default_scope
+from PIL import Image
+
+import bana_mm.seg  # noqa: F401
+from bana_mm.apis.stage3 import run_stage3, stage3_config
+from mmseg.registry import DATASETS, MODELS
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CONFIGS = osp.join(REPO, 'configs', 'bana')
+CLASSES = ('disc', 'triangle', 'ring', 'star', 'blob')
+
+
+@pytest.fixture(autouse=True)
+def _scope():
+    init_default_scope('mmseg')
+
+
+@pytest.fixture(scope='module')
+def pseudo_labels(synthetic_root, tmp_path_factory):
+    """Ycrf = ground truth, Yret = ground truth with a wrong background
+    square, written as the stage-2 tool would (L-mode PNGs)."""
+    out = str(tmp_path_factory.mktemp('pseudo_labels'))
+    rng = np.random.default_rng(0)
+    ids = open(osp.join(synthetic_root, 'ImageSets/Segmentation/train.txt')
+               ).read().split()
+    for sub in ('Ycrf', 'Yret'):
+        os.makedirs(osp.join(out, sub))
+    for img_id in ids:
+        gt = np.array(Image.open(osp.join(synthetic_root, 'SegmentationClass',
+                                          img_id + '.png')))
+        ret = gt.copy()
+        h, w = gt.shape
+        y, x = rng.integers(0, h // 2), rng.integers(0, w // 2)
+        ret[y:y + h // 3, x:x + w // 3] = 0
+        Image.fromarray(gt, 'L').save(osp.join(out, 'Ycrf', img_id + '.png'))
+        Image.fromarray(ret, 'L').save(osp.join(out, 'Yret', img_id + '.png'))
+    return out
+
+
+def _tiny_cfg(root, labels, work_dir, **kw):
+    cfg = stage3_config(root, CLASSES, labels, work_dir, 'tiny', **kw)
+    return cfg
+
+
+def test_tiny_model_loss_drops_on_a_fixed_batch(synthetic_root,
+                                                pseudo_labels, tmp_path):
+    torch.manual_seed(0)
+    cfg = _tiny_cfg(synthetic_root, pseudo_labels, str(tmp_path))
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    ds_cfg = copy.deepcopy(cfg.train_dataloader.dataset)
+    ds_cfg.pipeline[2] = dict(type='Resize', scale=(96, 96), keep_ratio=True)
+    ds_cfg.pipeline[3].crop_size = (96, 96)
+    ds = DATASETS.build(ds_cfg)
+    batch = pseudo_collate([ds[i] for i in range(2)])
+    optim = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    losses = []
+    for _ in range(15):
+        data = model.data_preprocessor(copy.deepcopy(batch), True)
+        loss = model.loss(data['inputs'], data['data_samples'])
+        total = sum(v for k, v in loss.items() if 'loss' in k)
+        optim.zero_grad()
+        total.backward()
+        optim.step()
+        losses.append(total.item())
+    assert all(np.isfinite(losses))
+    assert np.mean(losses[-3:]) < 0.6 * np.mean(losses[:3]), losses
+
+
+@pytest.fixture(scope='module')
+def stage3_run(synthetic_root, pseudo_labels, tmp_path_factory):
+    work = str(tmp_path_factory.mktemp('stage3'))
+    out = run_stage3(synthetic_root, CLASSES, pseudo_labels, work,
+                     preset='tiny', max_iters=6,
+                     cfg_options={'train_dataloader.batch_size': 2})
+    return work, out
+
+
+def test_run_stage3_on_synthetic(synthetic_root, pseudo_labels, stage3_run,
+                                 tmp_path):
+    work, out = stage3_run
+    assert set(out) == {'iters', 'loss_first', 'loss_last', 'miou_val',
+                        'miou_val_crf', 'checkpoint'}
+    assert out['iters'] == 6 and osp.isfile(out['checkpoint'])
+    assert np.isfinite(out['loss_first']) and np.isfinite(out['loss_last'])
+    for key in ('miou_val', 'miou_val_crf'):
+        assert 0.0 <= out[key] <= 1.0
+    maps = os.listdir(osp.join(work, 'confidence_maps', 'iter_6'))
+    assert sorted(maps) == ['syn_000000.png', 'syn_000001.png']
+    panel = np.array(Image.open(osp.join(work, 'confidence_maps', 'iter_6',
+                                         maps[0])))
+    assert panel.ndim == 3 and panel.shape[1] % 5 == 0  # five panels
+    # the checkpoint loads through tools/test.py (torch >= 2.6 pickles)
+    from tools.test import main as test_main
+    cfg_path = osp.join(work, 'cfg.py')
+    cfg = _tiny_cfg(synthetic_root, pseudo_labels, str(tmp_path / 't'))
+    cfg.dump(cfg_path)
+    metrics = test_main([cfg_path, out['checkpoint'], '--cfg-options',
+                         'model.test_cfg.crf.enabled=True'])
+    assert metrics['mIoU'] / 100 == pytest.approx(out['miou_val_crf'],
+                                                  abs=1e-3)
+
+
+def test_crf_postprocess_snaps_to_image_edges(tmp_path):
+    from bana_mm.seg.segmentors import crf_predict, crf_settings
+    h, w = 40, 60
+    image = np.zeros((h, w, 3), np.uint8)
+    image[:, 30:] = 255  # the real edge is at x = 30
+    path = str(tmp_path / 'im.png')
+    Image.fromarray(image).save(path)
+    logits = torch.zeros(2, h, w)
+    logits[0, :, :22] = 1.0  # a weak prediction with its edge shifted
+    logits[1, :, 22:] = 1.0  # to x = 22
+    plain = logits.argmax(0)
+    crf = crf_predict(logits, path, crf_settings(dict(enabled=True)))[0]
+    truth = torch.zeros(h, w, dtype=torch.long)
+    truth[:, 30:] = 1
+    assert (plain == truth).float().mean() < 0.9
+    assert (crf == truth).float().mean() > 0.97
+    assert crf_settings(dict(enabled=False)) is None
+    with pytest.raises(ValueError, match='im.png'):
+        crf_predict(torch.zeros(2, 10, 10), path, crf_settings({}))
+
+
+@pytest.mark.parametrize('name', [
+    'deeplabv1_nal_voc.py', 'deeplabv2_nal_voc.py', 'deeplabv1_ce-crf_voc.py',
+    'deeplabv2_ce-ret_voc.py', 'deeplabv1_ignore_voc.py',
+    'deeplabv2_er_voc.py', 'deeplabv1_bootstrap_voc.py',
+    'deeplabv2_nal_semi_voc.py', 'deeplabv1_nal-dp_voc.py'])
+def test_paper_configs_parse(name):
+    cfg = Config.fromfile(osp.join(CONFIGS, name))
+    assert cfg.default_scope == 'mmseg'
+    assert cfg.custom_imports.imports == ['bana_mm.seg']
+    loss = cfg.model.decode_head.loss_decode
+    assert loss.type == 'NoiseAwareLoss' and loss.lam == 0.1
+    assert cfg.model.test_cfg.crf.iterations == 10
+
+
+def test_docs_deeplabv3plus_nal_config_builds_and_trains_a_step():
+    cfg = Config.fromfile(osp.join(CONFIGS, 'deeplabv3plus_r50-d8_nal_voc.py'))
+    assert cfg.model.decode_head.type == 'NALDepthwiseSeparableASPPHead'
+    mcfg = copy.deepcopy(cfg.model)
+    mcfg.pretrained = None
+    # CPU: BN instead of SyncBN, ResNet-18 widths to keep the test fast
+    bn = dict(type='BN', requires_grad=True)
+    mcfg.backbone.update(depth=18, norm_cfg=bn)
+    mcfg.decode_head.update(in_channels=512, c1_in_channels=64, channels=32,
+                            c1_channels=8, norm_cfg=bn)
+    model = MODELS.build(mcfg)
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    samples = []
+    for _ in range(2):
+        s = SegDataSample(metainfo=dict(img_shape=(64, 64),
+                                        pad_shape=(64, 64)))
+        crf = torch.randint(0, 21, (1, 64, 64))
+        s.gt_sem_seg = PixelData(data=crf)
+        s.gt_ret_seg = PixelData(data=torch.where(
+            torch.rand(1, 64, 64) < 0.2, (crf + 1) % 21, crf))
+        samples.append(s)
+    losses = model.loss(torch.randn(2, 3, 64, 64), samples)
+    assert set(k for k in losses if 'loss' in k) == {'decode.loss_nal'}
+    assert torch.isfinite(losses['decode.loss_nal'])
+
+
+def test_multiscale_flip_tta_with_crf(synthetic_root, pseudo_labels,
+                                      stage3_run, tmp_path, monkeypatch):
+    """mmseg's TestTimeAug (2 scales x flip) merged by CRFSegTTAModel: the
+    CRF runs once, on the mean softmax of the four views."""
+    from bana_mm.seg import segmentors
+    cfg = _tiny_cfg(synthetic_root, pseudo_labels, str(tmp_path))
+    ds_cfg = copy.deepcopy(cfg.test_dataloader.dataset)
+    tta = copy.deepcopy(cfg.tta_pipeline)
+    tta[1].transforms[0] = [dict(type='Resize', scale_factor=r,
+                                 keep_ratio=True) for r in (0.75, 1.25)]
+    ds_cfg.pipeline = tta
+    data = pseudo_collate([DATASETS.build(ds_cfg)[0]])
+    assert len(data['inputs']) == 4  # 2 scales x 2 flips
+    calls = []
+    real = segmentors.crf_predict
+
+    def spy(logits, img_path, settings):
+        out = real(logits, img_path, settings)
+        calls.append((logits, img_path, out))
+        return out
+
+    monkeypatch.setattr(segmentors, 'crf_predict', spy)
+    model = MODELS.build(dict(type='CRFSegTTAModel', module=cfg.model,
+                              crf=dict(enabled=True, iterations=5)))
+    model.module.load_state_dict(
+        torch.load(stage3_run[1]['checkpoint'])['state_dict'])
+    model.eval()
+    with torch.no_grad():
+        pred = model.test_step(copy.deepcopy(data))[0]
+        views = [model.module.test_step(dict(inputs=x, data_samples=s))[0]
+                 for x, s in zip(data['inputs'], data['data_samples'])]
+    assert len(calls) == 1  # the inner model's CRF stays off
+    logits, img_path, out = calls[0]
+    mean = torch.stack([v.seg_logits.data.softmax(0) for v in views]).mean(0)
+    assert torch.allclose(logits.softmax(0), mean, atol=1e-5)
+    assert img_path.endswith('.jpg')
+    assert torch.equal(pred.pred_sem_seg.data, out)
+    assert out.shape == (1, ) + tuple(pred.gt_sem_seg.data.shape[-2:])
