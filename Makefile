@@ -12,7 +12,7 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 WHEELS ?= ../shared/wheels
 DEMO_DIR ?= work_dirs/demo
-DEMO_STAGES ?= 1
+DEMO_STAGES ?= 1,2,3
 
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
@@ -44,6 +44,8 @@ test: $(STAMP)
 
 benchmark: $(STAMP)
 	$(PY) tools/benchmarks/bap_vs_gap_step.py
+	$(PY) tools/benchmarks/stage2_speed.py
+	$(PY) tools/benchmarks/nal_vs_ce_step.py
 
 clean-demo:
 	rm -rf $(DEMO_DIR)

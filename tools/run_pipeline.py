@@ -44,6 +44,9 @@ def main(argv=None) -> dict:
                            stages, args.max_iters, args.cfg_options,
                            args.workers)
     print(json.dumps(summary, indent=2))
+    if 'stage2' in summary:
+        print(f'pseudo labels: {summary["stage2"]["out_dir"]} (metrics.json), '
+              f'pictures: {summary["stage2"].get("pictures")}')
     print(f'summary written to {osp.join(args.work_dir, "summary.json")}')
     return summary
 

@@ -1,16 +1,21 @@
-"""mmdet-scope adapters: box datasets, the stage-1 BAP classifier, metrics.
+"""mmdet-scope adapters: box datasets, the stage-1 BAP classifier, metrics,
+and Mask R-CNN with the agreement-only mask loss (paper §4.3).
 
 Configs load them with
 ``custom_imports = dict(imports=['bana_mm.det'], allow_failed_imports=False)``.
 """
 import bana_mm  # noqa: F401  (checkpoint loading, scope-neutral registrations)
 
+from .agreement_data import CocoAgreementDataset, LoadAgreementMasks
+from .agreement_mask_head import AgreementFCNMaskHead, split_packed_masks
 from .bap_classifier import BAPClassifier
 from .bap_head import BAPHead
 from .datasets import CocoBoxDataset, VOCBoxDataset, read_class_names
 from .metrics import BoxClassificationMetric
 
 __all__ = [
-    'BAPClassifier', 'BAPHead', 'BoxClassificationMetric', 'CocoBoxDataset',
-    'VOCBoxDataset', 'read_class_names'
+    'AgreementFCNMaskHead', 'BAPClassifier', 'BAPHead',
+    'BoxClassificationMetric', 'CocoAgreementDataset', 'CocoBoxDataset',
+    'LoadAgreementMasks', 'VOCBoxDataset', 'read_class_names',
+    'split_packed_masks'
 ]

@@ -1,7 +1,7 @@
 # Tiny CPU preset of stage 3: the embedded synthetic dataset with pseudo labels
 # in PSEUDO_LABEL_DIR/{Ycrf,Yret}, a quarter-width VGG-16 LargeFOV with
 # BatchNorm trained from scratch (no ImageNet weights on CPU), 161 crops,
-# batch 4, 60 iterations. The loss (NAL, tau 20, gamma 7, lambda 0.1) is the
+# batch 4, 300 iterations. The loss (NAL, tau 20, gamma 7, lambda 0.1) is the
 # paper's; sizes and the learning rate shrink/grow for a from-scratch run.
 _base_ = './deeplabv1_nal_voc.py'
 
@@ -10,7 +10,7 @@ pseudo_label_dir = 'pseudo_labels/'
 classes = ('disc', 'triangle', 'ring', 'star', 'blob')
 crop_size = (161, 161)
 width_mult = 0.25
-max_iters = 60
+max_iters = 300
 
 model = dict(
     data_preprocessor=dict(size=crop_size),

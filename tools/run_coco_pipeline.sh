@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# COCO end to end (docs/coco.md; paper §4.3, SPEC §2 and §4), boxes only:
+#   1. stage 1: BAP classifier on the COCO boxes (CocoBoxDataset)
+#   2. stage 2: Ycrf / Yret instance pseudo masks + their mask AP against
+#      the real masks (pseudo/metrics.json)
+#   3. Mask R-CNN R50-FPN with the agreement-only mask loss on the pseudo masks
+#   4. tools/test.py: mmdet's CocoMetric, bbox and segm AP on the real masks
+# Usage: tools/run_coco_pipeline.sh [DATA_ROOT] [WORK_DIR] [MASK_RCNN_ITERS]
+#   DATA_ROOT defaults to ../shared/data/coco128_coco (annotations/
+#   instances_{train,val}.json, images/). Set PYTHON to choose the interpreter.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${1:-../shared/data/coco128_coco}
+WORK=${2:-work_dirs/coco128_e2e}
+ITERS=${3:-40}
+PY=${PYTHON:-python}
+DATA=$(cd "$DATA" && pwd)/
+mkdir -p "$WORK"
+WORK=$(cd "$WORK" && pwd)
+STAGE1_CFG=configs/bana/bap_vgg16_coco_tiny.py
+MRCNN_CFG=configs/bana/mask-rcnn_r50_fpn_agreement_coco_tiny.py
+VAL_ANN=${DATA}annotations/instances_val.json
+
+echo "== stage 1: BAP classifier on COCO boxes"
+$PY tools/train.py $STAGE1_CFG --work-dir "$WORK/stage1" --cfg-options \
+    train_dataloader.dataset.data_root="$DATA" \
+    val_dataloader.dataset.data_root="$DATA" \
+    test_dataloader.dataset.data_root="$DATA"
+STAGE1_CKPT=$(cat "$WORK/stage1/last_checkpoint")
+
+echo "== stage 2: instance pseudo masks (and their AP against the real masks)"
+$PY tools/gen_pseudo_labels.py $STAGE1_CFG "$STAGE1_CKPT" --data-root "$DATA" \
+    --split annotations/instances_train.json --out-dir "$WORK/pseudo" \
+    --no-grabcut
+
+echo "== stage 3: Mask R-CNN with the agreement-only mask loss"
+MRCNN_OPTS=(
+    train_dataloader.dataset.data_root="$DATA"
+    train_dataloader.dataset.ann_file="$WORK/pseudo/instances_ycrf.json"
+    train_dataloader.dataset.ret_ann_file="$WORK/pseudo/instances_yret.json"
+    val_dataloader.dataset.data_root="$DATA"
+    test_dataloader.dataset.data_root="$DATA"
+    val_evaluator.ann_file="$VAL_ANN" test_evaluator.ann_file="$VAL_ANN")
+$PY tools/train.py $MRCNN_CFG --work-dir "$WORK/mask_rcnn" --cfg-options \
+    "${MRCNN_OPTS[@]}" train_cfg.max_iters="$ITERS" \
+    train_cfg.val_begin=$((ITERS + 1)) default_hooks.checkpoint.interval="$ITERS"
+
+echo "== evaluation: bbox and segm AP on the real masks"
+$PY tools/test.py $MRCNN_CFG "$WORK/mask_rcnn/iter_$ITERS.pth" \
+    --work-dir "$WORK/mask_rcnn_test" --out "$WORK/mask_rcnn_metrics.json" \
+    --cfg-options "${MRCNN_OPTS[@]}"
+echo "pseudo-mask AP: $WORK/pseudo/metrics.json"
+echo "Mask R-CNN AP:  $WORK/mask_rcnn_metrics.json"
