@@ -464,9 +464,11 @@ def write_coco_instances(dataset, out_dir: str) -> Dict[str, str]:
     """``instances_ycrf.json`` / ``instances_yret.json``: the input COCO
     json with every non-crowd box's pseudo mask (SPEC §2: (Y == c) inside
     the box) as RLE, same ids; images without label files are left out."""
+    import contextlib
+
     from pycocotools.coco import COCO
-    coco = COCO(dataset.ann_file) if not hasattr(dataset, 'coco') else \
-        dataset.coco
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools chatter
+        coco = COCO(dataset.ann_file)
     cat2label = dataset.cat2label
     stems = {}
     for idx in range(len(dataset)):

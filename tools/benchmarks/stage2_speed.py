@@ -6,7 +6,7 @@ Runs the same code as ``tools/gen_pseudo_labels.py`` (files written to a
 temporary folder, no evaluation, no pictures) with the full-width VGG-16
 LargeFOV of the paper (random weights unless ``--checkpoint``: the time does
 not depend on the weights). Defaults to ``../shared/data/coco128_voc20``
-(640x480 COCO images, ~1.6x the pixels of a 500x375 VOC image), else the
+(COCO images, resized by default to VOC's size: longer side 500), else the
 embedded synthetic dataset.
 
     PYTHONPATH=. .venv/bin/python tools/benchmarks/stage2_speed.py \\
@@ -29,6 +29,43 @@ sys.path.insert(0, REPO)
 COCO128 = osp.join(osp.dirname(REPO), 'shared', 'data', 'coco128_voc20')
 
 
+def resized_copy(root: str, layout, count: int, max_side: int,
+                 out: str) -> str:
+    """The first ``count`` training images of a VOC-layout folder, scaled
+    so that the longer side is ``max_side`` (boxes scaled alike)."""
+    import os
+    import xml.etree.ElementTree as ET
+
+    import cv2
+    with open(osp.join(root, layout.train_split)) as f:
+        ids = [line.strip() for line in f if line.strip()][:count]
+    for sub in ('JPEGImages', 'Annotations', 'ImageSets/Segmentation'):
+        os.makedirs(osp.join(out, sub), exist_ok=True)
+    for img_id in ids:
+        image = cv2.imread(osp.join(root, 'JPEGImages', f'{img_id}.jpg'))
+        scale = min(1.0, max_side / max(image.shape[:2]))
+        image = cv2.resize(image, None, fx=scale, fy=scale,
+                           interpolation=cv2.INTER_AREA)
+        cv2.imwrite(osp.join(out, 'JPEGImages', f'{img_id}.jpg'), image)
+        tree = ET.parse(osp.join(root, 'Annotations', f'{img_id}.xml'))
+        tree.find('size/height').text = str(image.shape[0])
+        tree.find('size/width').text = str(image.shape[1])
+        for key in ('xmin', 'ymin', 'xmax', 'ymax'):
+            limit = image.shape[1] if key[0] == 'x' else image.shape[0]
+            for node in tree.getroot().iter(key):
+                value = max(1, round(float(node.text) * scale))
+                node.text = str(min(value, limit))
+        tree.write(osp.join(out, 'Annotations', f'{img_id}.xml'))
+    with open(osp.join(out, 'ImageSets/Segmentation/train.txt'), 'w') as f:
+        f.write('\n'.join(ids) + '\n')
+    names = osp.join(root, 'class_names.txt')
+    if osp.isfile(names):
+        with open(names) as src, open(osp.join(out, 'class_names.txt'),
+                                      'w') as dst:
+            dst.write(src.read())
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--data-root', default=None)
@@ -40,6 +77,9 @@ def main() -> None:
     parser.add_argument('--modes', nargs='+', default=['maps', 'features'])
     parser.add_argument('--threads', type=int, default=None,
                         help='torch threads of the main process')
+    parser.add_argument('--max-side', type=int, default=500,
+                        help='resize images (and boxes) so that the longer '
+                        'side is at most this (VOC: 500); 0 keeps them')
     args = parser.parse_args()
 
     import torch
@@ -60,6 +100,11 @@ def main() -> None:
         root = COCO128 if osp.isdir(COCO128) else ensure_default_dataset(
             osp.join(tempfile.gettempdir(), 'bana_mm_synthetic'))
     layout = VOCLayout.inspect(root)
+    tmp = tempfile.TemporaryDirectory()
+    if args.max_side:
+        root = resized_copy(root, layout, args.images, args.max_side,
+                            tmp.name)
+        layout = VOCLayout.inspect(root)
     cfg = Config.fromfile(args.config)
     cfg.train_dataloader.dataset.update(
         data_root=root.rstrip('/') + '/', ann_file=layout.train_split,
@@ -72,7 +117,8 @@ def main() -> None:
         load_checkpoint(model, args.checkpoint, map_location='cpu')
     model.eval()
     dataset = build_label_dataset(cfg)
-    dataset = dataset.get_subset(min(args.images, len(dataset)))
+    if len(dataset) > args.images:
+        dataset = dataset.get_subset(args.images)
     sizes = [dataset.get_data_info(i) for i in range(len(dataset))]
     mean_px = sum(s['height'] * s['width'] for s in sizes) / len(sizes)
     print(f'{len(dataset)} images from {root}, mean {mean_px / 1e3:.0f} '
