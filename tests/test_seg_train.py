@@ -213,3 +213,35 @@ def test_multiscale_flip_tta_with_crf(synthetic_root, pseudo_labels,
     assert img_path.endswith('.jpg')
     assert torch.equal(pred.pred_sem_seg.data, out)
     assert out.shape == (1, ) + tuple(pred.gt_sem_seg.data.shape[-2:])
+
+
+def test_tools_test_tta_flag(synthetic_root, pseudo_labels, stage3_run,
+                             tmp_path, monkeypatch):
+    """--tta swaps in the config's tta_pipeline / tta_model; with the
+    model's CRF enabled, the CRF moves to the merged views (runs once)."""
+    from mmengine.runner import Runner
+
+    from tools.test import main as test_main
+    _, out = stage3_run
+    cfg = _tiny_cfg(synthetic_root, pseudo_labels, str(tmp_path / 't'))
+    cfg_path = str(tmp_path / 'cfg.py')
+    cfg.dump(cfg_path)
+    built = []
+    original = Runner.from_cfg.__func__
+
+    def spy(cls, config):
+        built.append(config)
+        return original(cls, config)
+
+    monkeypatch.setattr(Runner, 'from_cfg', classmethod(spy))
+    metrics = test_main([cfg_path, out['checkpoint'], '--tta',
+                         '--cfg-options', 'model.test_cfg.crf.enabled=True'])
+    model = built[-1].model
+    assert model.type == 'CRFSegTTAModel' and model.crf['enabled']
+    assert model.module.test_cfg.crf.enabled is False
+    assert built[-1].test_dataloader.dataset.pipeline == cfg.tta_pipeline
+    assert 0.0 <= metrics['mIoU'] <= 100.0
+    cfg.pop('tta_model')
+    cfg.dump(cfg_path)
+    with pytest.raises(ValueError, match='tta_model'):
+        test_main([cfg_path, out['checkpoint'], '--tta'])

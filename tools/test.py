@@ -49,6 +49,11 @@ def main(argv=None) -> dict:
             raise ValueError(f'{args.config} defines no tta_model / '
                              'tta_pipeline for --tta')
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+        # DenseCRF enabled on the model runs once, on the merged views
+        crf = (cfg.model.get('test_cfg') or {}).get('crf')
+        if crf and crf.get('enabled') and cfg.tta_model.get('crf') is None:
+            cfg.tta_model.crf = dict(crf)
+            cfg.model.test_cfg.crf.enabled = False
         cfg.tta_model.module = cfg.model
         cfg.model = cfg.tta_model
     init_launcher(args.launcher, cfg)
