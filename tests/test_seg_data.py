@@ -148,7 +148,7 @@ def test_palette_png_reads_class_indices(tmp_path):
     from bana_mm.datagen.synthetic import voc_palette
     labels = np.array([[0, 3], [255, 20]], np.uint8)
     image = Image.fromarray(labels, 'P')
-    image.putpalette(voc_palette())
+    image.putpalette(voc_palette().reshape(-1).tolist())
     image.save(tmp_path / 'p.png')
     out = TRANSFORMS.build(dict(type='LoadPseudoLabels'))(
         dict(seg_map_path=str(tmp_path / 'p.png')))

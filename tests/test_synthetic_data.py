@@ -103,7 +103,7 @@ def test_splits_partition_ids(dataset):
 
 def test_voc_annotations_match_masks(dataset):
     root, _ = dataset
-    voc1, voc2 = tuple(synthetic.voc_palette()[3:6]), tuple(synthetic.voc_palette()[6:9])
+    voc1, voc2 = tuple(synthetic.voc_palette()[1]), tuple(synthetic.voc_palette()[2])
     assert (voc1, voc2) == ((128, 0, 0), (0, 128, 0))
     for image_id in _all_ids(root):
         s = _load(root, image_id)

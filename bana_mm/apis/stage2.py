@@ -46,6 +46,7 @@ from ..core.pseudo_labels import (PreparedImage, PseudoLabelConfig,
                                   finish_pseudo_labels, instance_masks,
                                   masks_to_coco_rle, prepare_pseudo_labels)
 from ..utils.io import atomic_open, atomic_write_text
+from ..utils.label_io import read_label_png, write_label_png  # noqa: F401
 
 IGNORE_INDEX = 255
 MAPS = ('Ycrf', 'Yret')
@@ -87,29 +88,6 @@ def image_stem(data_info: dict) -> str:
 
 def label_path(out_dir: str, kind: str, stem: str) -> str:
     return osp.join(out_dir, kind, f'{stem}.png')
-
-
-def write_label_png(path: str, label_map: np.ndarray) -> None:
-    """Palette PNG (VOC colours), pixel value = class index; atomic."""
-    from PIL import Image
-
-    from ..visualization import voc_palette
-    image = Image.fromarray(np.asarray(label_map, dtype=np.uint8), mode='P')
-    image.putpalette(voc_palette().reshape(-1).tolist())
-    buffer = io.BytesIO()
-    image.save(buffer, format='PNG')
-    with atomic_open(path) as f:
-        f.write(buffer.getvalue())
-
-
-def read_label_png(path: str) -> np.ndarray:
-    """(H, W) uint8 class indices of a label PNG (palette or grey)."""
-    from PIL import Image
-    with Image.open(path) as image:
-        if image.mode not in ('P', 'L'):
-            raise ValueError(f'{path}: label maps must be single-channel '
-                             f'(palette or grey) PNGs, got mode {image.mode}')
-        return np.asarray(image, dtype=np.uint8)
 
 
 def remove_stale_temp_files(out_dir: str) -> List[str]:

@@ -30,6 +30,10 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from ..utils.io import atomic_write_bytes
+from ..utils.label_io import label_png_bytes
+from ..visualization.palette import voc_palette
+
 __all__ = ['SYNTHETIC_CLASSES', 'generate_synthetic_dataset', 'voc_palette', 'main']
 
 Grid = Tuple[np.ndarray, np.ndarray]  # (xx, yy) pixel-centre coordinates, float32 H x W
@@ -325,44 +329,12 @@ def _render_scene(rng: np.random.Generator,
 # --------------------------------------------------------------------------- #
 # Encoding and atomic file output
 # --------------------------------------------------------------------------- #
-def voc_palette(num: int = 256) -> List[int]:
-    """The standard PASCAL VOC colour map as a flat [r, g, b, ...] list."""
-    palette = []
-    for label in range(num):
-        rgb = [0, 0, 0]
-        c = label
-        for bit in range(7, -1, -1):
-            for ch in range(3):
-                rgb[ch] |= ((c >> ch) & 1) << bit
-            c >>= 3
-        palette.extend(rgb)
-    return palette
-
-
-_VOC_PALETTE = voc_palette()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write bytes to a temporary file next to ``path`` and rename it into place."""
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _encode_image(image: Image.Image, fmt: str, **params) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format=fmt, **params)
     return buf.getvalue()
-
-
-def _palette_png(label_map: np.ndarray) -> bytes:
-    img = Image.fromarray(label_map.astype(np.uint8), mode='P')
-    img.putpalette(_VOC_PALETTE)
-    return _encode_image(img, 'PNG')
 
 
 def _tight_box(mask: np.ndarray) -> Box:
@@ -478,12 +450,12 @@ def generate_synthetic_dataset(out_dir: Union[str, os.PathLike], num_train: int 
         masks = [inst == k for k in range(1, len(labels) + 1)]
         boxes = [_tight_box(m) for m in masks]
 
-        _atomic_write(dirs['JPEGImages'] / f'{image_id}.jpg',
+        atomic_write_bytes(dirs['JPEGImages'] / f'{image_id}.jpg',
                       _encode_image(Image.fromarray(image), 'JPEG', quality=JPEG_QUALITY))
         lut = np.array([0] + [label + 1 for label in labels], np.uint8)
-        _atomic_write(dirs['SegmentationClass'] / f'{image_id}.png', _palette_png(lut[inst]))
-        _atomic_write(dirs['SegmentationObject'] / f'{image_id}.png', _palette_png(inst))
-        _atomic_write(dirs['Annotations'] / f'{image_id}.xml',
+        atomic_write_bytes(dirs['SegmentationClass'] / f'{image_id}.png', label_png_bytes(lut[inst]))
+        atomic_write_bytes(dirs['SegmentationObject'] / f'{image_id}.png', label_png_bytes(inst))
+        atomic_write_bytes(dirs['Annotations'] / f'{image_id}.xml',
                       _voc_xml(image_id, size, [(SYNTHETIC_CLASSES[label], box)
                                                 for label, box in zip(labels, boxes)]))
 
@@ -500,12 +472,12 @@ def generate_synthetic_dataset(out_dir: Union[str, os.PathLike], num_train: int 
     for split, names in lists.items():
         text = ''.join(f'{n}\n' for n in names).encode()
         for folder in ('ImageSets/Segmentation', 'ImageSets/Main'):
-            _atomic_write(dirs[folder] / f'{split}.txt', text)
+            atomic_write_bytes(dirs[folder] / f'{split}.txt', text)
     for split in SPLITS:
-        _atomic_write(dirs['annotations'] / f'instances_{split}.json', json.dumps(coco[split]).encode())
-    _atomic_write(root / 'class_names.txt',
+        atomic_write_bytes(dirs['annotations'] / f'instances_{split}.json', json.dumps(coco[split]).encode())
+    atomic_write_bytes(root / 'class_names.txt',
                   ''.join(f'{n}\n' for n in ('background',) + SYNTHETIC_CLASSES).encode())
-    _atomic_write(root / 'README.md', _readme(seed, num_train, num_val, min_size, max_size).encode())
+    atomic_write_bytes(root / 'README.md', _readme(seed, num_train, num_val, min_size, max_size).encode())
     return dict(root=str(root), num_train=num_train, num_val=num_val,
                 classes=SYNTHETIC_CLASSES, num_objects=num_objects)
 

@@ -16,27 +16,7 @@ from PIL import Image
 from mmseg.registry import HOOKS
 
 from ..core.nal import confidence_from_cos, split_regions
-from ..datagen.synthetic import voc_palette
-
-_PALETTE = np.array(voc_palette(256), dtype=np.uint8).reshape(256, 3)
-_PALETTE[255] = (224, 224, 192)  # VOC "void" colour for ignored pixels
-
-
-def colorize_labels(labels: np.ndarray) -> np.ndarray:
-    """(H, W) class indices -> (H, W, 3) uint8 VOC colours."""
-    return _PALETTE[labels.astype(np.uint8)]
-
-
-def heatmap(values: np.ndarray) -> np.ndarray:
-    """(H, W) values in [0, 1] -> (H, W, 3) uint8, dark blue (0) to yellow
-    (1) through red."""
-    v = np.clip(values, 0.0, 1.0)[..., None]
-    low = np.array([20, 20, 120], dtype=np.float32)
-    mid = np.array([220, 40, 40], dtype=np.float32)
-    high = np.array([255, 240, 60], dtype=np.float32)
-    rgb = np.where(v < 0.5, low + (mid - low) * v * 2,
-                   mid + (high - mid) * (v - 0.5) * 2)
-    return rgb.astype(np.uint8)
+from ..visualization import colorize, heatmap
 
 
 @HOOKS.register_module()
@@ -139,7 +119,7 @@ class ConfidenceMapHook(Hook):
                 on_bad[~unreliable] = 128
                 panel = np.concatenate(
                     [np.ascontiguousarray(image, dtype=np.uint8),
-                     colorize_labels(crf), colorize_labels(ret),
+                     colorize(crf), colorize(ret),
                      heatmap(sigma), on_bad], axis=1)
                 name = osp.splitext(osp.basename(info['img_path']))[0]
                 path = osp.join(out_dir, f'{name}.png')

@@ -9,40 +9,20 @@ forget a second map are mmcv's ``Pad`` (only ``gt_seg_map``; use
 """
 from __future__ import annotations
 
-import io
 from typing import Optional
 
 import mmcv
 import numpy as np
 from mmcv.transforms import BaseTransform
 from mmcv.transforms import Pad as MMCVPad
-from mmengine.fileio import get
 from mmengine.structures import PixelData
-from PIL import Image
 
 from mmseg.datasets.transforms import PackSegInputs
 from mmseg.registry import TRANSFORMS
 
+from ..utils.label_io import read_label_png
+
 IGNORE_INDEX = 255
-
-
-def read_label_png(path: str, backend_args: Optional[dict] = None
-                   ) -> np.ndarray:
-    """(H, W) uint8 class-index map from a palette ('P') or 'L' PNG.
-
-    Raises:
-        FileNotFoundError / ValueError naming ``path``.
-    """
-    try:
-        data = get(path, backend_args=backend_args)
-    except FileNotFoundError:
-        raise FileNotFoundError(f'label map {path} not found') from None
-    with Image.open(io.BytesIO(data)) as image:
-        if image.mode not in ('P', 'L'):
-            raise ValueError(f'label map {path} has mode {image.mode!r}; '
-                             "expected a single-channel 'P' or 'L' PNG of "
-                             'class indices')
-        return np.array(image, dtype=np.uint8)
 
 
 @TRANSFORMS.register_module()

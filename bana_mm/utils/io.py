@@ -28,7 +28,7 @@ def atomic_open(path: str) -> Iterator[BinaryIO]:
         raise
 
 
-def atomic_write_bytes(path: str, data: bytes) -> None:
+def atomic_write_bytes(path: "str | os.PathLike", data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_open(path) as f:
         f.write(data)

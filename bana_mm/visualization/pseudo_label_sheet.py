@@ -12,16 +12,10 @@ from typing import List, Optional, Sequence
 import cv2
 import numpy as np
 
-from .palette import colorize, voc_palette
+from .palette import colorize, heatmap, voc_palette
 
 PANEL_HEIGHT = 200
 COLUMNS = 4
-
-
-def _heatmap(values: np.ndarray) -> np.ndarray:
-    """[0, 1] map -> RGB jet colours."""
-    scaled = np.clip(np.nan_to_num(values) * 255.0, 0, 255).astype(np.uint8)
-    return cv2.applyColorMap(scaled, cv2.COLORMAP_JET)[..., ::-1]
 
 
 def _blend(image: np.ndarray, overlay: np.ndarray, alpha: float = 0.6
@@ -75,10 +69,10 @@ def pseudo_label_sheet(image_rgb: np.ndarray, boxes: np.ndarray,
         _titled(_draw_boxes(image, np.asarray(boxes).reshape(-1, 4),
                             np.asarray(labels).reshape(-1), class_names),
                 'input + boxes'),
-        _titled(_heatmap(u0), 'u0 (background)')]
+        _titled(heatmap(u0), 'u0 (background)')]
     for cid, cam in zip(np.asarray(class_ids).tolist(), class_unaries):
         name = class_names[cid - 1] if cid - 1 < len(class_names) else cid
-        panels.append(_titled(_blend(image, _heatmap(cam)), f'CAM {name}'))
+        panels.append(_titled(_blend(image, heatmap(cam)), f'CAM {name}'))
     panels.append(_titled(_blend(image, colorize(ycrf)), 'Ycrf'))
     if yret is not None:
         panels.append(_titled(_blend(image, colorize(yret)), 'Yret'))
