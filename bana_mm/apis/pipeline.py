@@ -15,7 +15,7 @@ import os.path as osp
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -78,6 +78,29 @@ def window_means(losses: Sequence[float], share: float = 0.1) -> tuple:
     return float(losses[:n].mean()), float(losses[-n:].mean())
 
 
+def unique_experiment_name(stage: str) -> str:
+    """A run name of its own, so that the message hub (and the loss curve
+    read back after training) is not shared with another run in the same
+    process."""
+    return f'{stage}_{time.strftime("%Y%m%d_%H%M%S")}_{uuid.uuid4().hex[:6]}'
+
+
+def train_and_summarise(cfg, stage: str) -> Tuple[object, dict]:
+    """Train ``cfg`` with mmengine's Runner; return the runner and
+    ``{"iters", "loss_first", "loss_last", "checkpoint"}``."""
+    from mmengine.runner import Runner
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    losses = runner.message_hub.get_scalar('train/loss').data[0]
+    loss_first, loss_last = window_means(losses)
+    checkpoint = osp.join(cfg.work_dir, f'iter_{runner.iter}.pth')
+    if not osp.isfile(checkpoint):
+        raise RuntimeError(f'{stage} finished but {checkpoint} is missing')
+    return runner, dict(iters=int(runner.iter), loss_first=loss_first,
+                        loss_last=loss_last,
+                        checkpoint=osp.abspath(checkpoint))
+
+
 def stage1_config(layout: VOCLayout, work_dir: str, preset: str = 'tiny',
                   max_iters: Optional[int] = None,
                   cfg_options: Optional[dict] = None):
@@ -92,10 +115,7 @@ def stage1_config(layout: VOCLayout, work_dir: str, preset: str = 'tiny',
         cfg[key].dataset.update(data, ann_file=val_split)
     cfg.model.head.num_classes = len(layout.classes)
     cfg.work_dir = work_dir
-    # A unique name keeps the message hub (and so the loss curve read back by
-    # run_stage1) separate from any other run in the same process.
-    cfg.experiment_name = f'stage1_{time.strftime("%Y%m%d_%H%M%S")}_' \
-        f'{uuid.uuid4().hex[:6]}'
+    cfg.experiment_name = unique_experiment_name('stage1')
     if max_iters is not None:
         cfg.train_cfg.max_iters = max_iters
         cfg.train_cfg.val_interval = max_iters
@@ -117,22 +137,13 @@ def run_stage1(layout: VOCLayout, work_dir: str, preset: str = 'tiny',
                max_iters: Optional[int] = None,
                cfg_options: Optional[dict] = None) -> dict:
     """Train the BAP classifier; return the ``stage1`` summary entry."""
-    from mmengine.runner import Runner
     import bana_mm.det  # noqa: F401
     cfg = stage1_config(layout, work_dir, preset, max_iters,
                         cfg_options=cfg_options)
     start = time.time()
-    runner = Runner.from_cfg(cfg)
-    runner.train()
-    seconds = time.time() - start
-    losses = runner.message_hub.get_scalar('train/loss').data[0]
-    loss_first, loss_last = window_means(losses)
-    checkpoint = osp.join(work_dir, f'iter_{runner.iter}.pth')
-    if not osp.isfile(checkpoint):
-        raise RuntimeError(f'stage 1 finished but {checkpoint} is missing')
-    return dict(iters=int(runner.iter), loss_first=loss_first,
-                loss_last=loss_last, seconds=round(seconds, 1),
-                checkpoint=osp.abspath(checkpoint))
+    _, entry = train_and_summarise(cfg, 'stage 1')
+    entry['seconds'] = round(time.time() - start, 1)
+    return entry
 
 
 def update_summary(path: str, entries: Dict[str, dict]) -> dict:

@@ -9,11 +9,10 @@ mIoU values are fractions in [0, 1].
 from __future__ import annotations
 
 import os.path as osp
-import time
-import uuid
 from typing import Optional
 
-from .pipeline import CONFIG_DIR, window_means
+from .pipeline import (CONFIG_DIR, train_and_summarise,
+                       unique_experiment_name)
 
 #: Stage-3 config of each preset.
 STAGE3_CONFIGS = {
@@ -49,8 +48,7 @@ def stage3_config(data_root: str, classes: tuple, pseudo_label_dir: str,
                                 ann_file=val_split, pseudo_label_dir=None)
     cfg.model.decode_head.num_classes = len(with_background(classes))
     cfg.work_dir = work_dir
-    cfg.experiment_name = f'stage3_{time.strftime("%Y%m%d_%H%M%S")}_' \
-        f'{uuid.uuid4().hex[:6]}'
+    cfg.experiment_name = unique_experiment_name('stage3')
     if max_iters is not None:
         cfg.train_cfg.max_iters = max_iters
         for scheduler in cfg.param_scheduler:
@@ -88,18 +86,11 @@ def run_stage3(data_root: str, classes: tuple, pseudo_label_dir: str,
         "checkpoint"}``; the mIoUs are fractions in [0, 1] (without and with
         the test-time DenseCRF of the preset's config).
     """
-    from mmengine.runner import Runner
     import bana_mm.seg  # noqa: F401
     cfg = stage3_config(data_root, classes, pseudo_label_dir, work_dir,
                         preset, max_iters, cfg_options, train_split,
                         val_split)
-    runner = Runner.from_cfg(cfg)
-    runner.train()
-    losses = runner.message_hub.get_scalar('train/loss').data[0]
-    loss_first, loss_last = window_means(losses)
-    checkpoint = osp.join(work_dir, f'iter_{runner.iter}.pth')
-    if not osp.isfile(checkpoint):
-        raise RuntimeError(f'stage 3 finished but {checkpoint} is missing')
+    runner, entry = train_and_summarise(cfg, 'stage 3')
     model = runner.model.module if hasattr(runner.model, 'module') \
         else runner.model
     crf_cfg = model.test_cfg.setdefault('crf', dict())
@@ -111,6 +102,4 @@ def run_stage3(data_root: str, classes: tuple, pseudo_label_dir: str,
         miou_crf = _miou(runner.test())
     finally:
         crf_cfg['enabled'] = was_enabled
-    return dict(iters=int(runner.iter), loss_first=loss_first,
-                loss_last=loss_last, miou_val=miou, miou_val_crf=miou_crf,
-                checkpoint=osp.abspath(checkpoint))
+    return dict(entry, miou_val=miou, miou_val_crf=miou_crf)
