@@ -149,7 +149,8 @@ def test_dot_classifier_option():
     with torch.no_grad():
         head.conv_seg.weight.copy_(torch.eye(2)[:, :, None, None] * 3)
     phi = torch.tensor([[2., 0.], [0., 1.]])[None, :, None, :]
-    assert head.forward((phi, )).logits[0, :, 0].tolist() == [[6., 0.], [0., 3.]]
+    logits = head.forward((phi, )).logits
+    assert logits[0, :, 0].tolist() == [[6., 0.], [0., 3.]]
     losses = head.loss((phi, ), _samples([[[0, 0]]], [[[0, 1]]]), {})
     # ~S pixel p1: cos = (0, 1) -> sigma = (1/2)^7; H from dot logits (0, 3)
     assert losses['nal_wce'].item() == pytest.approx(

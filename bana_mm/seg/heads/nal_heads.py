@@ -20,7 +20,7 @@ class NALASPPHead(NoiseAwareHeadMixin, ASPPHead):
 
 @MODELS.register_module()
 class NALDepthwiseSeparableASPPHead(NoiseAwareHeadMixin,
-                                   DepthwiseSeparableASPPHead):
+                                    DepthwiseSeparableASPPHead):
     """mmseg's DepthwiseSeparableASPPHead (DeepLab-V3+) with the cosine
     classifier and NAL."""
 

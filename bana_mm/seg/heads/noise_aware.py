@@ -133,7 +133,8 @@ class NoiseAwareHeadMixin:
         seg_logits, phi = split_output(seg_logits)
         losses_decode = self.loss_decode if isinstance(
             self.loss_decode, nn.ModuleList) else [self.loss_decode]
-        if not any(getattr(l, 'uses_two_maps', False) for l in losses_decode):
+        if not any(getattr(loss, 'uses_two_maps', False)
+                   for loss in losses_decode):
             return super().loss_by_feat(seg_logits, batch_data_samples)
         ycrf = self._stack_batch_gt(batch_data_samples).squeeze(1)
         yret = self._stack_ret_gt(batch_data_samples).squeeze(1)
