@@ -124,8 +124,8 @@ class BANAColorJitter(BaseTransform):
     def _random_factors(self) -> tuple:
         factors = []
         for x in self.strengths:
-            factors.append(
-                float(np.random.uniform(max(0.0, 1 - x), 1 + x)) if x else None)
+            low = max(0.0, 1 - x)
+            factors.append(float(np.random.uniform(low, 1 + x)) if x else None)
         return tuple(factors)
 
     def jitter(self, img: np.ndarray, factors: Sequence[Optional[float]]
