@@ -13,7 +13,8 @@ import bana_mm  # noqa: F401
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = osp.join(REPO, 'configs', 'bana')
 V1 = ['deeplabv1_nal_voc.py', 'deeplabv1_ce-crf_voc.py',
-      'deeplabv1_bootstrap_voc.py', 'deeplabv1_nal-dp_voc.py']
+      'deeplabv1_bootstrap_voc.py', 'deeplabv1_nal-dp_voc.py',
+      'deeplabv1_nal_semi_voc.py']
 V2 = ['deeplabv2_nal_voc.py', 'deeplabv2_er_voc.py',
       'deeplabv2_nal_semi_voc.py']
 
@@ -26,8 +27,8 @@ def transform_types(pipeline):
     return [t['type'] for t in pipeline]
 
 
-@pytest.mark.parametrize('name', ['bap_vgg16_voc.py', 'gap_vgg16_voc.py'] +
-                         V1)
+@pytest.mark.parametrize('name', ['bap_vgg16_voc.py', 'gap_vgg16_voc.py',
+                                  'bap_vgg16_coco.py'] + V1)
 def test_authors_jitter_in_stage1_and_v1(name):
     types = transform_types(load(name).train_dataloader.dataset.pipeline)
     assert 'PhotoMetricDistortion' not in types
@@ -112,3 +113,15 @@ def test_tta_scales_and_alignment(name):
     assert [t['scale_factor'] for t in tta[0]] == [0.5, 0.75, 1.0, 1.5]
     assert [t['prob'] for t in tta[1]] == [0.0, 1.0]
     assert cfg.model.decode_head.align_corners is True
+
+
+def test_semi_and_coco_stage1_configs():
+    semi = load('deeplabv1_nal_semi_voc.py').train_dataloader.dataset
+    assert semi.gt_ids == 'ImageSets/Segmentation/train.txt'
+    assert semi.type == 'PseudoLabelVOCDataset'
+    coco = load('bap_vgg16_coco.py')
+    assert coco.model.head.num_classes == 80
+    assert coco.train_dataloader.dataset.type == 'CocoBoxDataset'
+    assert coco.train_dataloader.dataset.ann_file == \
+        'annotations/instances_train2017.json'
+    assert coco.train_cfg.max_iters == 88000
