@@ -47,7 +47,7 @@ def set_test_crf(cfg: Config, no_crf: bool) -> None:
     if no_crf:
         if crf:
             crf.enabled = False
-        if cfg.get('tta_model'):
+        if 'crf' in (cfg.get('tta_model') or {}):
             cfg.tta_model.crf = None
     elif cfg.get('crf_at_test', False):
         if not crf:
