@@ -6,6 +6,9 @@ Example::
         ClsNet.pt checkpoints/bana_stage1_voc.pth
     python tools/convert_bana_checkpoint.py --stage deeplabv1 \
         deeplab_largefov.pt checkpoints/bana_deeplabv1_voc.pth
+
+Initial ImageNet VGG-16 weights (torchvision's vgg16 or the authors'
+vgg_caffe.pth) are converted by tools/model_converters/vgg16_to_largefov.py.
 """
 import argparse
 import sys
