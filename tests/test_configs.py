@@ -77,3 +77,24 @@ def test_config_file_finds_checkout_configs():
     assert all('_base_' not in n for n in list_configs())
     with pytest.raises(FileNotFoundError, match='bana/nope.py'):
         config_file('bana/nope.py')
+
+
+def test_metafiles_list_every_config_once():
+    """model-index.yml -> metafiles: one entry per config file, figures in
+    percent (0-100)."""
+    import yaml
+    with open(osp.join(REPO, 'model-index.yml')) as f:
+        index = yaml.safe_load(f)
+    listed = []
+    for rel in index['Import']:
+        with open(osp.join(REPO, rel)) as f:
+            meta = yaml.safe_load(f)
+        collections = {c['Name'] for c in meta['Collections']}
+        for model in meta['Models']:
+            assert model['In Collection'] in collections, model['Name']
+            assert osp.isfile(osp.join(REPO, model['Config'])), model
+            for block in [model.get('Paper', {})] + model.get('Results', []):
+                for value in block.get('Metrics', {}).values():
+                    assert 0 <= value <= 100, (model['Name'], block)
+            listed.append(osp.relpath(model['Config'], 'configs'))
+    assert sorted(listed) == CONFIGS
