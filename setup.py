@@ -15,10 +15,9 @@ finds configs there when the package is not a source checkout.
 import os
 import os.path as osp
 import shutil
-from typing import List
-
 from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
+from typing import List
 
 HERE = osp.dirname(osp.abspath(__file__))
 #: Files and folders copied into ``bana_mm/.mim`` of a built package.
@@ -45,8 +44,10 @@ def read_requirements(name: str) -> List[str]:
 
 
 def _ignore_build_litter(folder: str, names: List[str]) -> List[str]:
-    return [n for n in names
-            if n in ('__pycache__', 'work_dirs') or n.endswith('.pyc')]
+    return [
+        n for n in names
+        if n in ('__pycache__', 'work_dirs') or n.endswith('.pyc')
+    ]
 
 
 class BuildWithMim(build_py):
@@ -74,17 +75,17 @@ setup(
     version=read_version(),
     description='Box-supervised segmentation (BANA, CVPR 2021; MDH) for '
     'mmsegmentation and mmdetection',
-    long_description=open(osp.join(HERE, 'README.md')).read()
-    if osp.exists(osp.join(HERE, 'README.md')) else '',
+    long_description=open(osp.join(HERE, 'README.md')).read() if osp.exists(
+        osp.join(HERE, 'README.md')) else '',
     long_description_content_type='text/markdown',
     keywords='computer vision, weakly supervised segmentation, box '
     'supervision, OpenMMLab',
-    packages=find_packages(exclude=('tests', 'tests.*', 'tools', 'tools.*',
-                                    'configs', 'docs')),
+    packages=find_packages(
+        exclude=('tests', 'tests.*', 'tools', 'tools.*', 'configs', 'docs')),
     include_package_data=False,
     python_requires='>=3.8',
-    install_requires=(read_requirements('runtime')
-                      + read_requirements('mminstall')),
+    install_requires=(read_requirements('runtime') +
+                      read_requirements('mminstall')),
     extras_require=dict(
         tests=read_requirements('tests'),
         mim=read_requirements('mminstall'),

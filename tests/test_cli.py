@@ -42,8 +42,7 @@ def test_relative_path_is_kept(voc_root):
     assert resolve_split(voc_root, rel) == rel
 
 
-def test_absolute_and_working_directory_paths(voc_root, tmp_path,
-                                              monkeypatch):
+def test_absolute_and_working_directory_paths(voc_root, tmp_path, monkeypatch):
     other = _touch(str(tmp_path), 'lists/mine.txt')
     assert resolve_split(voc_root, other) == other
     monkeypatch.chdir(tmp_path)

@@ -17,8 +17,7 @@ from conftest import REPO
 
 CONFIG_ROOT = osp.join(REPO, 'configs')
 CONFIGS = sorted(
-    osp.relpath(p, CONFIG_ROOT)
-    for pattern in ('bana/*.py', 'mdh/*.py')
+    osp.relpath(p, CONFIG_ROOT) for pattern in ('bana/*.py', 'mdh/*.py')
     for p in glob.glob(osp.join(CONFIG_ROOT, pattern)))
 
 

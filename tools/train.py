@@ -17,8 +17,8 @@ from mmengine.config import Config  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import bana_mm  # noqa: E402,F401  (checkpoint loading on torch >= 2.6)
-from bana_mm.utils.cli import (add_runner_args, init_launcher,  # noqa: E402
-                               parse_runner_args)
+from bana_mm.utils.cli import add_runner_args  # noqa: E402
+from bana_mm.utils.cli import init_launcher, parse_runner_args  # noqa: E402
 from bana_mm.utils.config_path import config_file  # noqa: E402
 
 EXAMPLES = """examples:
@@ -37,18 +37,23 @@ EXAMPLES = """examples:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description='Train a bana-mm model', epilog=EXAMPLES,
+        description='Train a bana-mm model',
+        epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        'config', help='config file, or a shipped config name relative to '
+        'config',
+        help='config file, or a shipped config name relative to '
         'configs/ (e.g. bana/bap_vgg16_tiny.py)')
     parser.add_argument('--work-dir', help='folder for logs and checkpoints')
     parser.add_argument(
-        '--resume', nargs='?', type=str, const='auto',
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
         help='resume from CKPT, or from the latest checkpoint of the work '
         'dir when no path is given')
-    parser.add_argument('--amp', action='store_true',
-                        help='automatic mixed precision (GPU)')
+    parser.add_argument(
+        '--amp', action='store_true', help='automatic mixed precision (GPU)')
     add_runner_args(parser)
     args = parse_runner_args(parser, argv)
     return args

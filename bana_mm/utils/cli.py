@@ -20,16 +20,20 @@ def add_runner_args(parser: argparse.ArgumentParser) -> None:
     """``--cfg-options``, ``--launcher`` and ``--local-rank``."""
     from mmengine.config import DictAction
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
         help='override config settings, key=value (xxx=yyy format)')
-    parser.add_argument('--launcher', default='none',
-                        choices=['none', 'pytorch', 'slurm', 'mpi'])
+    parser.add_argument(
+        '--launcher',
+        default='none',
+        choices=['none', 'pytorch', 'slurm', 'mpi'])
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
 
-def parse_runner_args(parser: argparse.ArgumentParser,
-                      argv: Optional[Sequence[str]] = None
-                      ) -> argparse.Namespace:
+def parse_runner_args(
+        parser: argparse.ArgumentParser,
+        argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """Parse and export ``LOCAL_RANK`` for mmengine."""
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
@@ -38,12 +42,13 @@ def parse_runner_args(parser: argparse.ArgumentParser,
 
 def init_launcher(launcher: str, cfg=None) -> None:
     """Start the process group of ``launcher`` with the config's backend
-    (CPU-only machines: gloo, see :func:`~bana_mm.utils.dist.init_distributed`)."""
+    (CPU-only machines: gloo, see
+    :func:`~bana_mm.utils.dist.init_distributed`)."""
     from .dist import init_distributed
     backend = 'nccl'
     if cfg is not None:
-        backend = cfg.get('env_cfg', {}).get('dist_cfg', {}).get(
-            'backend', backend)
+        backend = cfg.get('env_cfg', {}).get('dist_cfg',
+                                             {}).get('backend', backend)
     init_distributed(launcher, backend)
 
 
@@ -53,8 +58,8 @@ def split_candidates(split: str) -> List[str]:
     return [pattern.format(split) for pattern in SPLIT_PATTERNS]
 
 
-def resolve_split(data_root: Optional[str], split: Optional[str]
-                  ) -> Optional[str]:
+def resolve_split(data_root: Optional[str],
+                  split: Optional[str]) -> Optional[str]:
     """The ``ann_file`` that ``--split`` means.
 
     ``split`` may be a path relative to ``data_root`` (``ImageSets/
@@ -86,5 +91,5 @@ def resolve_split(data_root: Optional[str], split: Optional[str]
     if osp.isfile(split):  # relative to the working directory
         return osp.abspath(split)
     raise FileNotFoundError(
-        f'split {split!r} not found under data root {data_root!r}; tried: '
-        + ', '.join(tried))
+        f'split {split!r} not found under data root {data_root!r}; tried: ' +
+        ', '.join(tried))
