@@ -97,3 +97,15 @@ def test_metafiles_list_every_config_once():
                     assert 0 <= value <= 100, (model['Name'], block)
             listed.append(osp.relpath(model['Config'], 'configs'))
     assert sorted(listed) == CONFIGS
+
+
+def test_train_tool_takes_a_shipped_config_name(tmp_path):
+    from tools import train
+    args = train.parse_args(
+        ['bana/bap_vgg16_tiny.py', '--work-dir',
+         str(tmp_path)])
+    cfg = train.build_config(args)
+    assert cfg.filename == osp.join(CONFIG_ROOT, 'bana', 'bap_vgg16_tiny.py')
+    assert cfg.work_dir == str(tmp_path)
+    with pytest.raises(SystemExit, match='bana/nope.py'):
+        train.build_config(train.parse_args(['bana/nope.py']))
