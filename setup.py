@@ -91,7 +91,6 @@ setup(
         mim=read_requirements('mminstall'),
     ),
     classifiers=[
-        'License :: OSI Approved :: Apache Software License',
         'Operating System :: OS Independent',
         'Programming Language :: Python :: 3',
         'Topic :: Scientific/Engineering :: Artificial Intelligence',
