@@ -9,7 +9,7 @@ import os.path as osp
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.registry import init_default_scope
+from mmengine.registry import DefaultScope
 from mmengine.utils import import_modules_from_strings
 
 from bana_mm.utils.config_path import config_dirs, config_file, list_configs
@@ -47,12 +47,13 @@ def test_config_builds_its_model(name):
     cfg = Config.fromfile(osp.join(CONFIG_ROOT, name))
     scope = cfg.default_scope
     assert scope in ('mmdet', 'mmseg'), name
-    init_default_scope(scope)
     import_modules_from_strings(**cfg.custom_imports)
     registry = importlib.import_module(f'{scope}.registry').MODELS
     model_cfg = copy.deepcopy(cfg.model)
     drop_pretrained(model_cfg)
-    model = registry.build(model_cfg)
+    # the config's scope for the build only: no scope leaks into later tests
+    with DefaultScope.overwrite_default_scope(scope):
+        model = registry.build(model_cfg)
     assert isinstance(model, torch.nn.Module)
     assert type(model) is registry.get(cfg.model.type)
     # the head the config names is the head that was built
