@@ -1,6 +1,6 @@
 """The command-line tools of a source checkout's ``tools/`` folder, runnable
-from an installed package (a wheel ships them in ``bana_mm/.mim/tools``, the
-folder ``mim run bana_mm NAME`` reads)::
+from an installed package (a wheel ships them in ``bana_mm/.mim/tools``, where
+OpenMMLab packages keep the tools ``mim run`` starts)::
 
     python -m bana_mm.tools run_pipeline --work-dir work_dirs/demo
     python -m bana_mm.tools.run_pipeline --work-dir work_dirs/demo  # same
