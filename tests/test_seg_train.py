@@ -137,20 +137,6 @@ def test_crf_postprocess_snaps_to_image_edges(tmp_path):
         crf_predict(torch.zeros(2, 10, 10), path, crf_settings({}))
 
 
-@pytest.mark.parametrize('name', [
-    'deeplabv1_nal_voc.py', 'deeplabv2_nal_voc.py', 'deeplabv1_ce-crf_voc.py',
-    'deeplabv2_ce-ret_voc.py', 'deeplabv1_ignore_voc.py',
-    'deeplabv2_er_voc.py', 'deeplabv1_bootstrap_voc.py',
-    'deeplabv2_nal_semi_voc.py', 'deeplabv1_nal-dp_voc.py'])
-def test_paper_configs_parse(name):
-    cfg = Config.fromfile(osp.join(CONFIGS, name))
-    assert cfg.default_scope == 'mmseg'
-    assert cfg.custom_imports.imports == ['bana_mm.seg']
-    loss = cfg.model.decode_head.loss_decode
-    assert loss.type == 'NoiseAwareLoss' and loss.lam == 0.1
-    assert cfg.model.test_cfg.crf.iterations == 10
-
-
 def test_docs_deeplabv3plus_nal_config_builds_and_trains_a_step():
     cfg = Config.fromfile(osp.join(CONFIGS, 'deeplabv3plus_r50-d8_nal_voc.py'))
     assert cfg.model.decode_head.type == 'NALDepthwiseSeparableASPPHead'

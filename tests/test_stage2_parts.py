@@ -177,7 +177,7 @@ def _toy_inputs():
     return image, feat, weights, boxes, [0, 2]
 
 
-def test_prepare_then_finish_equals_one_call():
+def test_prepared_state_survives_pickling():
     image, feat, weights, boxes, labels = _toy_inputs()
     cfg = PseudoLabelConfig(upsample='features')
     whole = generate_pseudo_labels(image, feat, weights, boxes, labels,
