@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 import bana_mm  # noqa: F401
 from bana_mm.models.backbones import VGG16LargeFOV
-from bana_mm.utils.convert import (CheckpointConversionError,
+from bana_mm.models.converters.bana_checkpoint import (CheckpointConversionError,
                                    convert_bana_checkpoint,
                                    convert_bana_stage1, convert_file)
 

@@ -13,7 +13,7 @@ vgg_caffe.pth) are converted by tools/model_converters/vgg16_to_largefov.py.
 import argparse
 import sys
 
-from bana_mm.utils.convert import (CONVERSIONS, CheckpointConversionError,
+from bana_mm.models.converters.bana_checkpoint import (CONVERSIONS, CheckpointConversionError,
                                    convert_file)
 
 EXAMPLES = """examples:
