@@ -14,7 +14,7 @@ Two places for the per-pixel maps (``upsample``):
   the image first. Computed exactly without holding the (D, H, W) tensor:
   dot products commute with bilinear interpolation, masked means use its
   adjoint (:meth:`BilinearResampler.region_means`), and only the per-pixel
-  feature norms need upsampled features (done in chunks).
+  feature norms need upsampled features (formed a block of rows at a time).
 """
 from __future__ import annotations
 
@@ -97,12 +97,25 @@ class BilinearResampler:
         counts = masks.flatten(1).sum(dim=1)
         return sums / counts.clamp(min=1)[:, None].to(feat.dtype), counts
 
-    def feature_norms(self, feat: Tensor, chunk: int = 64) -> Tensor:
-        """(H, W) L2 norm of the upsampled features, ``chunk`` channels at a
-        time (never holds the (D, H, W) tensor)."""
-        total = feat.new_zeros(self.image_hw)
-        for start in range(0, feat.shape[0], chunk):
-            total += self.up(feat[start:start + chunk]).square().sum(dim=0)
+    def feature_norms(self, feat: Tensor, chunk_mb: float = 256.0) -> Tensor:
+        """(H, W) L2 norm of the upsampled features.
+
+        The upsampled features are formed a block of image rows at a time
+        (``Ry[rows] f Rx^T``, at most ``chunk_mb`` MiB a block), so the
+        (D, H, W) tensor is never held: at 4000 x 3000 with D = 1024 it
+        would take 49 GB.
+        """
+        H, W = self.image_hw
+        if self.identity:
+            return feat[:, :H, :W].square().sum(dim=0).sqrt()
+        ry, rx = self._matrices(feat.dtype, feat.device)
+        bytes_per_row = feat.shape[0] * W * feat.element_size()
+        rows = max(1, int(chunk_mb * 2**20 // bytes_per_row))
+        total = feat.new_empty((H, W))
+        for start in range(0, H, rows):
+            block = torch.einsum('yh,dhw->dyw', ry[start:start + rows], feat)
+            block = torch.einsum('dyw,Xw->dyX', block, rx)  # (D, rows, W)
+            total[start:start + rows] = block.square().sum(dim=0)
         return total.sqrt()
 
 
