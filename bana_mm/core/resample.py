@@ -108,14 +108,22 @@ class BilinearResampler:
         H, W = self.image_hw
         if self.identity:
             return feat[:, :H, :W].square().sum(dim=0).sqrt()
-        ry, rx = self._matrices(feat.dtype, feat.device)
-        bytes_per_row = feat.shape[0] * W * feat.element_size()
-        rows = max(1, int(chunk_mb * 2**20 // bytes_per_row))
+        ry, _ = self._matrices(feat.dtype, feat.device)
+        D, _, w = feat.shape
+        # each block holds (D, rows, W) upsampled features, squared in place
+        rows = max(1, int(chunk_mb * 2**20 // (D * W * feat.element_size())))
         total = feat.new_empty((H, W))
         for start in range(0, H, rows):
-            block = torch.einsum('yh,dhw->dyw', ry[start:start + rows], feat)
-            block = torch.einsum('dyw,Xw->dyX', block, rx)  # (D, rows, W)
-            total[start:start + rows] = block.square().sum(dim=0)
+            weights = ry[start:start + rows]  # (rows, h), two taps a row
+            taps = weights.abs().sum(dim=0).nonzero()[:, 0]
+            lo, hi = int(taps.min()), int(taps.max()) + 1
+            block = torch.einsum('yh,dhw->dyw', weights[:, lo:hi],
+                                 feat[:, lo:hi])  # vertical pass
+            block = F.interpolate(block.reshape(1, -1, w),
+                                  size=self.input_hw[1], mode='linear',
+                                  align_corners=self.align_corners)
+            block = block.reshape(D, -1, self.input_hw[1])[:, :, :W]
+            total[start:start + rows] = block.square_().sum(dim=0)
         return total.sqrt()
 
 
