@@ -52,6 +52,7 @@ class CocoAgreementDataset(CocoBoxDataset):
                  **kwargs) -> None:
         self.ret_ann_file = ret_ann_file
         self._ret_anns: Optional[Dict[int, dict]] = None
+        self._ret_cats: Optional[Dict[int, str]] = None
         self._pending_ret: Optional[List] = None
         super().__init__(*args, **kwargs)
 
@@ -74,7 +75,22 @@ class CocoAgreementDataset(CocoBoxDataset):
                 f'are not in {self.ann_file} (e.g. {extra}); the two pseudo '
                 'mask files must come from the same stage-2 run')
         self._ret_anns = None
+        self._check_ret_categories()
         return data_list
+
+    def _check_ret_categories(self) -> None:
+        """Both jsons give each used category id the same name (annotations
+        are paired by category id, classes are matched by name)."""
+        if self._ret_cats is None:
+            return
+        classes = self.metainfo['classes']
+        for cat_id, label in self.cat2label.items():
+            if self._ret_cats.get(cat_id) != classes[label]:
+                raise BoxAnnotationError(
+                    f'{self.ret_ann_file}: category id {cat_id} is named '
+                    f'{self._ret_cats.get(cat_id)!r}, but {classes[label]!r} '
+                    f'in {self.ann_file}')
+        self._ret_cats = None
 
     def _read_ret_anns(self) -> Dict[int, dict]:
         if not osp.isfile(self.ret_ann_file):
@@ -85,6 +101,9 @@ class CocoAgreementDataset(CocoBoxDataset):
                 with open(local_path) as f:
                     content = json.load(f)
             anns = {int(a['id']): a for a in content['annotations']}
+            self._ret_cats = {int(c['id']): c['name']
+                              for c in content.get('categories') or []} \
+                or None
         except (ValueError, KeyError, TypeError) as err:
             raise BoxAnnotationError(
                 f'{self.ret_ann_file}: malformed COCO annotation file '

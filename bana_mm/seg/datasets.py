@@ -6,16 +6,21 @@ from ``PSEUDO_LABEL_DIR/{Ycrf,Yret}/<id>.png``. Without a pseudo-label
 folder the dataset reads the ground truth ``SegmentationClass/<id>.png``
 (validation). Semi-supervised mode (paper Tables 4-5): ids listed in
 ``gt_ids`` use their ground-truth mask as both maps.
+
+Bad input (docs/reliability.md): a missing file is an error listing the
+files; an id listed twice in a split file is kept once with a warning; an
+empty split file is an error naming it; an image that cannot be decoded at
+loading time is an error naming it.
 """
 from __future__ import annotations
 
 import os.path as osp
 from typing import List, Optional, Sequence, Union
 
-from mmengine.fileio import list_from_file
-
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
+
+from ..utils.io import explain_image_failure, read_split
 
 BACKGROUND_NAMES = ('background', '__background__')
 
@@ -26,11 +31,6 @@ def with_background(classes: Sequence[str]) -> tuple:
     if classes and classes[0].lower() in BACKGROUND_NAMES:
         return classes
     return ('background', ) + classes
-
-
-def read_ids(path: str) -> List[str]:
-    """Image ids of a split list (one per line, first token)."""
-    return [line.split()[0] for line in list_from_file(path) if line.strip()]
 
 
 @DATASETS.register_module()
@@ -84,20 +84,19 @@ class PseudoLabelVOCDataset(BaseSegDataset):
         if self.gt_ids is None:
             return set()
         if isinstance(self.gt_ids, str):
-            return set(read_ids(self._root_join(self.gt_ids)))
+            return set(read_split(self._root_join(self.gt_ids)))
         return set(self.gt_ids)
 
     def load_data_list(self) -> List[dict]:
-        """One entry per id of ``ann_file``; every file must exist."""
-        if not osp.isfile(self.ann_file):
-            raise FileNotFoundError(f'split list {self.ann_file} not found')
+        """One entry per id of ``ann_file`` (kept once); every file must
+        exist."""
         img_dir = self.data_prefix.get('img_path', '')
         gt_dir = self.data_prefix.get('seg_map_path', '')
         pl_root = (None if self.pseudo_label_dir is None else
                    self._root_join(self.pseudo_label_dir))
         gt_set = self._gt_id_set()
         data_list, missing = [], []
-        for img_id in read_ids(self.ann_file):
+        for img_id in read_split(self.ann_file):
             img_path = osp.join(img_dir, img_id + self.img_suffix)
             gt_path = osp.join(gt_dir, img_id + self.seg_map_suffix)
             if pl_root is None or img_id in gt_set:
@@ -113,6 +112,7 @@ class PseudoLabelVOCDataset(BaseSegDataset):
                 img_path=img_path, seg_map_path=crf_path,
                 ret_map_path=ret_path, img_id=img_id,
                 uses_gt=crf_path == gt_path,
+                num_classes=len(self.metainfo['classes']),
                 label_map=self.label_map,
                 reduce_zero_label=self.reduce_zero_label, seg_fields=[]))
         if missing:
@@ -127,3 +127,10 @@ class PseudoLabelVOCDataset(BaseSegDataset):
             raise ValueError(f'gt_ids names images not in {self.ann_file}: '
                              f'{sorted(unknown)[:10]}')
         return data_list
+
+    def prepare_data(self, idx: int):
+        try:
+            return super().prepare_data(idx)
+        except Exception as err:  # an unreadable image is named
+            explain_image_failure(self.get_data_info(idx)['img_path'], err)
+            raise

@@ -20,9 +20,8 @@ from mmengine.structures import PixelData
 from mmseg.datasets.transforms import PackSegInputs
 from mmseg.registry import TRANSFORMS
 
-from ..utils.label_io import read_label_png
-
-IGNORE_INDEX = 255
+from ..utils.label_io import (IGNORE_INDEX, check_label_values,
+                              read_label_png)
 
 
 @TRANSFORMS.register_module()
@@ -33,9 +32,22 @@ class LoadPseudoLabels(BaseTransform):
     ``results`` and to ``seg_fields``. Run it after ``LoadImageFromFile``:
     a map whose size differs from the image raises ``ValueError`` naming the
     file. Without ``ret_map_path`` (a ground-truth dataset) Yret = Ycrf.
+
+    A truncated or non-PNG file, and a value that is neither a class index
+    (``< num_classes``) nor 255, raise ``ValueError`` naming the file (and
+    the values). ``num_classes`` comes from the dataset
+    (``results['num_classes']``, set by ``PseudoLabelVOCDataset``) or from
+    the argument; with neither, values are not checked.
+
+    Args:
+        backend_args: mmengine file backend arguments.
+        num_classes: classes including background, if the dataset does not
+            provide it.
     """
 
-    def __init__(self, backend_args: Optional[dict] = None) -> None:
+    def __init__(self, backend_args: Optional[dict] = None,
+                 num_classes: Optional[int] = None) -> None:
+        self.num_classes = num_classes
         self.backend_args = backend_args
 
     def transform(self, results: dict) -> dict:
@@ -44,6 +56,7 @@ class LoadPseudoLabels(BaseTransform):
                      or results['seg_map_path'])
         img_hw = results['img'].shape[:2] if 'img' in results else None
         label_map = results.get('label_map')
+        num_classes = results.get('num_classes', self.num_classes)
         for key, path in paths.items():
             seg = read_label_png(path, self.backend_args)
             if img_hw is not None and seg.shape != img_hw:
@@ -56,6 +69,8 @@ class LoadPseudoLabels(BaseTransform):
                 for old, new in label_map.items():
                     mapped[seg == old] = new
                 seg = mapped
+            if num_classes is not None:
+                check_label_values(seg, num_classes, path)
             results[key] = seg
             fields = results.setdefault('seg_fields', [])
             if key not in fields:
