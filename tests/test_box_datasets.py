@@ -453,6 +453,205 @@ def test_coco_missing_image_is_an_error(root):
 
 
 # --------------------------------------------------------------------------- #
+# Issue 10: silent wrong output (3-5) and errors that name the cause (7)
+# --------------------------------------------------------------------------- #
+def _labels_by_name(ds: CocoBoxDataset, data: dict) -> None:
+    """Every box's label names the category of its annotation."""
+    names = {c['id']: c['name'] for c in data['categories']}
+    cats = {}
+    for ann in data['annotations']:
+        cats.setdefault(ann['image_id'], []).append(names[ann['category_id']])
+    classes = ds.metainfo['classes']
+    checked = 0
+    for info in ds:
+        got = [classes[i['bbox_label']] for i in info['instances']]
+        assert got == cats[info['img_id']], info['img_path']
+        checked += len(got)
+    assert checked == len(data['annotations'])
+
+
+@pytest.mark.parametrize('shuffle', ['list_order', 'ids_reversed'])
+def test_coco_categories_out_of_order_map_by_name(root, shuffle):
+    """Issue 10.3: label i is classes[i] whatever the json's order."""
+    data = load_coco(root)
+    cats = data['categories']
+    if shuffle == 'list_order':  # same ids, listed in another order
+        data['categories'] = cats[2:] + cats[:2]
+    else:  # new ids in reverse class order, listed by id
+        new_id = {c['id']: 10 + len(cats) - k for k, c in enumerate(cats)}
+        for ann in data['annotations']:
+            ann['category_id'] = new_id[ann['category_id']]
+        data['categories'] = sorted(
+            [dict(c, id=new_id[c['id']]) for c in cats],
+            key=lambda c: c['id'])
+    assert [c['name'] for c in data['categories']] != list(SYNTHETIC_CLASSES)
+    ds, _ = coco(root, data)
+    _labels_by_name(ds, data)
+    assert [ds.metainfo['classes'][ds.cat2label[c]] for c in ds.cat_ids] == \
+        list(SYNTHETIC_CLASSES)
+
+
+def test_coco_category_names_checked(root):
+    data = load_coco(root)
+    # A class without a category: the others keep their labels, a warning.
+    missing = data['categories'].pop(0)
+    data['annotations'] = [a for a in data['annotations']
+                           if a['category_id'] != missing['id']]
+    with captured_log() as records:
+        ds, ann = coco(root, data, test_mode=True)
+    _labels_by_name(ds, data)
+    assert any(str(ann) in m and missing['name'] in m
+               for m in warnings_of(records)), warnings_of(records)
+    # Two categories with one name: an error naming the file and the name.
+    data['categories'].append(dict(id=77, name=data['categories'][0]['name']))
+    with pytest.raises(BoxAnnotationError) as err:
+        coco(root, data)
+    assert str(ann) in str(err.value)
+    assert data['categories'][0]['name'] in str(err.value)
+
+
+def _set_xml_size(xml: Path, width: int, height: int) -> None:
+    text = xml.read_text()
+    import re
+    text = re.sub(r'<width>\d+</width>', f'<width>{width}</width>', text)
+    text = re.sub(r'<height>\d+</height>', f'<height>{height}</height>', text)
+    xml.write_text(text)
+
+
+@pytest.mark.parametrize('declared', ['smaller', 'larger'])
+def test_voc_size_disagreeing_with_image_uses_the_image(root, declared):
+    """Issue 10.4: boxes are clipped to the decoded image, with a warning."""
+    img_id = ids_of(root)[0]
+    w, h = image_size(root, img_id)
+    xml = write_xml(root, img_id, [
+        dict(name='disc', xmin=1, ymin=1, xmax=120, ymax=100),
+        dict(name='ring', xmin=w - 9, ymin=h - 9, xmax=w + 30, ymax=h + 30),
+    ])
+    size = (50, 40) if declared == 'smaller' else (w + 100, h + 100)
+    _set_xml_size(xml, *size)
+    write_list(root, [img_id])
+    with captured_log() as records:
+        info = voc(root)[0]
+    assert (info['width'], info['height']) == (w, h)
+    assert box_list(info) == [[0.0, 0.0, 120.0, 100.0],
+                              [w - 10.0, h - 10.0, float(w), float(h)]]
+    warns = warnings_of(records)
+    assert len(warns) == 1, warns
+    assert str(xml) in warns[0] and f'{size[0]}x{size[1]}' in warns[0]
+    assert f'{w}x{h}' in warns[0]
+
+
+def test_coco_size_disagreeing_with_image_uses_the_image(root):
+    data = load_coco(root)
+    img, anns = first_image(data)
+    w, h = img['width'], img['height']
+    img['width'], img['height'] = 50, 40
+    anns[0]['bbox'] = [0, 0, 120, 100]
+    with captured_log() as records:
+        ds, ann = coco(root, data)
+    info = next(i for i in ds if i['img_id'] == img['id'])
+    assert (info['width'], info['height']) == (w, h)
+    assert box_list(info)[0] == [0.0, 0.0, 120.0, 100.0]
+    assert any(str(ann) in m and img['file_name'] in m and '50x40' in m
+               for m in warnings_of(records)), warnings_of(records)
+
+
+def test_voc_duplicate_ids_kept_once_with_one_warning(root):
+    """Issue 10.5: a repeated id would be trained and labelled twice."""
+    ids = ids_of(root)
+    write_list(root, [ids[0], ids[1], ids[0], ids[2], ids[1], ids[0]])
+    with captured_log() as records:
+        ds = voc(root)
+    assert [info['img_id'] for info in ds] == ids[:3]
+    warns = [m for m in warnings_of(records) if 'more than once' in m]
+    assert len(warns) == 1, warnings_of(records)
+    assert str(root / LIST) in warns[0]
+    assert ids[0] in warns[0] and ids[1] in warns[0]
+    assert ids[2] not in warns[0]
+
+
+def test_coco_duplicate_image_entries_kept_once(root):
+    data = load_coco(root)
+    data['images'].append(dict(data['images'][0]))
+    with captured_log() as records:
+        ds, ann = coco(root, data)
+    assert len(ds) == NUM_TRAIN
+    assert any(str(ann) in m and 'more than once' in m
+               for m in warnings_of(records)), warnings_of(records)
+
+
+def test_coco_duplicate_annotation_ids_name_the_file(root):
+    data = load_coco(root)
+    data['annotations'][1]['id'] = data['annotations'][0]['id']
+    with pytest.raises(BoxAnnotationError) as err:
+        coco(root, data)
+    assert str(root / 'annotations/custom.json') in str(err.value)
+    assert str(data['annotations'][0]['id']) in str(err.value)
+
+
+@pytest.mark.parametrize('text', ['', '\n  \n'], ids=['empty', 'blank'])
+def test_voc_empty_split_names_the_file(root, text):
+    """Issue 10.7: not mmengine's 'need at least one array to concatenate'."""
+    (root / LIST).write_text(text)
+    with pytest.raises(ValueError) as err:
+        voc(root)
+    assert str(root / LIST) in str(err.value) and 'empty' in str(err.value)
+
+
+def test_no_image_with_a_usable_box_names_the_file(root):
+    ids = ids_of(root)
+    for img_id in ids:
+        write_xml(root, img_id, [])
+    write_list(root, ids)
+    with pytest.raises(BoxAnnotationError) as err:
+        voc(root)
+    assert str(root / LIST) in str(err.value)
+    assert 'usable box' in str(err.value)
+    assert len(voc(root, test_mode=True)) == len(ids)  # testing is fine
+
+    data = load_coco(root)
+    for ann in data['annotations']:
+        ann['iscrowd'] = 1
+    with pytest.raises(BoxAnnotationError) as err:
+        coco(root, data)
+    assert str(root / 'annotations/custom.json') in str(err.value)
+
+
+@pytest.mark.parametrize('case', ['no_images_key', 'empty_images',
+                                  'no_categories'])
+def test_coco_without_images_or_categories_names_the_file(root, case):
+    data = load_coco(root)
+    if case == 'no_images_key':
+        del data['images']
+    elif case == 'empty_images':
+        data['images'] = []
+    else:
+        del data['categories']
+    with pytest.raises(BoxAnnotationError) as err:
+        coco(root, data)
+    assert str(root / 'annotations/custom.json') in str(err.value)
+    assert ('images' if 'images' in case else 'categories') in str(err.value)
+
+
+@pytest.mark.parametrize('content', [b'', b'\xff\xd8\xff garbage' * 3],
+                         ids=['zero_bytes', 'not_decodable'])
+def test_unreadable_image_at_loading_names_the_path(root, content):
+    """Issue 10.7: not OpenCV's bare ``!buf.empty()``."""
+    ids = ids_of(root)
+    img = root / 'JPEGImages' / f'{ids[0]}.jpg'
+    img.write_bytes(content)
+    write_list(root, ids[:2])
+    cfg = Config.fromfile(str(TINY_CONFIG))
+    ds = voc(root, pipeline=cfg.train_pipeline)  # the real training pipeline
+    assert ds[1]['inputs'].shape[0] == 3
+    with pytest.raises(OSError) as err:
+        ds.prepare_data(0)
+    assert str(img) in str(err.value)
+    assert ('0 bytes' if not content else 'cannot be decoded') in \
+        str(err.value)
+
+
+# --------------------------------------------------------------------------- #
 # RandomRescale and the tiny training pipeline
 # --------------------------------------------------------------------------- #
 def test_random_rescale_doubles_image_and_boxes():

@@ -156,6 +156,31 @@ def test_category_mismatch_and_unknown_category(tiny_coco):
         _dataset(root, ret_ann_file=None)
 
 
+def test_categories_listed_out_of_order_map_by_name(tiny_coco):
+    """Issue 10.3: label i is classes[i] whatever the json's order."""
+    root, _ = tiny_coco
+    for key in ('ycrf', 'yret'):
+        _rewrite(root / f'instances_{key}.json',
+                 lambda c: c['categories'].reverse())
+    ds = _dataset(root)
+    names = {1: 'cat_a', 2: 'cat_b'}
+    with open(root / 'instances_ycrf.json') as f:
+        anns = json.load(f)['annotations']
+    got = [ds.metainfo['classes'][i['bbox_label']]
+           for info in ds for i in info['instances']]
+    assert got == [names[a['category_id']] for a in anns]
+
+
+def test_yret_json_naming_a_category_differently_is_an_error(tiny_coco):
+    root, _ = tiny_coco
+    _rewrite(root / 'instances_yret.json',
+             lambda c: c['categories'][0].update(name='cat_b_old'))
+    with pytest.raises(BoxAnnotationError) as err:
+        _dataset(root)
+    assert str(root / 'instances_yret.json') in str(err.value)
+    assert 'cat_b_old' in str(err.value)
+
+
 # ------------------------------------------------------- transforms
 def _loaded(masks_by_instance, source=None):
     """Results of LoadAgreementMasks for one image (source: None = packed

@@ -155,3 +155,93 @@ def test_palette_png_reads_class_indices(tmp_path):
     assert (out['gt_seg_map'] == labels).all()
     assert (out['gt_ret_map'] == labels).all()  # no Yret -> Yret = Ycrf
     assert out['seg_fields'] == ['gt_seg_map', 'gt_ret_map']
+
+
+# ------------------------------------------------- issue 10 (items 5, 6, 7)
+LOAD = [dict(type='LoadImageFromFile'), dict(type='LoadPseudoLabels')]
+
+
+def _split(code_root):
+    return osp.join(code_root, 'ImageSets/Segmentation/train.txt')
+
+
+def test_duplicate_ids_in_split_kept_once_with_warning(code_root):
+    """Issue 10.5: a repeated id would be trained on twice as often."""
+    from mmengine.logging import MMLogger
+    with open(_split(code_root), 'w') as f:
+        f.write('im0\nim1\nim0\nim2\nim1\n')
+    logger = MMLogger.get_current_instance()
+    messages = []
+    handler = __import__('logging').Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger.addHandler(handler)
+    try:
+        ds = _dataset(code_root, [])
+    finally:
+        logger.removeHandler(handler)
+    assert [ds.get_data_info(i)['img_id'] for i in range(len(ds))] == \
+        ['im0', 'im1', 'im2']
+    warns = [m for m in messages if 'more than once' in m]
+    assert len(warns) == 1 and _split(code_root) in warns[0]
+    assert 'im0' in warns[0] and 'im1' in warns[0] and 'im2' not in warns[0]
+
+
+def test_empty_split_names_the_file(code_root):
+    with open(_split(code_root), 'w') as f:
+        f.write('\n')
+    with pytest.raises(ValueError, match=r'train\.txt is empty'):
+        _dataset(code_root, [])
+
+
+@pytest.mark.parametrize('value', [200, 254])
+def test_label_values_outside_the_classes_are_named(code_root, value):
+    """Issue 10.6: not ``IndexError: Target 50 is out of bounds`` later.
+    The dataset has 200 classes (background + c1..c199); 255 is ignore."""
+    path = osp.join(code_root, 'pl/Yret/im1.png')
+    ret = np.array(Image.open(path))
+    ret[:3, :5] = value
+    ret[5:7, :2] = 255  # ignore is fine
+    Image.fromarray(ret, 'L').save(path)
+    ds = _dataset(code_root, LOAD)
+    ds[0], ds[2]  # the other images load
+    with pytest.raises(ValueError) as err:
+        ds[1]
+    assert path in str(err.value) and f'{value} (15 px)' in str(err.value)
+
+
+def test_label_values_checked_against_the_transform_argument(tmp_path):
+    path = str(tmp_path / 'l.png')
+    Image.fromarray(np.array([[0, 20], [255, 21]], np.uint8), 'L').save(path)
+    TRANSFORMS.build(dict(type='LoadPseudoLabels', num_classes=22))(
+        dict(seg_map_path=path))
+    with pytest.raises(ValueError, match=r'l\.png has values outside the 21 '
+                       r'classes .*: 21 \(1 px\)'):
+        TRANSFORMS.build(dict(type='LoadPseudoLabels', num_classes=21))(
+            dict(seg_map_path=path))
+
+
+@pytest.mark.parametrize('cut', [0, 20, 'half'],
+                         ids=['empty', 'header_only', 'truncated'])
+def test_truncated_label_png_is_named(code_root, cut):
+    path = osp.join(code_root, 'pl/Ycrf/im2.png')
+    with open(path, 'rb') as f:
+        data = f.read()
+    with open(path, 'wb') as f:
+        f.write(data[:len(data) // 2 if cut == 'half' else cut])
+    ds = _dataset(code_root, LOAD)
+    with pytest.raises(ValueError, match=r'Ycrf/im2\.png is not a readable '
+                       'PNG'):
+        ds[2]
+
+
+@pytest.mark.parametrize('content', [b'', b'\x89PNG garbage'],
+                         ids=['zero_bytes', 'not_decodable'])
+def test_unreadable_image_is_named(code_root, content):
+    """Issue 10.7: not OpenCV's ``!buf.empty()`` without a path."""
+    path = osp.join(code_root, 'JPEGImages/im1.png')
+    with open(path, 'wb') as f:
+        f.write(content)
+    ds = _dataset(code_root, LOAD)
+    with pytest.raises(OSError, match=r'image .*JPEGImages/im1\.png '
+                       r'(is empty|cannot be decoded)'):
+        ds[1]
