@@ -1,5 +1,6 @@
 """Stage-3 data path: Ycrf and Yret stay aligned with the image through
 RandomResize, RandomCrop, RandomFlip, padding and batching; clear errors."""
+import logging
 import os
 import os.path as osp
 
@@ -170,10 +171,13 @@ def test_duplicate_ids_in_split_kept_once_with_warning(code_root):
     from mmengine.logging import MMLogger
     with open(_split(code_root), 'w') as f:
         f.write('im0\nim1\nim0\nim2\nim1\n')
+
+    class _Collect(logging.Handler):
+        def emit(self, record):
+            messages.append(record.getMessage())
+
+    messages, handler = [], _Collect()
     logger = MMLogger.get_current_instance()
-    messages = []
-    handler = __import__('logging').Handler()
-    handler.emit = lambda record: messages.append(record.getMessage())
     logger.addHandler(handler)
     try:
         ds = _dataset(code_root, [])

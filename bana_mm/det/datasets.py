@@ -119,7 +119,8 @@ class VOCBoxDataset(_BoxCheckMixin, BaseDetDataset):
         metainfo: ``dict(classes=...)``; defaults to the 20 VOC classes.
 
     Boxes are converted from VOC's 1-based inclusive integers to continuous
-    ``(x1, y1, x2, y2)``; difficult objects are kept (their box is still a box).
+    ``(x1, y1, x2, y2)``; difficult objects are kept (their box is still a
+    box).
     """
 
     METAINFO = dict(classes=VOC_CLASSES)

@@ -1,4 +1,4 @@
-"""Load mmengine checkpoints on torch >= 2.6 without turning off ``weights_only``.
+"""Load mmengine checkpoints on torch >= 2.6 with ``weights_only`` on.
 
 torch 2.6 made ``torch.load(weights_only=True)`` the default. mmengine 0.10.7's
 checkpoints carry a few non-tensor objects in ``meta`` (the message hub's
@@ -7,8 +7,8 @@ checkpoints carry a few non-tensor objects in ``meta`` (the message hub's
 
 Instead of asking users to set ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` (which
 re-enables arbitrary code execution), we allowlist exactly those objects.
-``HistoryBuffer`` pickles bound methods as ``getattr(buffer, name)``; we map the
-pickle's ``builtins.getattr`` to a getter that only resolves HistoryBuffer
+``HistoryBuffer`` pickles bound methods as ``getattr(buffer, name)``; we map
+the pickle's ``builtins.getattr`` to a getter that only resolves HistoryBuffer
 statistics methods, so the allowlist does not open general attribute access.
 
 Every local checkpoint that mmengine loads (``load_from``, resume,
