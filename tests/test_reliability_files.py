@@ -21,8 +21,9 @@ from bana_mm.utils.io import (atomic_open, atomic_write_text, image_size,
                               read_split)
 from bana_mm.utils.label_io import write_label_png
 
-TINY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))), 'configs', 'bana', 'bap_vgg16_tiny.py')
+TINY = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs',
+    'bana', 'bap_vgg16_tiny.py')
 
 
 # ------------------------------------------------------------ checkpoints
@@ -37,8 +38,8 @@ def bad_checkpoints(tmp_path):
         'truncated': data[:len(data) // 2],
         'text': b'hello world\n',
         'json': b'{"state_dict": 1}\n',
-        'random': bytes(np.random.default_rng(0).integers(0, 256, 4096,
-                                                          np.uint8)),
+        'random':
+        bytes(np.random.default_rng(0).integers(0, 256, 4096, np.uint8)),
     }
     paths = {}
     for name, content in files.items():
@@ -50,29 +51,31 @@ def bad_checkpoints(tmp_path):
 
 
 def _check_message(err: BaseException, path: str) -> None:
-    text = ''.join(traceback.format_exception(type(err), err,
-                                              err.__traceback__))
+    text = ''.join(
+        traceback.format_exception(type(err), err, err.__traceback__))
     assert f'{path} is not a readable checkpoint' in str(err)
     assert 'weights_only' not in text  # never advise unsafe loading
 
 
 LOADERS = {
-    'read_checkpoint': lambda path: read_checkpoint(path),
+    'read_checkpoint':
+    lambda path: read_checkpoint(path),
     # Runner.load_checkpoint (load_from, resume, tools/test.py) and
     # init_cfg pretrained weights
-    'mmengine_load': lambda path: __import__(
-        'mmengine.runner.checkpoint', fromlist=['_load_checkpoint'])
-    ._load_checkpoint(path, map_location='cpu'),
+    'mmengine_load':
+    lambda path: __import__(
+        'mmengine.runner.checkpoint', fromlist=['_load_checkpoint']
+    )._load_checkpoint(path, map_location='cpu'),
     # stage 2 (load_stage1_model)
-    'load_into_model': lambda path: __import__(
-        'mmengine.runner', fromlist=['load_checkpoint']).load_checkpoint(
-            torch.nn.Linear(2, 2), path, map_location='cpu'),
+    'load_into_model':
+    lambda path: __import__('mmengine.runner', fromlist=['load_checkpoint']).
+    load_checkpoint(torch.nn.Linear(2, 2), path, map_location='cpu'),
 }
 
 
 @pytest.mark.parametrize('loader', sorted(LOADERS))
-@pytest.mark.parametrize('name', ['empty', 'truncated', 'text', 'json',
-                                  'random', 'foreign_object'])
+@pytest.mark.parametrize(
+    'name', ['empty', 'truncated', 'text', 'json', 'random', 'foreign_object'])
 def test_unreadable_checkpoint_is_named(bad_checkpoints, loader, name):
     path = bad_checkpoints[name]
     with pytest.raises(CheckpointReadError) as err:
@@ -83,18 +86,21 @@ def test_unreadable_checkpoint_is_named(bad_checkpoints, loader, name):
 def test_checkpoint_errors_keep_a_short_cause(bad_checkpoints):
     with pytest.raises(CheckpointReadError, match='empty'):
         read_checkpoint(bad_checkpoints['empty'])
-    with pytest.raises(CheckpointReadError,
-                       match='GLOBAL argparse.Namespace'):
+    with pytest.raises(CheckpointReadError, match='GLOBAL argparse.Namespace'):
         read_checkpoint(bad_checkpoints['foreign_object'])
     with pytest.raises(FileNotFoundError, match='nope.pth'):
-        read_checkpoint(os.path.join(os.path.dirname(
-            bad_checkpoints['empty']), 'nope.pth'))
+        read_checkpoint(
+            os.path.join(
+                os.path.dirname(bad_checkpoints['empty']), 'nope.pth'))
 
 
 def test_good_checkpoint_still_loads(tmp_path):
     path = str(tmp_path / 'ok.pth')
-    torch.save({'state_dict': {'weight': torch.ones(2, 2),
-                               'bias': torch.zeros(2)}}, path)
+    torch.save(
+        {'state_dict': {
+            'weight': torch.ones(2, 2),
+            'bias': torch.zeros(2)
+        }}, path)
     model = torch.nn.Linear(2, 2)
     from mmengine.runner import load_checkpoint
     load_checkpoint(model, path, map_location='cpu', strict=True)
@@ -106,9 +112,13 @@ def test_tools_test_names_a_truncated_checkpoint(bad_checkpoints,
     from tools import test
     path = bad_checkpoints['truncated']
     with pytest.raises(CheckpointReadError) as err:
-        test.main([TINY, path, '--work-dir', str(tmp_path), '--cfg-options',
-                   *[f'{k}.dataset.data_root={synthetic_root}/' for k in
-                     ('val_dataloader', 'test_dataloader')]])
+        test.main([
+            TINY, path, '--work-dir',
+            str(tmp_path), '--cfg-options', *[
+                f'{k}.dataset.data_root={synthetic_root}/'
+                for k in ('val_dataloader', 'test_dataloader')
+            ]
+        ])
     _check_message(err.value, path)
 
 
@@ -132,8 +142,8 @@ def test_atomic_outputs_respect_the_umask(tmp_path, mask, expected):
     """Issue 10.12: mkstemp's 0600 made shared dataset folders unreadable."""
     with umask(mask):
         atomic_write_text(str(tmp_path / 'run.json'), '{}')
-        write_label_png(str(tmp_path / 'Ycrf' / 'a.png'),
-                        np.zeros((3, 4), np.uint8))
+        write_label_png(
+            str(tmp_path / 'Ycrf' / 'a.png'), np.zeros((3, 4), np.uint8))
         with open(tmp_path / 'plain.txt', 'w') as f:  # the reference
             f.write('x')
     assert _mode(tmp_path / 'plain.txt') == expected
@@ -172,7 +182,6 @@ def test_image_size_is_the_decoded_size(tmp_path, orientation):
     image.save(path, exif=exif.tobytes())
     height, width = mmcv.imread(path).shape[:2]
     assert image_size(path) == (width, height)
-    assert (width, height) == ((30, 50) if orientation in (6, 8)
-                               else (50, 30))
+    assert (width, height) == ((30, 50) if orientation in (6, 8) else (50, 30))
     (tmp_path / 'bad.jpg').write_bytes(b'')
     assert image_size(str(tmp_path / 'bad.jpg')) is None

@@ -48,7 +48,9 @@ class CocoAgreementDataset(CocoBoxDataset):
             annotations (ids, images, categories), naming ``ret_ann_file``.
     """
 
-    def __init__(self, *args, ret_ann_file: Optional[str] = None,
+    def __init__(self,
+                 *args,
+                 ret_ann_file: Optional[str] = None,
                  **kwargs) -> None:
         self.ret_ann_file = ret_ann_file
         self._ret_anns: Optional[Dict[int, dict]] = None
@@ -140,14 +142,19 @@ class CocoAgreementDataset(CocoBoxDataset):
                 'segmentation')
         return ret['segmentation']
 
-    def _checked_instances(self, boxes, labels, width, height, source,
+    def _checked_instances(self,
+                           boxes,
+                           labels,
+                           width,
+                           height,
+                           source,
                            extra=None) -> List[dict]:
         if self._pending_ret is not None and extra is not None:
             for item, seg in zip(extra, self._pending_ret):
                 if seg is not None:
                     item['mask_ret'] = seg
-        return super()._checked_instances(boxes, labels, width, height,
-                                          source, extra)
+        return super()._checked_instances(boxes, labels, width, height, source,
+                                          extra)
 
 
 @TRANSFORMS.register_module()
@@ -194,14 +201,14 @@ class LoadAgreementMasks(LoadAnnotations):
                 raise KeyError(f'{results.get("img_path")}: an instance has '
                                'no mask (pseudo-mask json expected)')
             ycrf = self._decode(instance['mask'], height, width)
-            yret = self._decode(instance.get('mask_ret', instance['mask']),
-                                height, width)
+            yret = self._decode(
+                instance.get('mask_ret', instance['mask']), height, width)
             if ycrf is None or yret is None:
                 instance['ignore_flag'] = 1
                 ycrf = yret = np.zeros((height, width), np.uint8)
             packed.append(pack_mask_pair(ycrf, yret))
             ignore.append(instance['ignore_flag'])
         results['gt_ignore_flags'] = np.array(ignore, dtype=bool)
-        data = np.stack(packed) if packed else np.zeros((0, height, width),
-                                                        np.uint8)
+        data = np.stack(packed) if packed else np.zeros(
+            (0, height, width), np.uint8)
         results['gt_masks'] = BitmapMasks(data, height, width)

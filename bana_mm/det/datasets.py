@@ -67,10 +67,13 @@ class _BoxCheckMixin:
               f'{size[0]}x{size[1]} (WxH); boxes are clipped to the image')
         return size
 
-    def _checked_instances(self, boxes: List[Sequence[float]],
-                           labels: List[int], width: int, height: int,
-                           source: str, extra: Optional[List[dict]] = None
-                           ) -> List[dict]:
+    def _checked_instances(self,
+                           boxes: List[Sequence[float]],
+                           labels: List[int],
+                           width: int,
+                           height: int,
+                           source: str,
+                           extra: Optional[List[dict]] = None) -> List[dict]:
         checked = clip_boxes(boxes, labels, width, height)
         for reason in checked.dropped:
             _warn(f'{source}: dropped {reason}')
@@ -125,8 +128,10 @@ class VOCBoxDataset(_BoxCheckMixin, BaseDetDataset):
 
     METAINFO = dict(classes=VOC_CLASSES)
 
-    def __init__(self, img_subdir: str = 'JPEGImages',
-                 ann_subdir: str = 'Annotations', img_suffix: str = '.jpg',
+    def __init__(self,
+                 img_subdir: str = 'JPEGImages',
+                 ann_subdir: str = 'Annotations',
+                 img_suffix: str = '.jpg',
                  **kwargs) -> None:
         self.img_subdir = img_subdir
         self.ann_subdir = ann_subdir
@@ -136,8 +141,9 @@ class VOCBoxDataset(_BoxCheckMixin, BaseDetDataset):
     def load_data_list(self) -> List[dict]:
         classes = self._metainfo['classes']
         self.cat2label = {name: i for i, name in enumerate(classes)}
-        return [self._parse_image(img_id)
-                for img_id in read_split(self.ann_file)]
+        return [
+            self._parse_image(img_id) for img_id in read_split(self.ann_file)
+        ]
 
     def _parse_image(self, img_id: str) -> dict:
         root = self.data_root or ''
@@ -161,8 +167,10 @@ class VOCBoxDataset(_BoxCheckMixin, BaseDetDataset):
                         f'{xml_path}: unknown class {name!r}; known classes: '
                         f'{", ".join(self.cat2label)}')
                 bnd = obj.find('bndbox')
-                coords = [float(bnd.find(k).text)
-                          for k in ('xmin', 'ymin', 'xmax', 'ymax')]
+                coords = [
+                    float(bnd.find(k).text)
+                    for k in ('xmin', 'ymin', 'xmax', 'ymax')
+                ]
                 boxes.append(voc_box_to_xyxy(*coords))
                 labels.append(self.cat2label[name])
         except (ET.ParseError, AttributeError, TypeError, ValueError) as err:
@@ -173,8 +181,13 @@ class VOCBoxDataset(_BoxCheckMixin, BaseDetDataset):
         width, height = self._decoded_size(img_path, width, height, xml_path)
         instances = self._checked_instances(boxes, labels, width, height,
                                             xml_path)
-        return dict(img_path=img_path, img_id=img_id, xml_path=xml_path,
-                    height=height, width=width, instances=instances)
+        return dict(
+            img_path=img_path,
+            img_id=img_id,
+            xml_path=xml_path,
+            height=height,
+            width=width,
+            instances=instances)
 
 
 @DATASETS.register_module()
@@ -191,8 +204,8 @@ class CocoBoxDataset(_BoxCheckMixin, CocoDataset):
             raise FileNotFoundError(
                 f'annotation file not found: {self.ann_file}')
         try:
-            with get_local_path(self.ann_file,
-                                backend_args=self.backend_args) as path:
+            with get_local_path(
+                    self.ann_file, backend_args=self.backend_args) as path:
                 self.coco = self.COCOAPI(path)
             return self._parse_coco()
         except (ValueError, KeyError, TypeError, AssertionError) as err:
@@ -227,8 +240,9 @@ class CocoBoxDataset(_BoxCheckMixin, CocoDataset):
         for img_id in dict.fromkeys(listed):
             raw_img_info = dict(self.coco.imgs[img_id], img_id=img_id)
             anns = self.coco.load_anns(self.coco.get_ann_ids(img_ids=[img_id]))
-            data_list.append(self.parse_data_info(
-                dict(raw_ann_info=anns, raw_img_info=raw_img_info)))
+            data_list.append(
+                self.parse_data_info(
+                    dict(raw_ann_info=anns, raw_img_info=raw_img_info)))
         return data_list
 
     def _category_labels(self, categories: Optional[list]) -> Dict[int, int]:
@@ -237,8 +251,7 @@ class CocoBoxDataset(_BoxCheckMixin, CocoDataset):
         categories does not matter). Categories that are not classes get no
         label (their annotations are an error in :meth:`parse_data_info`)."""
         if not categories:
-            raise BoxAnnotationError(
-                f'{self.ann_file}: no "categories" list')
+            raise BoxAnnotationError(f'{self.ann_file}: no "categories" list')
         classes = list(self.metainfo['classes'])
         by_name: Dict[str, int] = {}
         for cat in categories:
@@ -284,6 +297,10 @@ class CocoBoxDataset(_BoxCheckMixin, CocoDataset):
                                            img_info['height'], source)
         instances = self._checked_instances(boxes, labels, width, height,
                                             source, extra)
-        return dict(img_path=img_path, img_id=img_info['img_id'],
-                    seg_map_path=None, height=height, width=width,
-                    instances=instances)
+        return dict(
+            img_path=img_path,
+            img_id=img_info['img_id'],
+            seg_map_path=None,
+            height=height,
+            width=width,
+            instances=instances)

@@ -53,14 +53,18 @@ class PseudoLabelVOCDataset(BaseSegDataset):
 
     METAINFO = dict()
 
-    def __init__(self, ann_file: str = 'ImageSets/Segmentation/train.txt',
+    def __init__(self,
+                 ann_file: str = 'ImageSets/Segmentation/train.txt',
                  pseudo_label_dir: Optional[str] = None,
-                 ycrf_dir: str = 'Ycrf', yret_dir: str = 'Yret',
+                 ycrf_dir: str = 'Ycrf',
+                 yret_dir: str = 'Yret',
                  gt_ids: Optional[Union[str, Sequence[str]]] = None,
-                 data_prefix: dict = dict(img_path='JPEGImages',
-                                          seg_map_path='SegmentationClass'),
-                 img_suffix: str = '.jpg', seg_map_suffix: str = '.png',
-                 metainfo: Optional[dict] = None, **kwargs) -> None:
+                 data_prefix: dict = dict(
+                     img_path='JPEGImages', seg_map_path='SegmentationClass'),
+                 img_suffix: str = '.jpg',
+                 seg_map_suffix: str = '.png',
+                 metainfo: Optional[dict] = None,
+                 **kwargs) -> None:
         metainfo = dict(metainfo or {})
         if 'classes' not in metainfo:
             raise ValueError('PseudoLabelVOCDataset needs metainfo=dict('
@@ -71,9 +75,13 @@ class PseudoLabelVOCDataset(BaseSegDataset):
         self.ycrf_dir = ycrf_dir
         self.yret_dir = yret_dir
         self.gt_ids = gt_ids
-        super().__init__(ann_file=ann_file, data_prefix=data_prefix,
-                         img_suffix=img_suffix, seg_map_suffix=seg_map_suffix,
-                         metainfo=metainfo, **kwargs)
+        super().__init__(
+            ann_file=ann_file,
+            data_prefix=data_prefix,
+            img_suffix=img_suffix,
+            seg_map_suffix=seg_map_suffix,
+            metainfo=metainfo,
+            **kwargs)
 
     def _root_join(self, path: str) -> str:
         if osp.isabs(path) or not self.data_root:
@@ -92,8 +100,8 @@ class PseudoLabelVOCDataset(BaseSegDataset):
         exist."""
         img_dir = self.data_prefix.get('img_path', '')
         gt_dir = self.data_prefix.get('seg_map_path', '')
-        pl_root = (None if self.pseudo_label_dir is None else
-                   self._root_join(self.pseudo_label_dir))
+        pl_root = (None if self.pseudo_label_dir is None else self._root_join(
+            self.pseudo_label_dir))
         gt_set = self._gt_id_set()
         data_list, missing = [], []
         for img_id in read_split(self.ann_file):
@@ -108,13 +116,17 @@ class PseudoLabelVOCDataset(BaseSegDataset):
             for path in dict.fromkeys((img_path, crf_path, ret_path)):
                 if not osp.isfile(path):
                     missing.append(path)
-            data_list.append(dict(
-                img_path=img_path, seg_map_path=crf_path,
-                ret_map_path=ret_path, img_id=img_id,
-                uses_gt=crf_path == gt_path,
-                num_classes=len(self.metainfo['classes']),
-                label_map=self.label_map,
-                reduce_zero_label=self.reduce_zero_label, seg_fields=[]))
+            data_list.append(
+                dict(
+                    img_path=img_path,
+                    seg_map_path=crf_path,
+                    ret_map_path=ret_path,
+                    img_id=img_id,
+                    uses_gt=crf_path == gt_path,
+                    num_classes=len(self.metainfo['classes']),
+                    label_map=self.label_map,
+                    reduce_zero_label=self.reduce_zero_label,
+                    seg_fields=[]))
         if missing:
             shown = '\n  '.join(missing[:10])
             more = f'\n  ... and {len(missing) - 10} more' \

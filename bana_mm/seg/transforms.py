@@ -16,12 +16,10 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 from mmcv.transforms import Pad as MMCVPad
 from mmengine.structures import PixelData
-
 from mmseg.datasets.transforms import PackSegInputs
 from mmseg.registry import TRANSFORMS
 
-from ..utils.label_io import (IGNORE_INDEX, check_label_values,
-                              read_label_png)
+from ..utils.label_io import IGNORE_INDEX, check_label_values, read_label_png
 
 
 @TRANSFORMS.register_module()
@@ -45,15 +43,16 @@ class LoadPseudoLabels(BaseTransform):
             provide it.
     """
 
-    def __init__(self, backend_args: Optional[dict] = None,
+    def __init__(self,
+                 backend_args: Optional[dict] = None,
                  num_classes: Optional[int] = None) -> None:
         self.num_classes = num_classes
         self.backend_args = backend_args
 
     def transform(self, results: dict) -> dict:
-        paths = dict(gt_seg_map=results['seg_map_path'],
-                     gt_ret_map=results.get('ret_map_path')
-                     or results['seg_map_path'])
+        paths = dict(
+            gt_seg_map=results['seg_map_path'],
+            gt_ret_map=results.get('ret_map_path') or results['seg_map_path'])
         img_hw = results['img'].shape[:2] if 'img' in results else None
         label_map = results.get('label_map')
         num_classes = results.get('num_classes', self.num_classes)
@@ -89,8 +88,10 @@ class PadSegFields(MMCVPad):
             if results.get(key) is None:
                 continue
             results[key] = mmcv.impad(
-                results[key], shape=results['pad_shape'][:2],
-                pad_val=pad_val, padding_mode=self.padding_mode)
+                results[key],
+                shape=results['pad_shape'][:2],
+                pad_val=pad_val,
+                padding_mode=self.padding_mode)
 
 
 @TRANSFORMS.register_module()

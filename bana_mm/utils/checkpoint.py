@@ -38,8 +38,7 @@ def _reason(err: Exception) -> str:
     turn off ``weights_only`` (which would allow arbitrary code)."""
     text = str(err)
     match = re.search(
-        r'WeightsUnpickler error:\s*(.+?)(?:\s+Please use|\n\n|$)', text,
-        re.S)
+        r'WeightsUnpickler error:\s*(.+?)(?:\s+Please use|\n\n|$)', text, re.S)
     if match:
         text = match.group(1)
     text = ' '.join(text.split())
@@ -126,8 +125,8 @@ def allow_mmengine_checkpoints() -> None:
     if _ALLOWED:
         return
     from mmengine.runner.checkpoint import CheckpointLoader
-    CheckpointLoader.register_scheme(prefixes='', loader=load_from_local,
-                                     force=True)
+    CheckpointLoader.register_scheme(
+        prefixes='', loader=load_from_local, force=True)
     if not hasattr(torch.serialization, 'add_safe_globals'):
         _ALLOWED = True
         return

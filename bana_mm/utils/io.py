@@ -45,8 +45,8 @@ def atomic_open(path: str) -> Iterator[BinaryIO]:
     """
     folder = osp.dirname(osp.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + osp.basename(path),
-                               suffix='.tmp')
+    fd, tmp = tempfile.mkstemp(
+        dir=folder, prefix='.' + osp.basename(path), suffix='.tmp')
     try:
         os.fchmod(fd, _new_file_mode(path))
         with os.fdopen(fd, 'wb') as f:
@@ -97,9 +97,11 @@ def read_split(path: str) -> List[str]:
             seen.add(img_id)
         shown = ', '.join(repeated[:10])
         more = f' and {len(repeated) - 10} more' if len(repeated) > 10 else ''
-        print_log(f'{path}: {len(repeated)} id(s) listed more than once, '
-                  f'each kept once: {shown}{more}', logger='current',
-                  level=logging.WARNING)
+        print_log(
+            f'{path}: {len(repeated)} id(s) listed more than once, '
+            f'each kept once: {shown}{more}',
+            logger='current',
+            level=logging.WARNING)
     return unique
 
 

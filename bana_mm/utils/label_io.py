@@ -43,8 +43,8 @@ def write_label_png(path: str, label_map: np.ndarray) -> None:
     atomic_write_bytes(path, label_png_bytes(label_map))
 
 
-def read_label_png(path: str, backend_args: Optional[dict] = None
-                   ) -> np.ndarray:
+def read_label_png(path: str,
+                   backend_args: Optional[dict] = None) -> np.ndarray:
     """(H, W) uint8 class-index map from a palette ('P') or 'L' PNG.
 
     Raises:
@@ -76,8 +76,8 @@ def check_label_values(label_map: np.ndarray, num_classes: int,
         ValueError naming ``path`` and the offending values (a loss would
         otherwise fail later with an index error naming neither).
     """
-    counts = np.bincount(np.asarray(label_map, np.uint8).ravel(),
-                         minlength=256)
+    counts = np.bincount(
+        np.asarray(label_map, np.uint8).ravel(), minlength=256)
     counts[IGNORE_INDEX] = 0
     bad = np.nonzero(counts[num_classes:])[0] + num_classes
     if bad.size:
