@@ -185,3 +185,35 @@ def test_image_size_is_the_decoded_size(tmp_path, orientation):
     assert (width, height) == ((30, 50) if orientation in (6, 8) else (50, 30))
     (tmp_path / 'bad.jpg').write_bytes(b'')
     assert image_size(str(tmp_path / 'bad.jpg')) is None
+
+
+def test_coco_metric_matches_categories_by_name(tmp_path):
+    """mmdet's CocoMetric maps label i to the i-th json category in json
+    order; NamedCocoMetric maps it to the category named classes[i]."""
+    import json
+
+    from mmdet.evaluation import CocoMetric
+
+    from bana_mm.det import NamedCocoMetric
+    ann = dict(
+        images=[dict(id=1, file_name='a.jpg', width=8, height=8)],
+        categories=[dict(id=7, name='giraffe'), dict(id=3, name='chair')],
+        annotations=[dict(id=1, image_id=1, category_id=7, iscrowd=0,
+                          bbox=[0, 0, 4, 4], area=16)])
+    path = tmp_path / 'ann.json'
+    path.write_text(json.dumps(ann))
+    classes = ('chair', 'giraffe')
+    ids = {}
+    for cls in (CocoMetric, NamedCocoMetric):
+        metric = cls(ann_file=str(path))
+        metric.dataset_meta = dict(classes=classes)
+        metric.cat_ids = metric._coco_api.get_cat_ids(cat_names=classes)
+        ids[cls.__name__] = list(metric.cat_ids)
+    assert ids['CocoMetric'] == [7, 3]  # label 0 ('chair') -> giraffe
+    assert ids['NamedCocoMetric'] == [3, 7]
+    metric = NamedCocoMetric(ann_file=str(path))
+    metric.dataset_meta = dict(classes=('chair', 'zebra'))
+    with pytest.raises(ValueError, match=r"ann.json has no category named "
+                       r"\['zebra'\]"):
+        metric.cat_ids = metric._coco_api.get_cat_ids(
+            cat_names=('chair', 'zebra'))
