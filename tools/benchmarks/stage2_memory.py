@@ -3,7 +3,8 @@
 For each image size (VOC 500x375, COCO 640x480, 2048x1024, 4000x3000) and
 each ``upsample`` mode, one fresh process per step measures the wall time
 and the peak resident memory above what the process held before the step
-(``ru_maxrss`` minus the resident size after the inputs were built):
+(Linux ``VmHWM`` after a ``clear_refs`` reset, minus the resident size
+after the inputs were built):
 
 * ``unaries``   -- :func:`prepare_pseudo_labels` from 1024-channel stride-8
   features: background query, u0 with its threshold, CAMs, CRF input;
@@ -40,7 +41,18 @@ def _rss_mib() -> float:
     return pages * resource.getpagesize() / 2**20
 
 
+def _reset_peak() -> None:
+    """Reset the process's peak resident size (Linux ``clear_refs`` 5)."""
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')
+
+
 def _peak_mib() -> float:
+    """Peak resident size since the last :func:`_reset_peak` (VmHWM)."""
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -93,6 +105,7 @@ def measure(size: str, mode: str, step: str) -> dict:
         import bana_mm  # noqa: F401
         model = MODELS.build(dict(type='VGG16LargeFOV')).eval()
         x = torch.randn(1, 3, H, W)
+    _reset_peak()
     before = _rss_mib()
     t0 = time.perf_counter()
     with torch.no_grad():
