@@ -8,7 +8,7 @@ from .data_preprocessor import MultiChannelSegDataPreProcessor
 from .dataset import MDHVOCDataset, read_voc_boxes
 from .heads import (HEAD_MODES, MDHASPPHead, MDHDepthwiseSeparableASPPHead,
                     MDHFCNHead, MDHPSPHead, MixedDualHeadMixin,
-                    mixed_dual_head)
+                    mixed_dual_head, strong_state_dict)
 from .sampler import MixedBatchSampler
 from .transforms import (MDH_META_KEYS, AddBoxPriors, BoxRandomCrop,
                          LoadOptionalAnnotations)
@@ -17,6 +17,7 @@ __all__ = [
     'MultiChannelSegDataPreProcessor', 'MDHVOCDataset', 'read_voc_boxes',
     'HEAD_MODES', 'MDHASPPHead', 'MDHDepthwiseSeparableASPPHead',
     'MDHFCNHead', 'MDHPSPHead', 'MixedDualHeadMixin', 'mixed_dual_head',
+    'strong_state_dict',
     'MixedBatchSampler', 'MDH_META_KEYS', 'AddBoxPriors', 'BoxRandomCrop',
     'LoadOptionalAnnotations'
 ]
