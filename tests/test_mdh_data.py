@@ -65,6 +65,8 @@ def test_dataset_tags_labels_and_boxes(fw_root):
         assert label >= 1
         assert (cls[y1:y2, x1:x2] == label).any()
     assert len(info['gt_bboxes']) == len(np.setdiff1d(np.unique(inst), [0]))
+    # F images carry their boxes too (their priors come from them)
+    assert len(ds.get_data_info(0)['gt_bboxes']) > 0
 
 
 def test_boxes_derived_from_instance_masks_without_xml(fw_root):

@@ -201,3 +201,26 @@ def test_tiny_training_loss_drops():
         losses.append(float(log['loss']))
         assert 'decode.loss_ce_weak' in log
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_pretrained_rgb_backbone_widened_to_5_channels(tmp_path):
+    from mmengine.config import Config
+    from mmseg.registry import MODELS
+    _scope()
+    torch.manual_seed(0)
+    _, rgb = _build('annnet_tiny_nopriors.py')
+    rgb.init_weights()
+    ckpt = str(tmp_path / 'rgb.pth')
+    torch.save(dict(state_dict=rgb.backbone.state_dict()), ckpt)
+    cfg = Config.fromfile(osp.join(osp.dirname(__file__), '..', 'configs',
+                                   'mdh', 'annnet_tiny.py'))
+    cfg.model.backbone.init_cfg = dict(type='PretrainedExtraChannels',
+                                       checkpoint=ckpt)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    w = model.backbone.conv1.weight
+    assert w.shape[1] == 5
+    assert torch.equal(w[:, :3], rgb.backbone.conv1.weight)
+    assert (w[:, 3:] == 0).all()
+    assert torch.equal(model.backbone.layer1[0].conv1.weight,
+                       rgb.backbone.layer1[0].conv1.weight)

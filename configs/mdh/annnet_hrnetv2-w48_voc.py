@@ -30,7 +30,11 @@ model = dict(
         mean=[123.675, 116.28, 103.53, 128.0, 10.0],
         std=[58.395, 57.12, 57.375, 64.0, 10.0],
         bgr_to_rgb=True, size=crop_size),
-    backbone=dict(in_channels=5),
+    pretrained=None,  # the ImageNet HRNetV2-W48 comes in through init_cfg:
+    backbone=dict(    # RGB filters kept, prior channels of conv1 start at 0
+        in_channels=5,
+        init_cfg=dict(type='PretrainedExtraChannels',
+                      checkpoint='open-mmlab://msra/hrnetv2_w48')),
     decode_head=dict(type='MDHFCNHead', head_mode='mixed', mix_ratio=(7, 1),
                      num_classes=len(classes) + 1))
 

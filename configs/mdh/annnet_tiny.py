@@ -15,9 +15,9 @@ widths = (8, 16, 32, 64)
 norm_cfg = dict(type='BN', requires_grad=True)
 
 model = dict(
-    pretrained=None,
     data_preprocessor=dict(size=crop_size),
     backbone=dict(
+        init_cfg=None,  # from scratch
         norm_cfg=norm_cfg,
         extra=dict(
             stage1=dict(num_modules=1, num_branches=1, block='BOTTLENECK',

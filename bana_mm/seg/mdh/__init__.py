@@ -9,6 +9,7 @@ from .dataset import MDHVOCDataset, read_voc_boxes
 from .heads import (HEAD_MODES, MDHASPPHead, MDHDepthwiseSeparableASPPHead,
                     MDHFCNHead, MDHPSPHead, MixedDualHeadMixin,
                     mixed_dual_head, strong_state_dict)
+from .init import PretrainedExtraChannels, widen_input_channels
 from .sampler import MixedBatchSampler
 from .transforms import (MDH_META_KEYS, AddBoxPriors, BoxRandomCrop,
                          LoadOptionalAnnotations)
@@ -18,6 +19,6 @@ __all__ = [
     'HEAD_MODES', 'MDHASPPHead', 'MDHDepthwiseSeparableASPPHead',
     'MDHFCNHead', 'MDHPSPHead', 'MixedDualHeadMixin', 'mixed_dual_head',
     'strong_state_dict',
-    'MixedBatchSampler', 'MDH_META_KEYS', 'AddBoxPriors', 'BoxRandomCrop',
+    'PretrainedExtraChannels', 'widen_input_channels', 'MixedBatchSampler', 'MDH_META_KEYS', 'AddBoxPriors', 'BoxRandomCrop',
     'LoadOptionalAnnotations'
 ]
