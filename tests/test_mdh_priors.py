@@ -38,6 +38,9 @@ def test_distance_map_truncation_and_whole_image_box():
     assert dist[150, 150] == 0.0
     assert dist[150, 10] == pytest.approx(118.0)
     assert dist[0, 37] == 128.0 and dist[300, 300] == 128.0
+    prior = position_prior([(0, 0, 301, 301)], (301, 301))
+    np.testing.assert_array_equal(prior, dist.astype(np.float32))
+    assert (class_prior([(0, 0, 301, 301)], [4], (301, 301)) == 4).all()
     # 1-pixel-high box: no inside pixel, no rescale, outside truncated at 255
     thin = distance_map((0, 0, 3, 1), (1, 300))
     assert thin[0, :3].tolist() == [128.0, 128.0, 128.0]
@@ -184,3 +187,24 @@ def test_multichannel_preprocessor_swaps_rgb_and_normalises_5_channels():
     assert got == pytest.approx([199, 98, -3, 172 / 64, 39])
     with pytest.raises(ValueError, match='3 channels but mean/std have 5'):
         pre(dict(inputs=[x[:3].clone()], data_samples=[SegDataSample()]))
+
+
+def test_annnet_tta_pipeline_computes_priors_per_view():
+    from mmengine.config import Config
+    import os.path as osp
+    cfg = Config.fromfile(osp.join(osp.dirname(__file__), '..', 'configs',
+                                   'mdh', 'annnet_tiny.py'))
+    tta = cfg.tta_pipeline[1]
+    scene = _scene()
+    scene.pop('gt_seg_map')
+    scene.update(seg_map_path=None, seg_fields=[])
+    out = _run([tta], scene)
+    assert len(out['inputs']) == 12  # 6 scales x 2 flips
+    for x, sample in zip(out['inputs'], out['data_samples']):
+        assert x.shape[0] == 5
+        cls = x[4].numpy()
+        # (x, y) = (0.3 w, 0.5 h) lies in box 0 (label 3); in a flipped view
+        # it shows original x = 0.7 w, y = 0.5 h: outside both boxes
+        h, w = cls.shape
+        expected = 0 if sample.metainfo['flip'] else 3
+        assert cls[int(0.5 * h), int(0.3 * w)] == expected

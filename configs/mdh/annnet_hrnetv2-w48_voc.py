@@ -57,6 +57,19 @@ test_pipeline = [
     dict(type='AddBoxPriors'),
     dict(type='PackSegInputs', meta_keys=meta_keys),
 ]
+# multi-scale + flip test (mmseg --tta): the priors are computed per view
+tta_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='TestTimeAug',
+         transforms=[
+             [dict(type='Resize', scale_factor=r, keep_ratio=True)
+              for r in (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)],
+             [dict(type='RandomFlip', prob=0.0, direction='horizontal'),
+              dict(type='RandomFlip', prob=1.0, direction='horizontal')],
+             [dict(type='LoadOptionalAnnotations')],
+             [dict(type='AddBoxPriors')],
+             [dict(type='PackSegInputs', meta_keys=meta_keys)]])
+]
 train_dataloader = dict(
     batch_size=8,
     num_workers=4,
