@@ -56,10 +56,10 @@ def test_dataset_tags_labels_and_boxes(fw_root):
     assert ds.get_data_info(0)['seg_map_path'].endswith(
         osp.join('SegmentationClass', ids[0] + '.png'))
     # boxes from the XML: tight boxes of the instance masks, labels = class
-    inst = read_label_png(osp.join(fw_root, 'SegmentationObject',
-                                  ids[5] + '.png'))
-    cls = read_label_png(osp.join(fw_root, 'SegmentationClass',
-                                 ids[5] + '.png'))
+    inst = read_label_png(
+        osp.join(fw_root, 'SegmentationObject', ids[5] + '.png'))
+    cls = read_label_png(
+        osp.join(fw_root, 'SegmentationClass', ids[5] + '.png'))
     for box, label in zip(info['gt_bboxes'], info['gt_bboxes_labels']):
         x1, y1, x2, y2 = box.astype(int)
         assert label >= 1

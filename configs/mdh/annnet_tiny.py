@@ -65,7 +65,10 @@ val_dataloader = dict(
     dataset=dict(data_root=data_root, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
-optim_wrapper = dict(optimizer=dict(lr=0.01), clip_grad=dict(_delete_=True, max_norm=10.0))
+# lr 0.05 (from scratch): 200 iters on coco128_voc20 with GT as W labels gave
+# val mIoU 7.35% vs 5.96% at lr 0.01 (one run each, seed 0)
+optim_wrapper = dict(optimizer=dict(lr=0.05),
+                     clip_grad=dict(_delete_=True, max_norm=10.0))
 param_scheduler = [
     dict(type='PolyLR', eta_min=0.0, power=0.9, begin=0, end=max_iters,
          by_epoch=False)

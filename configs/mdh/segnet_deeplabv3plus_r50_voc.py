@@ -7,7 +7,9 @@
 # the strong/weak routing (the paper's SegNet has none).
 # Recipe (§4.2): SGD momentum 0.9, lr 4e-3, poly 0.9, batch 32 (4 GPUs x 8),
 # 60 epochs (19860 iters on VOC aug), scale 0.5-2.0, crop 512, flip.
-_base_ = ['mmseg::deeplabv3plus/deeplabv3plus_r50-d8_4xb4-20k_voc12aug-512x512.py']
+_base_ = [
+    'mmseg::deeplabv3plus/deeplabv3plus_r50-d8_4xb4-20k_voc12aug-512x512.py'
+]
 custom_imports = dict(imports=['bana_mm.seg'], allow_failed_imports=False)
 
 classes = ('aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car',

@@ -51,7 +51,8 @@ val_dataloader = dict(
     dataset=dict(data_root=data_root, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
-optim_wrapper = dict(optimizer=dict(lr=0.01), clip_grad=dict(_delete_=True, max_norm=10.0))
+optim_wrapper = dict(optimizer=dict(lr=0.01),
+                     clip_grad=dict(_delete_=True, max_norm=10.0))
 param_scheduler = [
     dict(type='PolyLR', eta_min=0.0, power=0.9, begin=0, end=max_iters,
          by_epoch=False)

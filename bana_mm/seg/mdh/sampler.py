@@ -79,7 +79,7 @@ class MixedBatchSampler(BatchSampler):
 
     def __init__(self, sampler: Sampler, batch_size: int,
                  batch_ratio: Sequence[float] = (1, 1),
-                 seed: int | None = None, drop_last: bool = True) -> None:
+                 seed: int | None = None) -> None:
         dataset = getattr(sampler, 'dataset', None)
         if dataset is None:
             raise TypeError('MixedBatchSampler needs a sampler with a '
@@ -105,7 +105,7 @@ class MixedBatchSampler(BatchSampler):
             seed = getattr(sampler, 'seed', None)
         self.seed = sync_random_seed() if seed is None else int(seed)
         self._calls = 0
-        self.drop_last = drop_last
+        self.drop_last = False  # every batch is full by construction
 
     def __len__(self) -> int:
         per_step = self.batch_size * self.world_size
