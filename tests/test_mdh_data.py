@@ -38,9 +38,13 @@ def fw_root(synthetic_root, tmp_path):
 def _dataset(root, **kw):
     import bana_mm.seg  # noqa: F401
     from bana_mm.seg.mdh import MDHVOCDataset
-    args = dict(data_root=root, ann_file='ImageSets/Segmentation/train.txt',
-                full_split='full.txt', weak_label_dir='weak',
-                metainfo=dict(classes=SYN_CLASSES), pipeline=[])
+    args = dict(
+        data_root=root,
+        ann_file='ImageSets/Segmentation/train.txt',
+        full_split='full.txt',
+        weak_label_dir='weak',
+        metainfo=dict(classes=SYN_CLASSES),
+        pipeline=[])
     args.update(kw)
     return MDHVOCDataset(**args)
 
@@ -75,8 +79,8 @@ def test_boxes_derived_from_instance_masks_without_xml(fw_root):
     os.remove(osp.join(fw_root, 'Annotations', ids[2] + '.xml'))
     derived = _dataset(fw_root).get_data_info(2)
     # the synthetic XML boxes are the tight boxes of the visible masks
-    np.testing.assert_allclose(np.sort(derived['gt_bboxes'], 0),
-                               np.sort(with_xml['gt_bboxes'], 0))
+    np.testing.assert_allclose(
+        np.sort(derived['gt_bboxes'], 0), np.sort(with_xml['gt_bboxes'], 0))
     assert sorted(derived['gt_bboxes_labels']) == \
         sorted(with_xml['gt_bboxes_labels'])
 
@@ -107,6 +111,7 @@ def test_bad_splits_raise_naming_the_file(fw_root):
 
 
 class _Sampler:
+
     def __init__(self, ds):
         self.dataset, self.seed = ds, 3
 
@@ -115,8 +120,7 @@ def test_batch_sampler_mix_and_errors(fw_root):
     from bana_mm.seg.mdh import MixedBatchSampler
     ds = _dataset(fw_root)
     flags = ds.full_flags()
-    sampler = MixedBatchSampler(_Sampler(ds), batch_size=8,
-                                batch_ratio=(1, 3))
+    sampler = MixedBatchSampler(_Sampler(ds), batch_size=8, batch_ratio=(1, 3))
     batches = list(sampler)
     assert len(batches) == len(sampler) == 2
     for batch in batches:
@@ -135,8 +139,9 @@ def test_batch_sampler_mix_and_errors(fw_root):
 def test_batch_sampler_empty_splits_name_the_split(fw_root):
     from bana_mm.seg.mdh import MixedBatchSampler
     for i in _ids(fw_root)[:4]:  # give the F ids weak masks too
-        shutil.copy(osp.join(fw_root, 'SegmentationClass', i + '.png'),
-                    osp.join(fw_root, 'weak', i + '.png'))
+        shutil.copy(
+            osp.join(fw_root, 'SegmentationClass', i + '.png'),
+            osp.join(fw_root, 'weak', i + '.png'))
     all_w = _dataset(fw_root, full_split=None)  # F empty, all W
     with pytest.raises(ValueError, match=r'F split .*train\.txt is empty'):
         MixedBatchSampler(_Sampler(all_w), 4)
@@ -151,16 +156,19 @@ def test_annnet_tiny_dataloader_yields_tagged_5_channel_batches(fw_root):
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
     from mmengine.runner import Runner
+
     import bana_mm.seg  # noqa: F401
     init_default_scope('mmseg')
-    cfg = Config.fromfile(osp.join(osp.dirname(__file__), '..', 'configs',
-                                   'mdh', 'annnet_tiny.py'))
+    cfg = Config.fromfile(
+        osp.join(
+            osp.dirname(__file__), '..', 'configs', 'mdh', 'annnet_tiny.py'))
     cfg.merge_from_dict({
         'train_dataloader.dataset.data_root': fw_root,
         'train_dataloader.dataset.full_split': 'full.txt',
         'train_dataloader.dataset.weak_label_dir': 'weak',
         'train_dataloader.dataset.metainfo.classes': SYN_CLASSES,
-        'train_dataloader.batch_size': 4})
+        'train_dataloader.batch_size': 4
+    })
     loader = Runner.build_dataloader(cfg.train_dataloader, seed=0)
     batch = next(iter(loader))
     assert [x.shape[0] for x in batch['inputs']] == [5] * 4

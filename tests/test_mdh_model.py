@@ -6,15 +6,15 @@ import os.path as osp
 import pytest
 import torch
 from mmengine.structures import PixelData
-
 from mmseg.structures import SegDataSample
 
-CONFIGS = sorted(glob.glob(osp.join(osp.dirname(__file__), '..', 'configs',
-                                    'mdh', '*.py')))
+CONFIGS = sorted(
+    glob.glob(osp.join(osp.dirname(__file__), '..', 'configs', 'mdh', '*.py')))
 
 
 def _scope():
     from mmengine.registry import init_default_scope
+
     import bana_mm.seg  # noqa: F401
     init_default_scope('mmseg')
 
@@ -22,9 +22,12 @@ def _scope():
 def _samples(tags, labels):
     out = []
     for tag, lab in zip(tags, labels):
-        s = SegDataSample(metainfo=dict(is_full=tag, img_shape=lab.shape,
-                                        pad_shape=lab.shape,
-                                        ori_shape=lab.shape))
+        s = SegDataSample(
+            metainfo=dict(
+                is_full=tag,
+                img_shape=lab.shape,
+                pad_shape=lab.shape,
+                ori_shape=lab.shape))
         s.gt_sem_seg = PixelData(data=lab[None].long())
         out.append(s)
     return out
@@ -36,10 +39,16 @@ def _head(mode, ratio=(7, 1)):
     torch.manual_seed(0)
     # num_convs=0: the head's shared feature is its input, so a sample's
     # input gradient shows exactly which head losses it took part in
-    return MDHFCNHead(in_channels=4, channels=4, num_convs=0,
-                      concat_input=False, num_classes=3, dropout_ratio=0,
-                      norm_cfg=dict(type='BN'), head_mode=mode,
-                      mix_ratio=ratio)
+    return MDHFCNHead(
+        in_channels=4,
+        channels=4,
+        num_convs=0,
+        concat_input=False,
+        num_classes=3,
+        dropout_ratio=0,
+        norm_cfg=dict(type='BN'),
+        head_mode=mode,
+        mix_ratio=ratio)
 
 
 def _grads(head, which, tags):
@@ -48,8 +57,8 @@ def _grads(head, which, tags):
     labels = [torch.randint(0, 3, (6, 6)) for _ in tags]
     head.zero_grad()
     losses = head.loss((x, ), _samples(tags, labels), {})
-    total = sum(v for k, v in losses.items() if k.startswith('loss') and
-                k.endswith(which)) if which else losses['loss_ce']
+    total = sum(v for k, v in losses.items() if k.startswith('loss')
+                and k.endswith(which)) if which else losses['loss_ce']
     total.backward()
     rows = [] if x.grad is None else \
         [i for i in range(len(tags)) if x.grad[i].abs().sum() > 0]
@@ -57,18 +66,20 @@ def _grads(head, which, tags):
 
 
 def _params_have_grad(modules):
-    return any(p.grad is not None and p.grad.abs().sum() > 0
-               for m in modules for p in m.parameters())
+    return any(p.grad is not None and p.grad.abs().sum() > 0 for m in modules
+               for p in m.parameters())
 
 
 TAGS = [True, False, True, False]
 
 
-@pytest.mark.parametrize('mode,ratio,strong_rows,weak_rows', [
-    ('dual', (7, 1), [0, 2], [1, 3]),
-    ('mixed', (2, 1), [0, 1, 2], [1, 3]),   # 2 F * 1/2 -> 1 W to strong
-    ('mixed', (1, 1), [0, 1, 2, 3], [1, 3]),
-])
+@pytest.mark.parametrize(
+    'mode,ratio,strong_rows,weak_rows',
+    [
+        ('dual', (7, 1), [0, 2], [1, 3]),
+        ('mixed', (2, 1), [0, 1, 2], [1, 3]),  # 2 F * 1/2 -> 1 W to strong
+        ('mixed', (1, 1), [0, 1, 2, 3], [1, 3]),
+    ])
 def test_each_head_learns_only_from_its_samples(mode, ratio, strong_rows,
                                                 weak_rows):
     head = _head(mode, ratio)
@@ -77,8 +88,9 @@ def test_each_head_learns_only_from_its_samples(mode, ratio, strong_rows,
     rows, losses = _grads(head, '_strong', TAGS)
     assert rows == strong_rows
     assert _params_have_grad(strong) and not _params_have_grad(weak)
-    assert set(losses) >= {'loss_ce_strong', 'loss_ce_weak',
-                           'acc_seg_strong', 'acc_seg_weak'}
+    assert set(losses) >= {
+        'loss_ce_strong', 'loss_ce_weak', 'acc_seg_strong', 'acc_seg_weak'
+    }
     rows, _ = _grads(head, '_weak', TAGS)
     assert rows == weak_rows
     assert _params_have_grad(weak) and not _params_have_grad(strong)
@@ -88,8 +100,9 @@ def test_head_without_samples_gets_zero_gradient():
     head = _head('dual')
     rows, losses = _grads(head, '_weak', [True, True])
     assert rows == [] and losses['loss_ce_weak'].item() == 0.0
-    assert all(p.grad is not None and (p.grad == 0).all()
-               for p in head.weak_seg.parameters())
+    assert all(
+        p.grad is not None and (p.grad == 0).all()
+        for p in head.weak_seg.parameters())
 
 
 def test_single_head_sees_everything_and_has_no_weak_head():
@@ -125,8 +138,8 @@ def _build(name, **head):
     from mmengine.config import Config
     from mmseg.registry import MODELS
     _scope()
-    cfg = Config.fromfile(osp.join(osp.dirname(__file__), '..', 'configs',
-                                   'mdh', name))
+    cfg = Config.fromfile(
+        osp.join(osp.dirname(__file__), '..', 'configs', 'mdh', name))
     cfg.model.decode_head.update(head)
     return cfg, MODELS.build(cfg.model)
 
@@ -143,14 +156,17 @@ def test_inference_is_the_strong_head_and_exports_to_a_single_head_model():
     x = torch.rand(1, 3, 64, 80) * 255
     meta = dict(img_shape=(64, 80), ori_shape=(64, 80), pad_shape=(64, 80))
     with torch.no_grad():
-        out = model.test_step(dict(inputs=[x[0]], data_samples=[
-            SegDataSample(metainfo=meta)]))[0]
-        ref = plain.test_step(dict(inputs=[x[0]], data_samples=[
-            SegDataSample(metainfo=meta)]))[0]
+        out = model.test_step(
+            dict(inputs=[x[0]],
+                 data_samples=[SegDataSample(metainfo=meta)]))[0]
+        ref = plain.test_step(
+            dict(inputs=[x[0]],
+                 data_samples=[SegDataSample(metainfo=meta)]))[0]
         # the weak head plays no part at inference
         model.decode_head.weak_seg.weight.add_(1.0)
-        again = model.test_step(dict(inputs=[x[0]], data_samples=[
-            SegDataSample(metainfo=meta)]))[0]
+        again = model.test_step(
+            dict(inputs=[x[0]],
+                 data_samples=[SegDataSample(metainfo=meta)]))[0]
     assert torch.equal(out.seg_logits.data, ref.seg_logits.data)
     assert torch.equal(out.seg_logits.data, again.seg_logits.data)
     assert out.pred_sem_seg.data.shape == (1, 64, 80)
@@ -162,8 +178,8 @@ def test_every_mdh_config_builds(path):
     mean = cfg.model.data_preprocessor.mean
     first = next(m for m in model.backbone.modules()
                  if isinstance(m, torch.nn.Conv2d))
-    assert first.in_channels == len(mean) == (
-        3 if 'segnet' in path or 'nopriors' in path else 5)
+    assert first.in_channels == len(mean) == (3 if 'segnet' in path
+                                              or 'nopriors' in path else 5)
     assert model.decode_head.head_mode == cfg.model.decode_head.head_mode
     assert (model.decode_head.weak_seg is None) == \
         (model.decode_head.head_mode == 'single')
@@ -181,8 +197,8 @@ def test_tiny_training_loss_drops():
     _, model = _build('segnet_tiny.py')
     model.init_weights()
     model.train()
-    wrapper = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.05,
-                                           momentum=0.9))
+    wrapper = OptimWrapper(
+        torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9))
     # bright square = class 1, elsewhere background; two F, two W samples
     inputs, labels = [], []
     for k in range(4):
@@ -195,9 +211,10 @@ def test_tiny_training_loss_drops():
     data = dict(inputs=inputs, data_samples=_samples(TAGS, labels))
     losses = []
     for _ in range(10):
-        log = model.train_step(dict(inputs=list(data['inputs']),
-                                    data_samples=data['data_samples']),
-                               wrapper)
+        log = model.train_step(
+            dict(
+                inputs=list(data['inputs']),
+                data_samples=data['data_samples']), wrapper)
         losses.append(float(log['loss']))
         assert 'decode.loss_ce_weak' in log
     assert losses[-1] < 0.5 * losses[0], losses
@@ -212,10 +229,11 @@ def test_pretrained_rgb_backbone_widened_to_5_channels(tmp_path):
     rgb.init_weights()
     ckpt = str(tmp_path / 'rgb.pth')
     torch.save(dict(state_dict=rgb.backbone.state_dict()), ckpt)
-    cfg = Config.fromfile(osp.join(osp.dirname(__file__), '..', 'configs',
-                                   'mdh', 'annnet_tiny.py'))
-    cfg.model.backbone.init_cfg = dict(type='PretrainedExtraChannels',
-                                       checkpoint=ckpt)
+    cfg = Config.fromfile(
+        osp.join(
+            osp.dirname(__file__), '..', 'configs', 'mdh', 'annnet_tiny.py'))
+    cfg.model.backbone.init_cfg = dict(
+        type='PretrainedExtraChannels', checkpoint=ckpt)
     model = MODELS.build(cfg.model)
     model.init_weights()
     w = model.backbone.conv1.weight

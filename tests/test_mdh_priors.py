@@ -26,8 +26,8 @@ def test_distance_map_eq1_eq2_hand_example():
         [129, 128, 128, 128, 128, 128, 129, 130],
         [S2, 129, 129, 129, 129, 129, S2, S5],
     ])
-    np.testing.assert_allclose(distance_map((1, 1, 6, 6), (7, 8)), expected,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        distance_map((1, 1, 6, 6), (7, 8)), expected, atol=1e-6)
 
 
 def test_distance_map_truncation_and_whole_image_box():
@@ -61,8 +61,8 @@ def test_position_prior_fusion_overlap_and_background():
     # by hand: (1,1) is A's inside d=1 ring: A's D_min = 128-2 -> eq.2 64;
     # (11,0): A: dy=6 -> 134; B: dx=3, dy=2 -> 128 + sqrt(13)
     assert prior[1, 1] == pytest.approx(64.0)
-    assert prior[11, 0] == pytest.approx((134 + 128 + math.sqrt(13)) / 2,
-                                         rel=1e-6)
+    assert prior[11, 0] == pytest.approx(
+        (134 + 128 + math.sqrt(13)) / 2, rel=1e-6)
     assert (prior >= 0).all() and (prior <= 255).all()
 
 
@@ -77,9 +77,9 @@ def test_class_prior_smallest_box_wins():
     big, small = (0, 0, 8, 8), (2, 2, 5, 5)
     for boxes, labels in (([big, small], [3, 7]), ([small, big], [7, 3])):
         cls = class_prior(boxes, labels, (10, 10), background_index=0)
-        assert cls[3, 3] == 7 and cls[2, 4] == 7   # overlap: small box
-        assert cls[0, 0] == 3 and cls[7, 7] == 3   # only in the big box
-        assert cls[9, 9] == 0 and cls[0, 9] == 0   # outside both
+        assert cls[3, 3] == 7 and cls[2, 4] == 7  # overlap: small box
+        assert cls[0, 0] == 3 and cls[7, 7] == 3  # only in the big box
+        assert cls[9, 9] == 0 and cls[0, 9] == 0  # outside both
     cls = class_prior([small], [2], (6, 6), background_index=21)
     assert cls[0, 0] == 21 and cls[4, 4] == 2 and cls[5, 5] == 21
     with pytest.raises(ValueError, match='2 boxes but 1 labels'):
@@ -89,9 +89,9 @@ def test_class_prior_smallest_box_wins():
 def test_boxes_from_masks_instances_and_components():
     cls = np.zeros((6, 8), np.uint8)
     inst = np.zeros((6, 8), np.uint8)
-    cls[1:3, 1:4], inst[1:3, 1:4] = 5, 1      # object 1, class 5
-    cls[3:6, 5:8], inst[3:6, 5:8] = 2, 2      # object 2, class 2
-    cls[0, 7] = 255                            # ignore: never a box
+    cls[1:3, 1:4], inst[1:3, 1:4] = 5, 1  # object 1, class 5
+    cls[3:6, 5:8], inst[3:6, 5:8] = 2, 2  # object 2, class 2
+    cls[0, 7] = 255  # ignore: never a box
     boxes, labels = boxes_from_masks(cls, inst)
     assert boxes.tolist() == [[1, 1, 4, 3], [5, 3, 8, 6]]
     assert labels.tolist() == [5, 2]
@@ -107,6 +107,7 @@ def test_boxes_from_masks_instances_and_components():
 def _run(pipeline_cfg, results):
     from mmengine.dataset import Compose
     from mmengine.registry import init_default_scope
+
     import bana_mm.seg  # noqa: F401
     init_default_scope('mmseg')
     return Compose(pipeline_cfg)(results)
@@ -120,17 +121,26 @@ def _scene(h=90, w=120):
     for (x1, y1, x2, y2), lab in zip(boxes.astype(int), (3, 8)):
         img[y1:y2, x1:x2] = 25 * lab
         seg[y1:y2, x1:x2] = lab
-    return dict(img=img, gt_seg_map=seg, seg_fields=['gt_seg_map'],
-                img_shape=(h, w), ori_shape=(h, w), gt_bboxes=boxes,
-                gt_bboxes_labels=np.array([3, 8]), reduce_zero_label=False)
+    return dict(
+        img=img,
+        gt_seg_map=seg,
+        seg_fields=['gt_seg_map'],
+        img_shape=(h, w),
+        ori_shape=(h, w),
+        gt_bboxes=boxes,
+        gt_bboxes_labels=np.array([3, 8]),
+        reduce_zero_label=False)
 
 
 @pytest.mark.parametrize('seed', range(6))
 def test_five_channels_stay_aligned_through_augmentation(seed):
     crop = (64, 64)
     pipeline = [
-        dict(type='RandomResize', scale=(120, 90), ratio_range=(0.5, 2.0),
-             keep_ratio=True),
+        dict(
+            type='RandomResize',
+            scale=(120, 90),
+            ratio_range=(0.5, 2.0),
+            keep_ratio=True),
         dict(type='BoxRandomCrop', crop_size=crop),
         dict(type='RandomFlip', prob=0.5),
         dict(type='Pad', size=crop),
@@ -161,8 +171,8 @@ def test_priors_follow_a_deterministic_flip_and_crop():
                 dict(type='AddBoxPriors')], dict(scene))
     # box 0 x 10..60 mirrored in a 120-px-wide image -> 60..110
     assert out['gt_bboxes'][0].tolist() == [60, 20, 110, 70]
-    expected = position_prior(np.array([[60, 20, 110, 70],
-                                        [10, 5, 50, 40]]), (90, 120))
+    expected = position_prior(
+        np.array([[60, 20, 110, 70], [10, 5, 50, 40]]), (90, 120))
     np.testing.assert_allclose(out['img'][..., 3], expected)
     np.testing.assert_array_equal(out['img'][..., 4], out['gt_seg_map'])
 
@@ -175,8 +185,9 @@ def test_add_box_priors_rejects_a_second_application():
 
 
 def test_multichannel_preprocessor_swaps_rgb_and_normalises_5_channels():
-    from bana_mm.seg.mdh import MultiChannelSegDataPreProcessor
     from mmseg.structures import SegDataSample
+
+    from bana_mm.seg.mdh import MultiChannelSegDataPreProcessor
     pre = MultiChannelSegDataPreProcessor(
         mean=[1, 2, 3, 128, 10], std=[1, 1, 1, 64, 10], bgr_to_rgb=True)
     x = torch.arange(5, dtype=torch.float32).view(5, 1, 1).expand(5, 2, 2)
@@ -190,10 +201,12 @@ def test_multichannel_preprocessor_swaps_rgb_and_normalises_5_channels():
 
 
 def test_annnet_tta_pipeline_computes_priors_per_view():
-    from mmengine.config import Config
     import os.path as osp
-    cfg = Config.fromfile(osp.join(osp.dirname(__file__), '..', 'configs',
-                                   'mdh', 'annnet_tiny.py'))
+
+    from mmengine.config import Config
+    cfg = Config.fromfile(
+        osp.join(
+            osp.dirname(__file__), '..', 'configs', 'mdh', 'annnet_tiny.py'))
     tta = cfg.tta_pipeline[1]
     scene = _scene()
     scene.pop('gt_seg_map')

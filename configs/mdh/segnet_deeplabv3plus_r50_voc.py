@@ -19,21 +19,27 @@ data_root = 'data/VOCdevkit/VOC2012'
 crop_size = (512, 512)
 test_scale = (2048, 512)
 max_iters = 19860
-meta_keys = ('img_path', 'seg_map_path', 'ori_shape', 'img_shape',
-             'pad_shape', 'scale_factor', 'flip', 'flip_direction',
-             'reduce_zero_label', 'is_full', 'img_id')
+meta_keys = ('img_path', 'seg_map_path', 'ori_shape', 'img_shape', 'pad_shape',
+             'scale_factor', 'flip', 'flip_direction', 'reduce_zero_label',
+             'is_full', 'img_id')
 
 model = dict(
     data_preprocessor=dict(size=crop_size),
-    decode_head=dict(type='MDHDepthwiseSeparableASPPHead', head_mode='mixed',
-                     mix_ratio=(7, 1), num_classes=len(classes) + 1),
+    decode_head=dict(
+        type='MDHDepthwiseSeparableASPPHead',
+        head_mode='mixed',
+        mix_ratio=(7, 1),
+        num_classes=len(classes) + 1),
     auxiliary_head=None)
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),
-    dict(type='RandomResize', scale=(2048, 512), ratio_range=(0.5, 2.0),
-         keep_ratio=True),
+    dict(
+        type='RandomResize',
+        scale=(2048, 512),
+        ratio_range=(0.5, 2.0),
+        keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PhotoMetricDistortion'),
@@ -72,8 +78,13 @@ test_dataloader = val_dataloader
 
 optim_wrapper = dict(optimizer=dict(lr=4e-3, momentum=0.9))
 param_scheduler = [
-    dict(type='PolyLR', eta_min=0.0, power=0.9, begin=0, end=max_iters,
-         by_epoch=False)
+    dict(
+        type='PolyLR',
+        eta_min=0.0,
+        power=0.9,
+        begin=0,
+        end=max_iters,
+        by_epoch=False)
 ]
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 default_hooks = dict(checkpoint=dict(interval=max_iters, max_keep_ckpts=1))

@@ -16,9 +16,8 @@ from .transforms import (MDH_META_KEYS, AddBoxPriors, BoxRandomCrop,
 
 __all__ = [
     'MultiChannelSegDataPreProcessor', 'MDHVOCDataset', 'read_voc_boxes',
-    'HEAD_MODES', 'MDHASPPHead', 'MDHDepthwiseSeparableASPPHead',
-    'MDHFCNHead', 'MDHPSPHead', 'MixedDualHeadMixin', 'mixed_dual_head',
-    'strong_state_dict', 'PretrainedExtraChannels', 'widen_input_channels',
-    'MixedBatchSampler', 'MDH_META_KEYS', 'AddBoxPriors', 'BoxRandomCrop',
-    'LoadOptionalAnnotations'
+    'HEAD_MODES', 'MDHASPPHead', 'MDHDepthwiseSeparableASPPHead', 'MDHFCNHead',
+    'MDHPSPHead', 'MixedDualHeadMixin', 'mixed_dual_head', 'strong_state_dict',
+    'PretrainedExtraChannels', 'widen_input_channels', 'MixedBatchSampler',
+    'MDH_META_KEYS', 'AddBoxPriors', 'BoxRandomCrop', 'LoadOptionalAnnotations'
 ]

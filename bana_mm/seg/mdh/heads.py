@@ -31,11 +31,10 @@ import torch
 import torch.nn as nn
 from mmcv.cnn import ConvModule
 from mmengine.model import normal_init
-from torch import Tensor
-
 from mmseg.models.decode_heads import (ASPPHead, DepthwiseSeparableASPPHead,
                                        FCNHead, PSPHead)
 from mmseg.registry import MODELS
+from torch import Tensor
 
 from .sampler import check_ratio
 
@@ -52,8 +51,11 @@ class MixedDualHeadMixin:
         mix_ratio: F:W ratio in the strong head's samples (mixed mode).
     """
 
-    def __init__(self, *args, head_mode: str = 'mixed',
-                 mix_ratio: Sequence[float] = (7, 1), **kwargs) -> None:
+    def __init__(self,
+                 *args,
+                 head_mode: str = 'mixed',
+                 mix_ratio: Sequence[float] = (7, 1),
+                 **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if head_mode not in HEAD_MODES:
             raise ValueError(f'head_mode must be one of {HEAD_MODES}, got '
@@ -70,10 +72,13 @@ class MixedDualHeadMixin:
         self._route: Tuple[List[int], List[int]] | None = None
 
     def _pre_block(self) -> ConvModule:
-        return ConvModule(self.channels, self.channels, 1,
-                          conv_cfg=self.conv_cfg,
-                          norm_cfg=self.norm_cfg or dict(type='BN'),
-                          act_cfg=self.act_cfg or dict(type='ReLU'))
+        return ConvModule(
+            self.channels,
+            self.channels,
+            1,
+            conv_cfg=self.conv_cfg,
+            norm_cfg=self.norm_cfg or dict(type='BN'),
+            act_cfg=self.act_cfg or dict(type='ReLU'))
 
     def init_weights(self) -> None:
         super().init_weights()
@@ -122,12 +127,11 @@ class MixedDualHeadMixin:
         A head without samples gets zero losses that still touch its
         parameters (zero gradient, no unused parameters)."""
         if logits is None:
-            zero = sum(p.sum() for m in modules
-                       for p in m.parameters()) * 0.0
-            names = [m.loss_name for m in (
-                self.loss_decode if isinstance(self.loss_decode,
-                                               nn.ModuleList)
-                else [self.loss_decode])]
+            zero = sum(p.sum() for m in modules for p in m.parameters()) * 0.0
+            names = [
+                m.loss_name for m in (self.loss_decode if isinstance(
+                    self.loss_decode, nn.ModuleList) else [self.loss_decode])
+            ]
             out = {f'{n}_{suffix}': zero for n in names}
             out[f'acc_seg_{suffix}'] = zero.detach()
             return out
@@ -152,24 +156,30 @@ class MixedDualHeadMixin:
             self._route = None
         losses = self._head_loss(strong, batch_data_samples, strong_idx,
                                  (self.strong_pre, self.conv_seg), 'strong')
-        losses.update(self._head_loss(weak, batch_data_samples, weak_idx,
-                                      (self.weak_pre, self.weak_seg),
-                                      'weak'))
+        losses.update(
+            self._head_loss(weak, batch_data_samples, weak_idx,
+                            (self.weak_pre, self.weak_seg), 'weak'))
         return losses
 
 
 def strong_state_dict(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
     """The inference model's weights: everything but the weak head. Loads
     strictly into the same config with ``head_mode='single'``."""
-    return {k: v for k, v in state_dict.items()
-            if '.weak_pre.' not in k and '.weak_seg.' not in k}
+    return {
+        k: v
+        for k, v in state_dict.items()
+        if '.weak_pre.' not in k and '.weak_seg.' not in k
+    }
 
 
 def mixed_dual_head(base: Type) -> Type:
     """Register and return ``MDH<base name>`` = mixin + mmseg head."""
-    cls = type(f'MDH{base.__name__}', (MixedDualHeadMixin, base),
-               dict(__doc__=f'{base.__name__} with strong/weak heads '
-                            '(MDH §3.3).', __module__=__name__))
+    cls = type(
+        f'MDH{base.__name__}', (MixedDualHeadMixin, base),
+        dict(
+            __doc__=f'{base.__name__} with strong/weak heads '
+            '(MDH §3.3).',
+            __module__=__name__))
     MODELS.register_module(module=cls)
     return cls
 

@@ -12,12 +12,11 @@ from typing import Optional
 import torch
 from mmengine.logging import print_log
 from mmengine.model.weight_init import PretrainedInit
-
 from mmseg.registry import WEIGHT_INITIALIZERS
 
 
-def widen_input_channels(weight: torch.Tensor, in_channels: int
-                         ) -> torch.Tensor:
+def widen_input_channels(weight: torch.Tensor,
+                         in_channels: int) -> torch.Tensor:
     """``(O, c, k, k)`` -> ``(O, in_channels, k, k)``, new inputs zero."""
     if weight.shape[1] > in_channels:
         raise ValueError(f'cannot narrow a conv from {weight.shape[1]} to '
@@ -32,7 +31,9 @@ class PretrainedExtraChannels(PretrainedInit):
     """``Pretrained`` init that widens ``first_conv`` (a state-dict key of
     the initialised module) with zero-initialised extra input channels."""
 
-    def __init__(self, checkpoint: str, first_conv: str = 'conv1.weight',
+    def __init__(self,
+                 checkpoint: str,
+                 first_conv: str = 'conv1.weight',
                  prefix: Optional[str] = None,
                  map_location: str = 'cpu') -> None:
         super().__init__(checkpoint, prefix=prefix, map_location=map_location)
@@ -48,14 +49,18 @@ class PretrainedExtraChannels(PretrainedInit):
         else:
             state = _load_checkpoint_with_prefix(
                 self.prefix, self.checkpoint, map_location=self.map_location)
-        state = {k[7:] if k.startswith('module.') else k: v
-                 for k, v in state.items()}
+        state = {
+            k[7:] if k.startswith('module.') else k: v
+            for k, v in state.items()
+        }
         target = module.state_dict()[self.first_conv]
         if self.first_conv not in state:
             raise KeyError(f'{self.checkpoint} has no {self.first_conv!r}')
-        state[self.first_conv] = widen_input_channels(
-            state[self.first_conv], target.shape[1])
-        print_log(f'load model from: {self.checkpoint} ({self.first_conv} '
-                  f'widened to {target.shape[1]} input channels, new ones '
-                  'zero)', logger='current')
+        state[self.first_conv] = widen_input_channels(state[self.first_conv],
+                                                      target.shape[1])
+        print_log(
+            f'load model from: {self.checkpoint} ({self.first_conv} '
+            f'widened to {target.shape[1]} input channels, new ones '
+            'zero)',
+            logger='current')
         load_state_dict(module, state, strict=False, logger='current')
