@@ -25,7 +25,7 @@ losses are summed with equal weight (the paper gives none).
 """
 from __future__ import annotations
 
-from typing import Dict, List, Sequence, Tuple, Type
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -172,19 +172,22 @@ def strong_state_dict(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
     }
 
 
-def mixed_dual_head(base: Type) -> Type:
-    """Register and return ``MDH<base name>`` = mixin + mmseg head."""
-    cls = type(
-        f'MDH{base.__name__}', (MixedDualHeadMixin, base),
-        dict(
-            __doc__=f'{base.__name__} with strong/weak heads '
-            '(MDH §3.3).',
-            __module__=__name__))
-    MODELS.register_module(module=cls)
-    return cls
+@MODELS.register_module()
+class MDHFCNHead(MixedDualHeadMixin, FCNHead):
+    """mmseg's FCNHead (HRNetV2 AnnNet) with strong/weak heads."""
 
 
-MDHFCNHead = mixed_dual_head(FCNHead)
-MDHASPPHead = mixed_dual_head(ASPPHead)
-MDHDepthwiseSeparableASPPHead = mixed_dual_head(DepthwiseSeparableASPPHead)
-MDHPSPHead = mixed_dual_head(PSPHead)
+@MODELS.register_module()
+class MDHASPPHead(MixedDualHeadMixin, ASPPHead):
+    """mmseg's ASPPHead (DeepLab-V3) with strong/weak heads."""
+
+
+@MODELS.register_module()
+class MDHDepthwiseSeparableASPPHead(MixedDualHeadMixin,
+                                    DepthwiseSeparableASPPHead):
+    """mmseg's DeepLab-V3+ head (SegNet) with strong/weak heads."""
+
+
+@MODELS.register_module()
+class MDHPSPHead(MixedDualHeadMixin, PSPHead):
+    """mmseg's PSPHead with strong/weak heads."""
