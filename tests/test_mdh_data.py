@@ -154,11 +154,10 @@ def test_batch_sampler_empty_splits_name_the_split(fw_root):
 
 def test_annnet_tiny_dataloader_yields_tagged_5_channel_batches(fw_root):
     from mmengine.config import Config
-    from mmengine.registry import init_default_scope
+    from mmengine.registry import DefaultScope
     from mmengine.runner import Runner
 
     import bana_mm.seg  # noqa: F401
-    init_default_scope('mmseg')
     cfg = Config.fromfile(
         osp.join(
             osp.dirname(__file__), '..', 'configs', 'mdh', 'annnet_tiny.py'))
@@ -169,8 +168,9 @@ def test_annnet_tiny_dataloader_yields_tagged_5_channel_batches(fw_root):
         'train_dataloader.dataset.metainfo.classes': SYN_CLASSES,
         'train_dataloader.batch_size': 4
     })
-    loader = Runner.build_dataloader(cfg.train_dataloader, seed=0)
-    batch = next(iter(loader))
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        loader = Runner.build_dataloader(cfg.train_dataloader, seed=0)
+        batch = next(iter(loader))
     assert [x.shape[0] for x in batch['inputs']] == [5] * 4
     assert all(tuple(x.shape[1:]) == (128, 128) for x in batch['inputs'])
     tags = [s.metainfo['is_full'] for s in batch['data_samples']]

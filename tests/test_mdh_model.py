@@ -12,11 +12,14 @@ CONFIGS = sorted(
     glob.glob(osp.join(osp.dirname(__file__), '..', 'configs', 'mdh', '*.py')))
 
 
-def _scope():
-    from mmengine.registry import init_default_scope
+@pytest.fixture(autouse=True)
+def mmseg_scope():
+    """mmseg as the default scope inside each test only (no leak)."""
+    from mmengine.registry import DefaultScope
 
     import bana_mm.seg  # noqa: F401
-    init_default_scope('mmseg')
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        yield
 
 
 def _samples(tags, labels):
@@ -34,7 +37,6 @@ def _samples(tags, labels):
 
 
 def _head(mode, ratio=(7, 1)):
-    _scope()
     from bana_mm.seg.mdh import MDHFCNHead
     torch.manual_seed(0)
     # num_convs=0: the head's shared feature is its input, so a sample's
@@ -137,7 +139,6 @@ def test_bad_ratio_mode_and_missing_tags():
 def _build(name, **head):
     from mmengine.config import Config
     from mmseg.registry import MODELS
-    _scope()
     cfg = Config.fromfile(
         osp.join(osp.dirname(__file__), '..', 'configs', 'mdh', name))
     cfg.model.decode_head.update(head)
@@ -223,7 +224,6 @@ def test_tiny_training_loss_drops():
 def test_pretrained_rgb_backbone_widened_to_5_channels(tmp_path):
     from mmengine.config import Config
     from mmseg.registry import MODELS
-    _scope()
     torch.manual_seed(0)
     _, rgb = _build('annnet_tiny_nopriors.py')
     rgb.init_weights()

@@ -106,11 +106,11 @@ def test_boxes_from_masks_instances_and_components():
 # ------------------------------------------------------- data path (mmseg)
 def _run(pipeline_cfg, results):
     from mmengine.dataset import Compose
-    from mmengine.registry import init_default_scope
+    from mmengine.registry import DefaultScope
 
     import bana_mm.seg  # noqa: F401
-    init_default_scope('mmseg')
-    return Compose(pipeline_cfg)(results)
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        return Compose(pipeline_cfg)(results)
 
 
 def _scene(h=90, w=120):
