@@ -175,3 +175,40 @@ def test_annnet_tiny_dataloader_yields_tagged_5_channel_batches(fw_root):
     assert all(tuple(x.shape[1:]) == (128, 128) for x in batch['inputs'])
     tags = [s.metainfo['is_full'] for s in batch['data_samples']]
     assert sorted(tags) == [False, False, True, True]
+
+
+def test_annnet_predicts_w_images_without_ground_truth(fw_root):
+    """The test dataloader over an arbitrary id list (W, no GT PNG) feeds
+    5-channel inputs to AnnNet, which predicts at the original size."""
+    import torch
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    from mmengine.runner import Runner
+    from mmseg.registry import MODELS
+
+    import bana_mm.seg  # noqa: F401
+    ids = _ids(fw_root)[4:6]
+    with open(osp.join(fw_root, 'w.txt'), 'w') as f:
+        f.write('\n'.join(ids))
+    for i in ids:
+        os.remove(osp.join(fw_root, 'SegmentationClass', i + '.png'))
+    cfg = Config.fromfile(
+        osp.join(
+            osp.dirname(__file__), '..', 'configs', 'mdh', 'annnet_tiny.py'))
+    cfg.merge_from_dict({
+        'test_dataloader.dataset.data_root': fw_root,
+        'test_dataloader.dataset.ann_file': 'w.txt',
+        'test_dataloader.dataset.metainfo.classes': SYN_CLASSES,
+        'model.decode_head.num_classes': len(SYN_CLASSES) + 1
+    })
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        loader = Runner.build_dataloader(cfg.test_dataloader, seed=0)
+        model = MODELS.build(cfg.model).eval()
+        for batch in loader:
+            assert batch['inputs'][0].shape[0] == 5
+            sample = batch['data_samples'][0]
+            assert 'gt_sem_seg' not in sample and not sample.is_full
+            with torch.no_grad():
+                pred = model.test_step(batch)[0]
+            assert pred.pred_sem_seg.shape == sample.ori_shape
+            assert pred.seg_logits.data.shape[0] == len(SYN_CLASSES) + 1

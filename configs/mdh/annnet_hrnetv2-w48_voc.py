@@ -41,7 +41,14 @@ model = dict(
         type='MDHFCNHead',
         head_mode='mixed',
         mix_ratio=(7, 1),
-        num_classes=len(classes) + 1))
+        num_classes=len(classes) + 1,
+        # each head's CE is the mean over its labelled pixels: W's ignored
+        # (255) pixels take no part in the loss (§3.1), not even as count
+        loss_decode=dict(
+            type='CrossEntropyLoss',
+            use_sigmoid=False,
+            loss_weight=1.0,
+            avg_non_ignore=True)))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),

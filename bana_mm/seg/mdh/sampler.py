@@ -73,6 +73,8 @@ class MixedBatchSampler(BatchSampler):
         seed: shuffling seed; default the sampler's seed (or a synced one).
 
     One epoch is ``ceil(len(dataset) / (batch_size * world_size))`` batches.
+    Each rank draws its own streams (seed offset by rank), so ranks may
+    repeat a sample within an epoch; F is tiny and recycled anyway.
     Raises ``ValueError`` naming the split when F or W is empty.
     """
 
