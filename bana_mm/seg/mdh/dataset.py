@@ -27,8 +27,9 @@ from mmseg.registry import DATASETS
 
 from ...core.boxes import BoxAnnotationError, clip_boxes, voc_box_to_xyxy
 from ...core.priors import boxes_from_masks
+from ...utils.io import read_split
 from ...utils.label_io import read_label_png
-from ..datasets import read_ids, with_background
+from ..datasets import with_background
 
 
 def read_voc_boxes(xml_path: str,
@@ -123,21 +124,16 @@ class MDHVOCDataset(BaseSegDataset):
         path = self._root_join(self.full_split)
         if not osp.isfile(path):
             raise FileNotFoundError(f'full split {path} not found')
-        full = read_ids(path)
+        full = read_split(path)
         unknown = sorted(set(full) - set(ids))
         if unknown:
             raise ValueError(f'full split {path} lists ids that are not in '
                              f'the training split {self.ann_file}: '
                              f'{unknown[:10]}')
-        if not full:
-            raise ValueError(f'full split {path} is empty: F needs at least '
-                             'one id')
-        return set(full)
+        return set(full)  # read_split refuses an empty list, naming it
 
     def load_data_list(self) -> List[dict]:
-        if not osp.isfile(self.ann_file):
-            raise FileNotFoundError(f'split list {self.ann_file} not found')
-        ids = read_ids(self.ann_file)
+        ids = read_split(self.ann_file)
         full = self._full_ids(ids)
         weak_root = (None if self.weak_label_dir is None else self._root_join(
             self.weak_label_dir))
