@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os.path as osp
-import xml.etree.ElementTree as ET
 from collections import Counter
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -24,7 +23,8 @@ from mmdet.registry import DATASETS
 from mmengine.fileio import get_local_path, list_from_file
 from mmengine.logging import print_log
 
-from ..core.boxes import BoxAnnotationError, clip_boxes, voc_box_to_xyxy
+from ..core.boxes import BoxAnnotationError, clip_boxes
+from ..datasets.voc_annotations import read_voc_xml
 from ..utils.io import explain_image_failure, image_size, read_split
 
 VOC_CLASSES = ('aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car',
@@ -154,30 +154,9 @@ class VOCBoxDataset(_BoxCheckMixin, BaseDetDataset):
                                     f'(listed in {self.ann_file})')
         if not osp.isfile(xml_path):
             raise FileNotFoundError(f'annotation file not found: {xml_path}')
-        try:
-            with get_local_path(xml_path) as local_path:
-                tree = ET.parse(local_path).getroot()
-            width = int(tree.find('size/width').text)
-            height = int(tree.find('size/height').text)
-            boxes, labels = [], []
-            for obj in tree.findall('object'):
-                name = obj.find('name').text.strip()
-                if name not in self.cat2label:
-                    raise BoxAnnotationError(
-                        f'{xml_path}: unknown class {name!r}; known classes: '
-                        f'{", ".join(self.cat2label)}')
-                bnd = obj.find('bndbox')
-                coords = [
-                    float(bnd.find(k).text)
-                    for k in ('xmin', 'ymin', 'xmax', 'ymax')
-                ]
-                boxes.append(voc_box_to_xyxy(*coords))
-                labels.append(self.cat2label[name])
-        except (ET.ParseError, AttributeError, TypeError, ValueError) as err:
-            if isinstance(err, BoxAnnotationError):
-                raise
-            raise BoxAnnotationError(
-                f'{xml_path}: malformed VOC annotation ({err})') from err
+        ann = read_voc_xml(xml_path, self.cat2label)
+        width, height, boxes, labels = (ann.width, ann.height, ann.boxes,
+                                        ann.labels)
         width, height = self._decoded_size(img_path, width, height, xml_path)
         instances = self._checked_instances(boxes, labels, width, height,
                                             xml_path)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os.path as osp
-import xml.etree.ElementTree as ET
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -25,7 +24,8 @@ from mmengine.logging import print_log
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
-from ...core.boxes import BoxAnnotationError, clip_boxes, voc_box_to_xyxy
+from ...core.boxes import clip_boxes
+from ...datasets.voc_annotations import read_voc_xml
 from ...core.priors import boxes_from_masks
 from ...utils.io import read_split
 from ...utils.label_io import read_label_png
@@ -36,27 +36,9 @@ def read_voc_boxes(xml_path: str,
                    class_index: dict) -> Tuple[np.ndarray, np.ndarray]:
     """Boxes ``(N, 4)`` and segmentation class indices from a VOC XML file;
     boxes outside the image are dropped with a warning naming the file."""
-    try:
-        root = ET.parse(xml_path).getroot()
-        width = int(root.find('size/width').text)
-        height = int(root.find('size/height').text)
-        boxes, labels = [], []
-        for obj in root.findall('object'):
-            name = obj.find('name').text.strip()
-            if name not in class_index:
-                raise BoxAnnotationError(
-                    f'{xml_path}: unknown class {name!r}; known classes: '
-                    f'{", ".join(class_index)}')
-            bnd = obj.find('bndbox')
-            boxes.append(
-                voc_box_to_xyxy(*(float(bnd.find(k).text)
-                                  for k in ('xmin', 'ymin', 'xmax', 'ymax'))))
-            labels.append(class_index[name])
-    except (ET.ParseError, AttributeError, TypeError, ValueError) as err:
-        if isinstance(err, BoxAnnotationError):
-            raise
-        raise BoxAnnotationError(
-            f'{xml_path}: malformed VOC annotation ({err})') from err
+    ann = read_voc_xml(xml_path, class_index)
+    width, height, boxes, labels = (ann.width, ann.height, ann.boxes,
+                                    ann.labels)
     checked = clip_boxes(boxes, labels, width, height)
     for reason in checked.dropped:
         print_log(
