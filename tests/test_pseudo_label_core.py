@@ -359,7 +359,7 @@ def test_region_means_equal_means_of_upsampled_features():
             ref = up[:, masks[k]].mean(dim=1)
             assert torch.allclose(means[k], ref, atol=1e-5)
         assert counts[2] == 0 and torch.equal(means[2], torch.zeros(5))
-        assert torch.allclose(res.feature_norms(feat, chunk_mb=1e-4),
+        assert torch.allclose(res.feature_norms(feat),
                               up.norm(dim=0), atol=1e-5)
 
 
@@ -495,7 +495,7 @@ def test_features_mode_equals_materialised_upsampled_features(align_corners):
     input_hw = (40, 56)
     cfg = PseudoLabelConfig(upsample='features', threshold=0.5,
                             threshold_reference='boxes',
-                            align_corners=align_corners, chunk_mb=0.0001)
+                            align_corners=align_corners)
     out = generate_pseudo_labels(image, feat, weights, boxes, labels,
                                  input_hw=input_hw, cfg=cfg)
     up = F.interpolate(feat[None], size=input_hw, mode='bilinear',

@@ -48,7 +48,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         '--upsample', choices=UPSAMPLE_MODES, default=defaults.upsample,
         help="where the per-pixel maps are computed: 'features' (the "
-        "authors' order, exact, memory bounded by --chunk-mb) or 'maps' "
+        "authors' order, exact, memory bounded) or 'maps' "
         '(at feature resolution, then upsampled: cheaper, paper footnote 3)')
     parser.add_argument(
         '--threshold-reference', choices=THRESHOLD_REFERENCES,
@@ -60,10 +60,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=str(defaults.align_corners).lower(),
         help='bilinear alignment of feature maps to the image; true (the '
         'authors): feature cell i sits at pixel 8i')
-    parser.add_argument(
-        '--chunk-mb', type=float, default=defaults.chunk_mb,
-        help='MiB of upsampled features formed at once (--upsample '
-        'features)')
     parser.add_argument('--no-u0', action='store_true',
                         help='the "Ycrf w/o u0" ablation')
     parser.add_argument('--no-eval', action='store_true',
@@ -109,7 +105,6 @@ def main(argv=None) -> dict:
             upsample=args.upsample,
             threshold_reference=args.threshold_reference,
             align_corners=args.align_corners == 'true',
-            chunk_mb=args.chunk_mb,
             background='cam' if args.no_u0 else 'attention'))
     logger.info(f'stage 2: {len(dataset)} images -> {args.out_dir}')
     run = run_stage2(model, dataset, args.out_dir, options,

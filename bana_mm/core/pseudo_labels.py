@@ -63,9 +63,6 @@ class PseudoLabelConfig:
             labels if it is None) are class-agnostic too.
         crf_gaussian / crf_bilateral / crf_iterations / prob_clip: DenseCRF.
         compute_yret: skip the retrieval labels when False.
-        chunk_mb: memory bound (MiB) of one block of upsampled features
-            (``upsample='features'`` computes them a block of rows at a
-            time and never holds the (D, H, W) tensor).
     """
     threshold: float = 0.99
     threshold_reference: str = 'similarity'
@@ -80,7 +77,6 @@ class PseudoLabelConfig:
     crf_iterations: int = 10
     prob_clip: float = PROB_CLIP
     compute_yret: bool = True
-    chunk_mb: float = 256.0
 
     def __post_init__(self):
         check_choice('upsample', self.upsample, UPSAMPLE_MODES)
@@ -163,7 +159,7 @@ def prepare_pseudo_labels(image_rgb: np.ndarray, feat: Tensor,
         class_ids = present_class_ids(labels)
         agnostic = agnostic_class_ids(class_ids, class_weights,
                                  cfg.agnostic_classes)
-        norms = (resampler.feature_norms(feat, cfg.chunk_mb)
+        norms = (resampler.feature_norms(feat)
                  if cfg.upsample == 'features' else None)
         u0, uc, inside = image_unaries(feat, class_weights, boxes, labels,
                                        class_ids, agnostic, resampler, cfg,

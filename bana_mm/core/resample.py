@@ -14,7 +14,7 @@ Two places for the per-pixel maps (``upsample``):
   the image first. Computed exactly without holding the (D, H, W) tensor:
   dot products commute with bilinear interpolation, masked means use its
   adjoint (:meth:`BilinearResampler.region_means`), and only the per-pixel
-  feature norms need upsampled features (formed a block of rows at a time).
+  feature norms come from the inner products of neighbouring feature cells.
 """
 from __future__ import annotations
 
@@ -97,34 +97,56 @@ class BilinearResampler:
         counts = masks.flatten(1).sum(dim=1)
         return sums / counts.clamp(min=1)[:, None].to(feat.dtype), counts
 
-    def feature_norms(self, feat: Tensor, chunk_mb: float = 256.0) -> Tensor:
-        """(H, W) L2 norm of the upsampled features.
+    def _taps(self, weights: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """First tap index and the two tap weights of each row of a
+        (n, m) interpolation matrix (bilinear: at most two taps a row)."""
+        first = (weights != 0).to(torch.int8).argmax(dim=1)
+        second = (first + 1).clamp(max=weights.shape[1] - 1)
+        rows = torch.arange(weights.shape[0])
+        w1 = torch.where(second > first, weights[rows, second],
+                         torch.zeros_like(weights[:, 0]))
+        return first, weights[rows, first], w1
 
-        The upsampled features are formed a block of image rows at a time
-        (``Ry[rows] f Rx^T``, at most ``chunk_mb`` MiB a block), so the
-        (D, H, W) tensor is never held: at 4000 x 3000 with D = 1024 it
-        would take 49 GB.
+    def feature_norms(self, feat: Tensor) -> Tensor:
+        """(H, W) L2 norm of the upsampled features, exactly, without them.
+
+        Each upsampled feature is ``sum_k w_k f(c_k)`` over the four corner
+        cells c_k of its pixel, so its squared norm is ``sum_kl w_k w_l
+        <f(c_k), f(c_l)>``: the inner products of neighbouring cells (five
+        (h, w) maps) gathered per pixel. The (D, H, W) tensor (49 GB at
+        4000 x 3000 with D = 1024) is never formed.
         """
         H, W = self.image_hw
         if self.identity:
             return feat[:, :H, :W].square().sum(dim=0).sqrt()
-        ry, _ = self._matrices(feat.dtype, feat.device)
-        D, _, w = feat.shape
-        # each block holds (D, rows, W) upsampled features, squared in place
-        rows = max(1, int(chunk_mb * 2**20 // (D * W * feat.element_size())))
-        total = feat.new_empty((H, W))
-        for start in range(0, H, rows):
-            weights = ry[start:start + rows]  # (rows, h), two taps a row
-            taps = weights.abs().sum(dim=0).nonzero()[:, 0]
-            lo, hi = int(taps.min()), int(taps.max()) + 1
-            block = torch.einsum('yh,dhw->dyw', weights[:, lo:hi],
-                                 feat[:, lo:hi])  # vertical pass
-            block = F.interpolate(block.reshape(1, -1, w),
-                                  size=self.input_hw[1], mode='linear',
-                                  align_corners=self.align_corners)
-            block = block.reshape(D, -1, self.input_hw[1])[:, :, :W]
-            total[start:start + rows] = block.square_().sum(dim=0)
-        return total.sqrt()
+        ry, rx = self._matrices(feat.dtype, feat.device)
+        i0, a0, a1 = self._taps(ry)  # rows: (H,)
+        j0, b0, b1 = self._taps(rx)  # columns: (W,)
+        f = F.pad(feat, (0, 1, 0, 1), mode='replicate')  # (D, h+1, w+1)
+        self_dot = f.square().sum(dim=0)
+        right = (f[:, :, :-1] * f[:, :, 1:]).sum(dim=0)  # <(i,j),(i,j+1)>
+        down = (f[:, :-1] * f[:, 1:]).sum(dim=0)  # <(i,j),(i+1,j)>
+        diag = (f[:, :-1, :-1] * f[:, 1:, 1:]).sum(dim=0)
+        anti = (f[:, :-1, 1:] * f[:, 1:, :-1]).sum(dim=0)
+
+        def at(grid: Tensor, di: int, dj: int) -> Tensor:
+            return grid[(i0 + di)[:, None], (j0 + dj)[None, :]]
+
+        w00 = a0[:, None] * b0[None]
+        w01 = a0[:, None] * b1[None]
+        w10 = a1[:, None] * b0[None]
+        w11 = a1[:, None] * b1[None]
+        total = (w00.square() * at(self_dot, 0, 0)
+                 + w01.square() * at(self_dot, 0, 1)
+                 + w10.square() * at(self_dot, 1, 0)
+                 + w11.square() * at(self_dot, 1, 1))
+        total += 2 * (w00 * w01 * at(right, 0, 0)
+                      + w10 * w11 * at(right, 1, 0)
+                      + w00 * w10 * at(down, 0, 0)
+                      + w01 * w11 * at(down, 0, 1)
+                      + w00 * w11 * at(diag, 0, 0)
+                      + w01 * w10 * at(anti, 0, 0))
+        return total.clamp(min=0).sqrt()
 
 
 def similarity_maps(feat: Tensor, queries: Tensor,

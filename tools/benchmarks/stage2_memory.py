@@ -97,7 +97,7 @@ def measure(size: str, mode: str, step: str) -> dict:
         ycrf = box_baseline(np.asarray(boxes, np.float32), labels, (H, W))
         resampler = BilinearResampler(feat.shape[1:], (H, W), (H, W),
                                       cfg.align_corners)
-        norms = (resampler.feature_norms(feat, cfg.chunk_mb)  # from unaries
+        norms = (resampler.feature_norms(feat)  # from unaries
                  if mode == 'features' else None)
     elif step == 'backbone':
         from mmengine.registry import MODELS
