@@ -19,8 +19,8 @@ from torch.profiler import ProfilerActivity, profile, record_function
 from torch.utils.benchmark import Measurement, Timer
 from torch.utils.benchmark.utils.common import TaskSpec
 
-#: Profiler name of a DataLoader ``__next__`` (waiting for a batch).
-DATALOADER_NEXT = 'enumerate(DataLoader)#_MultiProcessingDataLoaderIter.__next__'
+#: Prefix of the profiler name of a DataLoader ``__next__`` (batch wait).
+DATALOADER_NEXT = 'enumerate(DataLoader)#'
 
 
 # ---------------------------------------------------------------- timing
@@ -97,10 +97,13 @@ def cpu_profile(memory: bool = False, **kwargs) -> profile:
 
 
 def profile_calls(fn: Callable[[], object], steps: int = 1,
-                  memory: bool = False) -> profile:
-    """Profile ``steps`` calls of ``fn``, each in a ``ProfilerStep#`` span."""
-    with cpu_profile(memory=memory) as prof:
-        for _ in range(steps):
+                  memory: bool = False, warmup: int = 1) -> profile:
+    """Profile ``steps`` calls of ``fn`` after ``warmup`` traced but
+    discarded calls; each call is a ``ProfilerStep#`` span."""
+    schedule = torch.profiler.schedule(wait=0, warmup=warmup, active=steps,
+                                       repeat=1)
+    with cpu_profile(memory=memory, schedule=schedule) as prof:
+        for _ in range(warmup + steps):
             fn()
             prof.step()
     return prof
@@ -172,9 +175,15 @@ def labelled(targets: Iterable[Tuple[object, str, str]]) -> Iterator[None]:
 
 def region_ms(prof: profile, steps: int) -> Dict[str, Tuple[float, float]]:
     """{name: (inclusive CPU ms per step, calls per step)} of every event
-    (record_function labels and ops) of a profile over ``steps`` steps."""
-    return {e.key: (e.cpu_time_total / 1e3 / steps, e.count / steps)
-            for e in prof.key_averages()}
+    (record_function labels and ops) of a profile over ``steps`` steps;
+    DataLoader waits are summed under :data:`DATALOADER_NEXT`."""
+    out: Dict[str, Tuple[float, float]] = {}
+    for e in prof.key_averages():
+        key = DATALOADER_NEXT if e.key.startswith(DATALOADER_NEXT) else e.key
+        ms, calls = out.get(key, (0.0, 0.0))
+        out[key] = (ms + e.cpu_time_total / 1e3 / steps,
+                    calls + e.count / steps)
+    return out
 
 
 def step_ms(prof: profile) -> float:
