@@ -100,6 +100,33 @@ def seeded_losses(config: str, root: str, work_dir: str,
         'train/loss').data[0]]
 
 
+@pytest.mark.parametrize('ignored', [0.0, 0.3, 1.0])
+def test_pixel_accuracy_equals_mmseg_accuracy(ignored):
+    """The cheap logged accuracy has mmseg's value (topk-based)."""
+    import torch
+    from mmseg.models.losses import accuracy
+
+    from bana_mm.seg.losses import pixel_accuracy
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 21, 37, 29, generator=g, requires_grad=True)
+    labels = torch.randint(0, 21, (3, 37, 29), generator=g)
+    labels[torch.rand(3, 37, 29, generator=g) < ignored] = 255
+    # a known share of hits: make the label the top score on some pixels
+    hit = torch.rand(3, 37, 29, generator=g) < 0.4
+    with torch.no_grad():
+        top = logits.argmax(1)
+        labels = torch.where(hit & (labels != 255), top, labels)
+    ours = pixel_accuracy(logits, labels)
+    theirs = accuracy(logits, labels, ignore_index=255)
+    assert ours.shape == theirs.shape == (1, )
+    assert not ours.requires_grad
+    torch.testing.assert_close(ours, theirs.detach(), rtol=1e-6, atol=1e-5)
+    valid = labels != 255
+    if valid.any():
+        expected = 100.0 * ((top == labels) & valid).sum() / valid.sum()
+        assert ours.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
 @pytest.fixture(scope='module')
 def stage3_labels(synthetic_root, tmp_path_factory) -> str:
     return write_pseudo_labels(

@@ -189,7 +189,7 @@ def region_ms(prof: profile, steps: int) -> Dict[str, Tuple[float, float]]:
 def step_ms(prof: profile) -> float:
     """Mean wall time (ms) of the ``ProfilerStep#`` spans of a profile."""
     spans = [e.cpu_time_total for e in prof.events()
-             if e.name.startswith('ProfilerStep#')]
+             if e.name.startswith('ProfilerStep')]
     if not spans:
         raise ValueError('the profile has no ProfilerStep# span; call '
                          'prof.step() after each step')
