@@ -141,7 +141,7 @@ def test_stage1_bap_losses_of_a_seeded_run(synthetic_root, tmp_path):
 
 
 def test_stage3_nal_losses_of_a_seeded_run(synthetic_root, stage3_labels,
-                                          tmp_path):
+                                           tmp_path):
     losses = seeded_losses('deeplabv1_nal_tiny.py', synthetic_root,
                            str(tmp_path), stage3_labels)
     assert len(losses) == STEPS

@@ -11,7 +11,7 @@ import contextlib
 import os
 import statistics
 from typing import (Callable, Dict, Iterable, Iterator, List, Mapping,
-                    Optional, Sequence, Tuple)
+                    Sequence, Tuple)
 
 import torch
 from torch.autograd import DeviceType
@@ -215,14 +215,16 @@ def op_diff_table(a: profile, b: profile, steps_a: int, steps_b: int,
     return '\n'.join(lines)
 
 
-def region_table(rows: Sequence[Tuple[str, Optional[float], Optional[float]]],
-                 names: Tuple[str, str] = ('A', 'B')) -> str:
-    """Rows ``(name, ms A, ms B)`` (None: not in that path) with their
-    difference, as text."""
-    lines = [f'  {"region (inclusive ms / step)":46s}{names[0]:>12s}'
-             f'{names[1]:>12s}{"diff":>10s}']
-    for name, a, b in rows:
+def region_table(rows: Sequence[Tuple], names: Tuple[str, str] = ('A', 'B')
+                 ) -> str:
+    """Rows ``(name, ms A, ms B[, calls A, calls B])`` (None: not in that
+    path) with the difference of the times, as text."""
+    lines = [f'  {"region (inclusive ms / step)":40s}{names[0]:>12s}'
+             f'{names[1]:>12s}{"diff":>10s}{"calls/step":>12s}']
+    for name, a, b, *calls in rows:
         cell = lambda v: f'{v:12.1f}' if v is not None else f'{"-":>12s}'  # noqa
-        diff = (a or 0.0) - (b or 0.0)
-        lines.append(f'  {name[:46]:46s}{cell(a)}{cell(b)}{diff:10.1f}')
+        count = '' if not calls else '{:>12s}'.format(' / '.join(
+            '-' if c is None else f'{c:g}' for c in calls))
+        lines.append(f'  {name[:40]:40s}{cell(a)}{cell(b)}'
+                     f'{(a or 0.0) - (b or 0.0):10.1f}{count}')
     return '\n'.join(lines)

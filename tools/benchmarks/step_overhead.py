@@ -100,6 +100,11 @@ ROWS = {
 }
 
 
+#: rows whose calls per step are shown (e.g. one upsampling, K RoIAligns)
+COUNTED = ('aten::upsample_bilinear2d', 'RoIAlign', 'accuracy',
+           'stack labels', 'data_preprocessor', 'backbone')
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--stage', type=int, nargs='+', default=[1, 3],
@@ -251,9 +256,12 @@ class _Labels(Hook):
         self.stack.close()
 
 
-def regions(prof, steps: int, runner: bool) -> Dict[str, float]:
-    """Inclusive ms per step of every label, plus the derived rows."""
-    ms = {k: v[0] for k, v in region_ms(prof, steps).items()}
+def regions(prof, steps: int, runner: bool
+            ) -> Tuple[Dict[str, float], Dict[str, float]]:
+    """Inclusive ms and calls per step of every label, plus derived rows."""
+    found = region_ms(prof, steps)
+    ms = {k: v[0] for k, v in found.items()}
+    calls = {k: v[1] for k, v in found.items()}
     ms['optimizer step + zero_grad'] = ms.get('optimizer step', 0.0) + \
         ms.get('zero_grad', 0.0)
     if runner:
@@ -261,7 +269,7 @@ def regions(prof, steps: int, runner: bool) -> Dict[str, float]:
         ms['head.loss - BAP pooling'] = ms.get('head.loss', 0.0) - \
             ms.get('BAP pooling', 0.0)
     ms['step'] = step_ms(prof)
-    return ms
+    return ms, calls
 
 
 # ------------------------------------------------------------------- main
@@ -332,11 +340,14 @@ def run_stage(stage: int, args: argparse.Namespace, tmp: str) -> float:
 
     # ------------------------------------------------------------ report
     p = args.profile_steps
-    ra, rb = regions(runner_prof, p, True), regions(bare_prof, p, False)
+    (ra, ca), (rb, cb) = regions(runner_prof, p, True), \
+        regions(bare_prof, p, False)
     rows = []
     for name, a, b in ROWS[stage]:
-        rows.append((name, ra.get(a, 0.0), None if b is None
-                     else rb.get(b, 0.0)))
+        row = (name, ra.get(a, 0.0), None if b is None else rb.get(b, 0.0))
+        if a in COUNTED:
+            row += (ca.get(a, 0.0), None if b is None else cb.get(b, 0.0))
+        rows.append(row)
     top = [r for r in rows if not r[0].startswith('  ')]
     rows.append(('other (loop, glue, model.train())',
                  ra['step'] - sum(r[1] for r in top),
