@@ -58,6 +58,17 @@ class BareCollate:
                     img_hw=[tuple(s.img_shape[:2]) for s in samples])
 
 
+def to_device(batch: dict, device: torch.device) -> dict:
+    """The batch's tensors (and lists of tensors) on ``device``."""
+    def move(v):
+        if isinstance(v, Tensor):
+            return v.to(device, non_blocking=True)
+        if isinstance(v, list) and v and isinstance(v[0], Tensor):
+            return [t.to(device, non_blocking=True) for t in v]
+        return v
+    return {k: move(v) for k, v in batch.items()}
+
+
 def stage1_loss(model: torch.nn.Module, batch: dict) -> Tensor:
     """BAP cross-entropy of paper §3.1 on a bare batch (``BAPClassifier``)."""
     head = model.head
@@ -107,9 +118,10 @@ def bare_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
               batches, stage: int) -> Callable[[], float]:
     """One training step per call: next batch, loss, backward, SGD step."""
     loss_fn = LOSSES[stage]
+    device = next(model.parameters()).device
 
     def step() -> float:
-        batch = next(batches)
+        batch = to_device(next(batches), device)
         loss = loss_fn(model, batch)
         with record_function('backward'):
             loss.backward()

@@ -65,7 +65,8 @@ from bana_mm.utils.benchmark import (DATALOADER_NEXT, from_times,  # noqa
                                      op_diff_table, profile_calls,
                                      region_ms, region_table, step_ms)
 from bana_mm.utils.label_io import read_label_png, write_label_png  # noqa
-from bare_steps import LOSSES, BareCollate, bare_step  # noqa: E402
+from bare_steps import (LOSSES, BareCollate, bare_step,  # noqa: E402
+                        to_device)
 
 CONFIGS = {1: 'configs/bana/bap_vgg16_voc.py',
            3: 'configs/bana/deeplabv1_nal_voc.py'}
@@ -226,8 +227,10 @@ def runner_targets(runner, stage: int) -> List[tuple]:
                     (head, '_stack_batch_gt', 'stack labels'),
                     (head, '_stack_ret_gt', 'stack labels'),
                     (head.loss_decode, 'forward', 'loss')]
-        if hasattr(heads, 'accuracy'):
-            targets.append((heads, 'accuracy', 'accuracy'))
+        for name in ('pixel_accuracy', 'accuracy'):  # whichever it uses
+            if hasattr(heads, name):
+                targets.append((heads, name, 'accuracy'))
+                break
     for hook in runner.hooks:
         if isinstance(hook, (ProfilerHook, _Labels)):
             continue
@@ -285,7 +288,8 @@ def check_same_loss(model, stage: int, dataset, collate: BareCollate,
             copy.deepcopy(samples)), True)
         project, _ = model.parse_losses(model.loss(data['inputs'],
                                                    data['data_samples']))
-        bare = LOSSES[stage](model, collate(samples))
+        bare = LOSSES[stage](model, to_device(
+            collate(samples), next(model.parameters()).device))
     model.train(was_training)
     project, bare = float(project), float(bare)
     if abs(project - bare) > 1e-4 * max(1.0, abs(project)):
