@@ -132,6 +132,8 @@ def load_config(args: argparse.Namespace) -> Config:
     width = args.width_mult if args.width_mult is not None else \
         backbone.get('width_mult', 1.0)
     backbone.width_mult = width
+    if (backbone.get('init_cfg') or {}).get('type') == 'Pretrained':
+        backbone.init_cfg = None  # random weights: the time does not care
     cfg.model.head.in_channels = max(1, int(1024 * width))
     if args.crop is None:
         args.crop = int(cfg.get('crop_size', (321, 321))[0])

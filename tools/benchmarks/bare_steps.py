@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.profiler import record_function
 
-from bana_mm.core.bap import background_aware_pool, box_masks_at
+from bana_mm.core.bap import background_aware_pool
+from bana_mm.core.boxes import box_masks_at
 from bana_mm.core.nal import region_loss
 
 

@@ -221,8 +221,9 @@ def runner_targets(runner, stage: int) -> List[tuple]:
         targets += [(model.head, 'loss', 'head.loss'),
                     (model.head, 'pool', 'BAP pooling')]
     else:
-        from bana_mm.seg import heads
         head = model.decode_head
+        # the module whose loss_by_feat computes the logged accuracy
+        heads = sys.modules[type(head).loss_by_feat.__module__]
         targets += [(head, 'forward', 'head.forward'),
                     (head, '_stack_batch_gt', 'stack labels'),
                     (head, '_stack_ret_gt', 'stack labels'),
