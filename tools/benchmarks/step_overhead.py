@@ -9,7 +9,8 @@ initialisation:
   ``tools/train.py`` runs (its hooks, data preprocessor, data samples,
   logging; validation and checkpoint files off). Step time = the
   ``train/time`` of mmengine's ``IterTimerHook`` (the "time" of the logs).
-* **bare**: the same model modules and optimizer parameter groups, batches
+* **bare**: the same model modules, initial weights (Kaiming, the
+  backbone's random init) and optimizer parameter groups, batches
   from the same dataset, sampler and worker seeds, but collated to plain
   tensors in the workers and trained by a plain loop (``bare_steps.py``).
   Step time from ``torch.utils.benchmark``.
@@ -178,7 +179,10 @@ def build_config(stage: int, args: argparse.Namespace, work_dir: str,
         if step['type'] == 'RandomCrop':
             step['crop_size'] = crop
     width = args.width_mult
-    cfg.model.backbone.update(width_mult=width, init_cfg=None)
+    # random initialisation: the backbone's Kaiming instead of `pretrained`
+    cfg.model.backbone.width_mult = width
+    cfg.model.backbone['init_cfg'] = dict(  # replaced, not merged
+        type='Kaiming', layer='Conv2d', mode='fan_out', nonlinearity='relu')
     if stage == 1:
         cfg.model.head.update(in_channels=int(1024 * width),
                               num_classes=len(classes))
@@ -317,6 +321,10 @@ def run_stage(stage: int, args: argparse.Namespace, tmp: str) -> float:
     runner.register_hook(hook)
     runner.register_hook(_Labels(stage))
     model = runner.model
+    # both paths start from the same weights: initialise once here (the
+    # Runner's own init_weights is then a no-op) and restore them below
+    model.init_weights()
+    start = copy.deepcopy(model.state_dict())
 
     # bare loop: same modules, dataset, sampler seed and worker seeds
     prep = cfg.model.data_preprocessor
@@ -336,11 +344,13 @@ def run_stage(stage: int, args: argparse.Namespace, tmp: str) -> float:
     with labelled(model_targets(model, stage)):
         bare_prof = profile_calls(step, args.profile_steps)
     del batches, loader, step, optimizer
+    model.load_state_dict(start)
 
     runner.train()
     history = runner.message_hub.get_scalar('train/time').data[0]
-    runner_time = from_times(
-        history[args.warmup:args.warmup + args.steps], 'runner')
+    timed = slice(args.warmup, args.warmup + args.steps)
+    runner_time = from_times(history[timed], 'runner')
+    data_time = runner.message_hub.get_scalar('train/data_time').data[0]
     runner_prof = traces[-1]
 
     # ------------------------------------------------------------ report
@@ -368,6 +378,8 @@ def run_stage(stage: int, args: argparse.Namespace, tmp: str) -> float:
           'warm-up: median (IQR) s')
     print(f'    Runner {runner_time.median:8.3f} ({runner_time.iqr:.3f})'
           f'   bare {bare_time.median:8.3f} ({bare_time.iqr:.3f})')
+    print('    Runner per iteration (s, data wait in brackets): ' + ', '.join(
+        f'{t:.2f} ({d:.2f})' for t, d in zip(history, data_time)))
     print(f'  profile of {p} step(s) each, inclusive CPU ms per step of the '
           'main process (profiler overhead included):')
     print(region_table(rows, ('Runner', 'bare')))
