@@ -736,3 +736,13 @@ def test_tiny_train_pipeline_yields_crops_with_boxes_inside(root):
             assert (boxes[:, 3] <= height).all()
             assert (boxes[:, 2] > boxes[:, 0]).all()
             assert (boxes[:, 3] > boxes[:, 1]).all()
+
+
+def test_voc_box_conventions(tmp_path):
+    """'voc' reads XML integers as 1-based inclusive pixels; 'authors' as
+    the BANA code's 0-based slices [xmin:xmax] (docs/authors_comparison.md)."""
+    from bana_mm.core.boxes import voc_box_to_xyxy
+    assert voc_box_to_xyxy(3, 2, 7, 5) == (2.0, 1.0, 7.0, 5.0)
+    assert voc_box_to_xyxy(3, 2, 7, 5, 'authors') == (3.0, 2.0, 7.0, 5.0)
+    with pytest.raises(ValueError, match='box convention'):
+        voc_box_to_xyxy(3, 2, 7, 5, 'coco')

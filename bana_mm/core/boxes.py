@@ -52,11 +52,25 @@ def clip_boxes(boxes: Sequence[Sequence[float]], labels: Sequence[int],
     return out
 
 
-def voc_box_to_xyxy(xmin: float, ymin: float, xmax: float,
-                    ymax: float) -> Tuple[float, float, float, float]:
-    """VOC XML boxes are 1-based inclusive pixel indices; return continuous
-    ``(x1, y1, x2, y2)`` with exclusive ends (pixel ``xmin`` starts at
-    ``xmin - 1``, pixel ``xmax`` ends at ``xmax``)."""
+#: How VOC XML integers become pixels: ``'voc'`` (1-based inclusive, the
+#: VOC devkit's meaning) or ``'authors'`` (the BANA code's 0-based slices
+#: ``[xmin:xmax]``: the first row and column of every box left out).
+VOC_BOX_CONVENTIONS = ('voc', 'authors')
+
+
+def voc_box_to_xyxy(xmin: float, ymin: float, xmax: float, ymax: float,
+                    convention: str = 'voc'
+                    ) -> Tuple[float, float, float, float]:
+    """Continuous ``(x1, y1, x2, y2)`` with exclusive ends from VOC XML
+    integers. ``'voc'``: 1-based inclusive pixel indices (pixel ``xmin``
+    starts at ``xmin - 1``, pixel ``xmax`` ends at ``xmax``); ``'authors'``:
+    the same numbers read as 0-based slice bounds, to reproduce the authors'
+    pseudo labels pixel for pixel (docs/authors_comparison.md)."""
+    if convention == 'authors':
+        return float(xmin), float(ymin), float(xmax), float(ymax)
+    if convention != 'voc':
+        raise ValueError(f'box convention must be one of '
+                         f'{VOC_BOX_CONVENTIONS}, got {convention!r}')
     return xmin - 1.0, ymin - 1.0, float(xmax), float(ymax)
 
 

@@ -22,10 +22,12 @@ class VOCAnnotation:
     labels: List[int]
 
 
-def read_voc_xml(xml_path: str, class_index: Mapping[str, int]
-                 ) -> VOCAnnotation:
-    """Parse ``xml_path``; an unknown class name or a malformed file is a
-    :class:`~bana_mm.core.boxes.BoxAnnotationError` naming the file."""
+def read_voc_xml(xml_path: str, class_index: Mapping[str, int],
+                 convention: str = 'voc') -> VOCAnnotation:
+    """Parse ``xml_path`` (box ``convention`` as
+    :func:`~bana_mm.core.boxes.voc_box_to_xyxy`); an unknown class name or a
+    malformed file is a :class:`~bana_mm.core.boxes.BoxAnnotationError`
+    naming the file."""
     try:
         with get_local_path(xml_path) as local_path:
             tree = ET.parse(local_path).getroot()
@@ -41,7 +43,7 @@ def read_voc_xml(xml_path: str, class_index: Mapping[str, int]
             bnd = obj.find('bndbox')
             boxes.append(voc_box_to_xyxy(*(
                 float(bnd.find(k).text)
-                for k in ('xmin', 'ymin', 'xmax', 'ymax'))))
+                for k in ('xmin', 'ymin', 'xmax', 'ymax')), convention))
             labels.append(class_index[name])
     except (ET.ParseError, AttributeError, TypeError, ValueError) as err:
         if isinstance(err, BoxAnnotationError):

@@ -23,7 +23,7 @@ from mmdet.registry import DATASETS
 from mmengine.fileio import get_local_path, list_from_file
 from mmengine.logging import print_log
 
-from ..core.boxes import BoxAnnotationError, clip_boxes
+from ..core.boxes import VOC_BOX_CONVENTIONS, BoxAnnotationError, clip_boxes
 from ..datasets.voc_annotations import read_voc_xml
 from ..utils.io import explain_image_failure, image_size, read_split
 
@@ -119,6 +119,9 @@ class VOCBoxDataset(_BoxCheckMixin, BaseDetDataset):
         ann_file: image-id list, e.g. ``ImageSets/Segmentation/train.txt``.
         img_subdir / ann_subdir: folders under ``data_root``.
         img_suffix: image file suffix.
+        box_convention: ``'voc'`` (1-based inclusive, default) or
+            ``'authors'`` (the BANA code's slices, to reproduce its pseudo
+            labels exactly), see :func:`~bana_mm.core.boxes.voc_box_to_xyxy`.
         metainfo: ``dict(classes=...)``; defaults to the 20 VOC classes.
 
     Boxes are converted from VOC's 1-based inclusive integers to continuous
@@ -132,7 +135,12 @@ class VOCBoxDataset(_BoxCheckMixin, BaseDetDataset):
                  img_subdir: str = 'JPEGImages',
                  ann_subdir: str = 'Annotations',
                  img_suffix: str = '.jpg',
+                 box_convention: str = 'voc',
                  **kwargs) -> None:
+        if box_convention not in VOC_BOX_CONVENTIONS:
+            raise ValueError(f'box_convention must be one of '
+                             f'{VOC_BOX_CONVENTIONS}, got {box_convention!r}')
+        self.box_convention = box_convention
         self.img_subdir = img_subdir
         self.ann_subdir = ann_subdir
         self.img_suffix = img_suffix
@@ -154,7 +162,7 @@ class VOCBoxDataset(_BoxCheckMixin, BaseDetDataset):
                                     f'(listed in {self.ann_file})')
         if not osp.isfile(xml_path):
             raise FileNotFoundError(f'annotation file not found: {xml_path}')
-        ann = read_voc_xml(xml_path, self.cat2label)
+        ann = read_voc_xml(xml_path, self.cat2label, self.box_convention)
         width, height, boxes, labels = (ann.width, ann.height, ann.boxes,
                                         ann.labels)
         width, height = self._decoded_size(img_path, width, height, xml_path)
