@@ -13,13 +13,18 @@ import time
 
 import pytest
 import torch
+from test_stage2_tool import (CLASSES, CONFIG, TOOL, TRAIN, VAL, _digests,
+                              _ids, _run, make_checkpoint)
 
 from conftest import REPO
-from test_stage2_tool import (CLASSES, CONFIG, TOOL, TRAIN,  # noqa: F401
-                              VAL, _digests, _ids, _run, checkpoint)
 
 SEG_TINY = osp.join(REPO, 'configs', 'bana', 'deeplabv1_nal_tiny.py')
 FULL = osp.join(REPO, 'configs', 'bana', 'bap_vgg16_voc.py')
+
+
+@pytest.fixture(scope='module')
+def checkpoint(tmp_path_factory) -> str:
+    return make_checkpoint(str(tmp_path_factory.mktemp('ckpt') / 'stage1.pth'))
 
 
 def _args(root, ckpt, out, *extra):
@@ -30,6 +35,7 @@ def _args(root, ckpt, out, *extra):
 def _build(config: str, scope: str, **model_cfg):
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
+
     import bana_mm.det  # noqa: F401
     import bana_mm.seg  # noqa: F401
     cfg = Config.fromfile(config)

@@ -10,7 +10,7 @@ from typing import Dict, Optional
 
 from ..det.pseudo_label_data import build_label_dataset, model_classes
 from ..det.pseudo_label_runner import (EXIT_IMAGES_FAILED, Stage2Options,
-                                      StaleLabelsError, describe, run_stage2)
+                                       StaleLabelsError, describe, run_stage2)
 from .common import VOCLayout
 from .stage1 import stage1_config
 
@@ -148,4 +148,3 @@ def run_stage2_for_layout(layout: VOCLayout, checkpoint: str,
         miou=metrics.get('miou', {}), s_share=metrics.get('s_share'),
         s_accuracy=metrics.get('s_accuracy'), out_dir=osp.abspath(out_dir),
         pictures=osp.abspath(osp.join(out_dir, 'vis')))
-

@@ -163,4 +163,3 @@ def network_features(model, item: dict):
     boxes, labels = gt_boxes_of(sample)
     return (feat, tuple(inputs.shape[-2:]), np.ascontiguousarray(image_rgb),
             boxes.cpu(), labels.cpu())
-

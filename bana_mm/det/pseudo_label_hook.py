@@ -81,4 +81,3 @@ class PseudoLabelHook(Hook):
         runner.logger.info(describe(run, out_dir))
         self.last_run = run
         return run
-

@@ -44,22 +44,21 @@ from ..core.pseudo_labels import (PreparedImage, PseudoLabelConfig,
 from ..evaluation import evaluate_label_files
 from ..utils.io import atomic_open, atomic_write_text
 from ..utils.label_io import write_label_png
-from ..utils.label_layout import (FINGERPRINT, check_writable,
-                                  has_label_files, image_stem, is_done,
-                                  label_path, remove_outputs,
-                                  remove_stale_temp_files)
+from ..utils.label_layout import (FINGERPRINT, check_writable, has_label_files,
+                                  image_stem, is_done, label_path,
+                                  remove_outputs, remove_stale_temp_files)
 from ..utils.worker_pool import WorkerPool
 from .coco_export import write_coco_instances
 from .pseudo_label_data import (classifier_for, dataset_fingerprint,
-                                file_sha256, is_coco_dataset,
-                                network_features, state_dict_sha256)
+                                file_sha256, is_coco_dataset, network_features,
+                                state_dict_sha256)
 
 #: Exit code of ``tools/gen_pseudo_labels.py`` when any image failed.
 EXIT_IMAGES_FAILED = 3
 
 
 class StaleLabelsError(RuntimeError):
-    """The out-dir holds labels of a different run (see ``fingerprint.json``)."""
+    """The out-dir holds labels of another run (see ``fingerprint.json``)."""
 
 
 @dataclass
@@ -296,8 +295,9 @@ def run_stage2(model, dataset, out_dir: str,
     ``fingerprint.json``; without it the state dict is hashed).
     ``overwrite`` deletes an earlier run's outputs first.
     """
-    from mmengine.dist import (all_gather_object, barrier, broadcast_object_list,
-                               get_world_size, is_main_process)
+    from mmengine.dist import (all_gather_object, barrier,
+                               broadcast_object_list, get_world_size,
+                               is_main_process)
     options = options or Stage2Options()
     error = [None]
     if is_main_process():
@@ -376,4 +376,3 @@ def describe(run: dict, out_dir: str) -> str:
         lines.append(f'  {len(run["failed"])} of {run["images"]} images '
                      f'FAILED (listed in {osp.join(out_dir, "run.json")})')
     return '\n'.join(lines)
-

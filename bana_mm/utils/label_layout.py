@@ -1,6 +1,7 @@
-"""Where stage-2 label files live (``OUT/Ycrf/<id>.png``, ``OUT/Yret/<id>.png``,
-``OUT/vis/<id>.jpg``) and which are finished (SPEC §2: written atomically, so
-an image is done once its final file exists)."""
+"""Where stage-2 label files live (``OUT/Ycrf/<id>.png``,
+``OUT/Yret/<id>.png``, ``OUT/vis/<id>.jpg``, ``OUT/fingerprint.json``), which
+are finished (SPEC §2: written atomically, so an image is done once its final
+file exists), and the out-dir checks run before labelling."""
 from __future__ import annotations
 
 import os
@@ -40,7 +41,6 @@ def is_done(out_dir: str, stem: str, with_yret: bool = True) -> bool:
     """Whether the label files of ``stem`` are all written."""
     kinds = MAPS if with_yret else MAPS[:1]
     return all(osp.isfile(label_path(out_dir, k, stem)) for k in kinds)
-
 
 
 #: What produced the labels of an out-dir (checkpoint hash, options,

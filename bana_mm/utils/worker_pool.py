@@ -115,4 +115,3 @@ def call_safely(fn: Callable, arg):
         return fn(arg)
     except Exception as err:
         return err
-
