@@ -277,6 +277,11 @@ def _children(pid: int) -> set:
     return found
 
 
+def _cmdline(pid: int) -> str:
+    with open(f'/proc/{pid}/cmdline', 'rb') as f:
+        return f.read().replace(b'\0', b' ').decode()
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f'/proc/{pid}/stat') as f:
@@ -289,6 +294,8 @@ def _alive(pid: int) -> bool:
 @pytest.mark.skipif(not osp.isdir('/proc/self/task'), reason='needs /proc')
 def test_kill_9_leaves_no_worker_behind(synthetic_root, checkpoint,
                                         tmp_path):
+    """gen_pseudo_labels.py killed half-way: no child (CRF worker, resource
+    tracker) survives it."""
     out = str(tmp_path / 'out')
     env = dict(os.environ, PYTHONPATH=REPO)
     args = _args(synthetic_root, checkpoint, out)
@@ -306,7 +313,12 @@ def test_kill_9_leaves_no_worker_behind(synthetic_root, checkpoint,
         time.sleep(0.05)
     assert proc.poll() is None, 'the tool ended before it could be killed'
     children = _children(proc.pid)
-    assert children, 'no CRF worker found'
+    workers = [c for c in children if 'spawn_main' in _cmdline(c)]
+    assert len(workers) == 1, 'no CRF worker found'
+    _kill_and_assert_no_survivor(proc, children)
+
+
+def _kill_and_assert_no_survivor(proc, children) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     deadline = time.time() + 20
@@ -316,3 +328,58 @@ def test_kill_9_leaves_no_worker_behind(synthetic_root, checkpoint,
     for pid in survivors:  # do not leave them to the next test
         os.kill(pid, signal.SIGKILL)
     assert not survivors, f'processes outlived their parent: {survivors}'
+
+
+POOL_SCRIPT = """
+import sys, time
+from bana_mm.utils.worker_pool import WorkerPool
+pool = WorkerPool(1)
+pool.submit(abs, -1, None)
+assert pool.drain() == [(None, 1)]
+print('idle', flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.skipif(not osp.isdir('/proc/self/task'), reason='needs /proc')
+def test_idle_worker_exits_with_its_parent():
+    """A worker waiting for its next job (it holds its own end of the job
+    queue, so it never sees EOF) and the resource tracker."""
+    proc = subprocess.Popen([sys.executable, '-c', POOL_SCRIPT],
+                            env=dict(os.environ, PYTHONPATH=REPO),
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == 'idle'
+    children = _children(proc.pid)
+    assert any('spawn_main' in _cmdline(c) for c in children)
+    _kill_and_assert_no_survivor(proc, children)
+
+
+FALLBACK_SCRIPT = """
+import os, subprocess, sys
+child = subprocess.Popen([sys.executable, '-c', '''
+import os, sys, time
+sys.platform = "other"  # no prctl: the watching thread alone
+from bana_mm.utils.worker_pool import _die_with_parent
+_die_with_parent(os.getppid(), interval=0.1)
+print("ready", flush=True)
+time.sleep(60)
+'''], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+assert child.stdout.readline().strip() == 'ready'
+print(child.pid, flush=True)
+os._exit(0)
+"""
+
+
+def test_parent_watch_without_prctl():
+    """The portable fallback: a thread that sees the parent pid change."""
+    out = subprocess.run([sys.executable, '-c', FALLBACK_SCRIPT],
+                         env=dict(os.environ, PYTHONPATH=REPO),
+                         capture_output=True, text=True, timeout=120)
+    child = int(out.stdout.split()[-1])
+    deadline = time.time() + 10
+    while time.time() < deadline and _alive(child):
+        time.sleep(0.1)
+    alive = _alive(child)
+    if alive:
+        os.kill(child, signal.SIGKILL)
+    assert not alive, 'the child outlived its parent'
