@@ -167,8 +167,7 @@ def test_rerun_with_another_checkpoint_needs_overwrite(
     assert 'model' in str(info.value)
     assert _digests(out) == before  # nothing touched
     with pytest.raises(StaleLabelsError, match='labels'):
-        _run(_args(synthetic_root, checkpoint, out, '--upsample',
-                   'features'))
+        _run(_args(synthetic_root, checkpoint, out, '--no-u0'))
 
     fresh = _run(_args(synthetic_root, other_checkpoint, out,
                        '--overwrite'))

@@ -1,0 +1,1 @@
+"""Analysis tools (comparisons of label folders)."""
