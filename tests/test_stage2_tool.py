@@ -23,10 +23,9 @@ VAL = 'ImageSets/Segmentation/val.txt'
 TRAIN = 'ImageSets/Segmentation/train.txt'
 
 
-@pytest.fixture(scope='module')
-def checkpoint(tmp_path_factory) -> str:
-    """A stage-1 checkpoint of the tiny config (random weights, the format
-    mmengine's CheckpointHook writes)."""
+def make_checkpoint(path: str) -> str:
+    """A stage-1 checkpoint of the tiny config at ``path`` (random weights,
+    the format mmengine's CheckpointHook writes)."""
     from mmdet.registry import MODELS
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
@@ -36,10 +35,14 @@ def checkpoint(tmp_path_factory) -> str:
     torch.manual_seed(0)
     model = MODELS.build(Config.fromfile(CONFIG).model)
     model.init_weights()
-    path = str(tmp_path_factory.mktemp('ckpt') / 'stage1.pth')
     torch.save(dict(state_dict=model.state_dict(),
                     meta=dict(dataset_meta=dict(classes=CLASSES))), path)
     return path
+
+
+@pytest.fixture(scope='module')
+def checkpoint(tmp_path_factory) -> str:
+    return make_checkpoint(str(tmp_path_factory.mktemp('ckpt') / 'stage1.pth'))
 
 
 def _ids(root: str, split: str):

@@ -11,9 +11,16 @@ at ``--data-root`` and ``--split`` (the ``ann_file``: an image list for VOC
 layout, a json for COCO). Writes OUT/Ycrf/<id>.png, OUT/Yret/<id>.png, the
 overlay sheets OUT/vis/, OUT/run.json and, with ground truth, OUT/metrics.json
 (COCO input: also OUT/instances_ycrf.json / instances_yret.json and their
-mask AP). A rerun skips finished images. Several processes:
+mask AP) and OUT/fingerprint.json (checkpoint sha256, options, image list).
+A rerun with the same checkpoint, options and images skips finished images;
+a different one stops with an error unless ``--overwrite``. The checkpoint is
+loaded strictly (every key must fit the config's model). Several processes:
 ``torchrun --nproc_per_node N tools/gen_pseudo_labels.py ... --launcher
 pytorch`` (each image is labelled by exactly one rank).
+
+Exit codes: 0 all images labelled; 1 an error before labelling (bad
+checkpoint, out-dir not writable or holding another run's labels, ...);
+3 the run finished but some images failed (listed in OUT/run.json).
 """
 import argparse
 import os.path as osp
@@ -32,7 +39,9 @@ from bana_mm.utils.cli import (add_runner_args, init_launcher,  # noqa: E402
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description='Generate stage-2 pseudo labels (Ycrf, Yret)')
+        description='Generate stage-2 pseudo labels (Ycrf, Yret)',
+        epilog='exit codes: 0 all images labelled; 1 error before '
+        'labelling; 3 some images failed (listed in OUT/run.json)')
     parser.add_argument('config', help='stage-1 config file')
     parser.add_argument('checkpoint', help='stage-1 checkpoint')
     parser.add_argument('--data-root', help='dataset folder (default: the '
@@ -67,6 +76,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--no-grabcut', action='store_true',
                         help='leave the (slow) GrabCut baseline out')
     parser.add_argument('--device', help='cpu, cuda, ... (default: auto)')
+    parser.add_argument('--overwrite', action='store_true',
+                        help="delete the labels of an earlier run in "
+                        "--out-dir first (needed when the checkpoint, the "
+                        "options or the images changed)")
+    parser.add_argument('--allow-partial-checkpoint', action='store_true',
+                        help='load only the checkpoint keys that fit the '
+                        'model (warns with the others) instead of stopping')
     add_runner_args(parser)
     args = parse_runner_args(parser, argv)
     if args.workers < 0:
@@ -79,9 +95,10 @@ def main(argv=None) -> dict:
     from mmengine.dist import get_rank
     from mmengine.logging import MMLogger
 
-    from bana_mm.apis.stage2 import (Stage2Options, build_label_dataset,
-                                     describe, load_stage1_model,
-                                     model_classes, run_stage2)
+    from bana_mm.apis.stage2 import (EXIT_IMAGES_FAILED, Stage2Options,
+                                     build_label_dataset, describe,
+                                     load_stage1_model, model_classes,
+                                     run_stage2)
     args = parse_args(argv)
     for path in (args.config, args.checkpoint):
         if not osp.isfile(path):
@@ -96,7 +113,9 @@ def main(argv=None) -> dict:
             device = f'cuda:{torch.cuda.current_device()}'
     logger = MMLogger.get_instance(
         'bana_mm_stage2', log_level='INFO' if get_rank() == 0 else 'ERROR')
-    model, meta = load_stage1_model(cfg, args.checkpoint, device)
+    model, meta = load_stage1_model(
+        cfg, args.checkpoint, device,
+        allow_partial=args.allow_partial_checkpoint)
     dataset = build_label_dataset(cfg, args.data_root, args.split)
     options = Stage2Options(
         workers=args.workers, num_vis=args.num_vis,
@@ -108,10 +127,20 @@ def main(argv=None) -> dict:
             background='cam' if args.no_u0 else 'attention'))
     logger.info(f'stage 2: {len(dataset)} images -> {args.out_dir}')
     run = run_stage2(model, dataset, args.out_dir, options,
-                     trained_classes=model_classes(cfg, meta))
+                     trained_classes=model_classes(cfg, meta),
+                     checkpoint=args.checkpoint, overwrite=args.overwrite)
     logger.info(describe(run, args.out_dir))
+    if run['failed']:
+        logger.error(f'stage 2: {len(run["failed"])} of {run["images"]} '
+                     f'images failed; exit code {EXIT_IMAGES_FAILED}')
     return run
 
 
+def exit_code(run: dict) -> int:
+    """0, or ``EXIT_IMAGES_FAILED`` (3) when any image failed."""
+    from bana_mm.apis.stage2 import EXIT_IMAGES_FAILED
+    return EXIT_IMAGES_FAILED if run['failed'] else 0
+
+
 if __name__ == '__main__':
-    main()
+    sys.exit(exit_code(main()))

@@ -60,10 +60,16 @@ def run_pipeline(work_dir: str, data_root: Optional[str] = None,
         summary = update_summary(summary_path, dict(stage1=stage1))
     if 2 in stages:
         checkpoint = previous_entry(summary_path, 'stage1', 'checkpoint')
+        # a stage 1 trained in this call makes earlier labels stale
         stage2 = run_stage2_for_layout(layout, checkpoint,
                                        osp.join(work_dir, 'stage2'), preset,
-                                       workers)
+                                       workers, overwrite=1 in stages)
         summary = update_summary(summary_path, dict(stage2=stage2))
+        if stage2['failed']:
+            raise RuntimeError(
+                f'stage 2: {stage2["failed"]} of {stage2["images"]} images '
+                f'failed (listed in {osp.join(stage2["out_dir"], "run.json")}'
+                f'; {summary_path} was written)')
     if 3 in stages:
         labels = previous_entry(summary_path, 'stage2', 'out_dir')
         if layout.val_split is None:

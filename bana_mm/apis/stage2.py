@@ -5,40 +5,130 @@ work over a dataset is :mod:`bana_mm.det.pseudo_label_runner`.
 from __future__ import annotations
 
 import os.path as osp
-from typing import Optional
+import warnings
+from typing import Dict, Optional
 
 from ..det.pseudo_label_data import build_label_dataset, model_classes
-from ..det.pseudo_label_runner import Stage2Options, describe, run_stage2
+from ..det.pseudo_label_runner import (EXIT_IMAGES_FAILED, Stage2Options,
+                                       StaleLabelsError, describe, run_stage2)
 from .common import VOCLayout
 from .stage1 import stage1_config
 
-__all__ = ['Stage2Options', 'build_label_dataset', 'describe',
+__all__ = ['EXIT_IMAGES_FAILED', 'Stage2Options', 'StaleLabelsError',
+           'build_label_dataset', 'describe',
            'load_stage1_model', 'model_classes', 'run_stage2',
            'run_stage2_for_layout']
 
 
-def load_stage1_model(cfg, checkpoint: str, device: Optional[str] = None):
-    """The stage-1 classifier of ``cfg`` with ``checkpoint`` loaded, in eval
-    mode; returns (model, checkpoint meta)."""
+def _state_dict_of(ckpt, checkpoint: str) -> dict:
+    """The weights of a loaded checkpoint (mmengine's ``state_dict`` entry
+    or a bare state dict), without a DDP ``module.`` prefix."""
+    if not isinstance(ckpt, dict):
+        raise ValueError(f'{checkpoint}: not a checkpoint (a '
+                         f'{type(ckpt).__name__}, not a dict of weights)')
+    state = ckpt.get('state_dict', ckpt)
+    if not isinstance(state, dict):
+        raise ValueError(f'{checkpoint}: its state_dict is a '
+                         f'{type(state).__name__}, not a dict of weights')
+    return {(k[7:] if k.startswith('module.') else k): v
+            for k, v in state.items()}
+
+
+def _listed(keys, limit: int = 8) -> str:
+    keys = list(keys)
+    more = f' ... ({len(keys)} in all)' if len(keys) > limit else ''
+    return ', '.join(keys[:limit]) + more
+
+
+def checkpoint_mismatch(model, state: dict) -> Dict[str, list]:
+    """Keys of ``state`` that do not fit ``model``: ``missing``,
+    ``unexpected`` and ``shape`` (name, checkpoint shape, model shape)."""
+    own = model.state_dict()
+    return dict(
+        missing=sorted(set(own) - set(state)),
+        unexpected=sorted(set(state) - set(own)),
+        shape=[(k, tuple(getattr(state[k], 'shape', ())), tuple(own[k].shape))
+               for k in sorted(set(own) & set(state))
+               if tuple(getattr(state[k], 'shape', ())) !=
+               tuple(own[k].shape)])
+
+
+def describe_mismatch(checkpoint: str, problems: Dict[str, list],
+                      state: dict) -> str:
+    """One message naming the file and the keys that do not fit."""
+    parts = []
+    if not state:
+        parts.append('it holds no weights (empty state dict)')
+    if problems['missing']:
+        parts.append(f'missing keys: {_listed(problems["missing"])}')
+    if problems['unexpected']:
+        parts.append(f'unexpected keys: {_listed(problems["unexpected"])}')
+    if problems['shape']:
+        parts.append('shape mismatch (checkpoint vs model): ' + _listed(
+            f'{k} {list(a)} vs {list(b)}' for k, a, b in problems['shape']))
+    hint = ''
+    if any(k.startswith(('decode_head.', 'auxiliary_head.'))
+           for k in problems['unexpected']):
+        hint = (' It looks like a stage-3 (mmseg segmentor) checkpoint, not '
+                'a stage-1 BAP classifier.')
+    elif problems['shape']:
+        hint = (' Was it trained with another config (e.g. full width vs '
+                'the tiny preset, another number of classes)?')
+    return (f'{checkpoint} does not fit the stage-1 model of this config; '
+            + '; '.join(parts) + '.' + hint)
+
+
+def load_stage1_model(cfg, checkpoint: str, device: Optional[str] = None,
+                      allow_partial: bool = False):
+    """The stage-1 classifier of ``cfg`` with ``checkpoint`` loaded strictly
+    (mmengine's ``_load_checkpoint`` and ``load_state_dict``), in eval mode;
+    returns (model, checkpoint meta).
+
+    Missing, unexpected or shape-mismatched keys raise ``ValueError`` naming
+    the file and the keys; ``allow_partial`` loads what fits instead, with a
+    warning listing the rest (the others keep their initial values).
+    """
     from mmdet.registry import MODELS
     from mmengine.device import get_device
     from mmengine.registry import DefaultScope
-    from mmengine.runner import load_checkpoint
+    from mmengine.runner.checkpoint import _load_checkpoint, load_state_dict
 
     with DefaultScope.overwrite_default_scope('mmdet'):
         model = MODELS.build(cfg.model)
-    ckpt = load_checkpoint(model, checkpoint, map_location='cpu',
-                           logger='silent')
+    ckpt = _load_checkpoint(checkpoint, map_location='cpu')
+    state = _state_dict_of(ckpt, checkpoint)
+    problems = checkpoint_mismatch(model, state)
+    if any(problems.values()):
+        message = describe_mismatch(checkpoint, problems, state)
+        if not allow_partial:
+            raise ValueError(message + ' (--allow-partial-checkpoint loads '
+                             'the keys that fit, at your own risk)')
+        warnings.warn('PARTIAL CHECKPOINT LOAD (--allow-partial-checkpoint): '
+                      + message + ' The other weights keep their initial '
+                      'values.', stacklevel=2)
+        for key, _, _ in problems['shape']:
+            state.pop(key)
+    load_state_dict(model, state, strict=not allow_partial,
+                    logger='silent' if allow_partial else 'current')
+    meta = ckpt.get('meta') or {}
+    classes = (meta.get('dataset_meta') or {}).get('classes')
+    rows = model.head.class_weights.shape[0] - 1
+    if classes and len(classes) != rows and not allow_partial:
+        raise ValueError(
+            f'{checkpoint}: its dataset_meta lists {len(classes)} classes '
+            f'but its classifier has {rows} class rows (+ background); it is '
+            'not a stage-1 BAP checkpoint of this config')
     model.to(device or get_device()).eval()
-    return model, ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}
-
+    return model, meta
 
 
 def run_stage2_for_layout(layout: VOCLayout, checkpoint: str,
                           out_dir: str, preset: str = 'tiny',
-                          workers: int = 1, num_vis: int = 4) -> dict:
+                          workers: int = 1, num_vis: int = 4,
+                          overwrite: bool = False) -> dict:
     """Pseudo labels for the training split with the stage-1 checkpoint;
-    return the ``stage2`` summary entry."""
+    return the ``stage2`` summary entry (``overwrite``: delete the labels
+    of an earlier run in ``out_dir`` first)."""
     from mmengine.logging import MMLogger
     if not osp.isfile(checkpoint):
         raise FileNotFoundError(f'stage-1 checkpoint not found: {checkpoint}')
@@ -47,7 +137,8 @@ def run_stage2_for_layout(layout: VOCLayout, checkpoint: str,
     dataset = build_label_dataset(cfg)
     run = run_stage2(model, dataset, out_dir,
                      Stage2Options(workers=workers, num_vis=num_vis),
-                     trained_classes=model_classes(cfg, meta))
+                     trained_classes=model_classes(cfg, meta),
+                     checkpoint=checkpoint, overwrite=overwrite)
     MMLogger.get_current_instance().info(describe(run, out_dir))
     metrics = run.get('metrics') or {}
     return dict(
@@ -57,4 +148,3 @@ def run_stage2_for_layout(layout: VOCLayout, checkpoint: str,
         miou=metrics.get('miou', {}), s_share=metrics.get('s_share'),
         s_accuracy=metrics.get('s_accuracy'), out_dir=osp.abspath(out_dir),
         pictures=osp.abspath(osp.join(out_dir, 'vis')))
-

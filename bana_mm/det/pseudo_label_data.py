@@ -8,6 +8,8 @@ dropped); the features are the BAP classifier's backbone output.
 from __future__ import annotations
 
 import copy
+import hashlib
+import os.path as osp
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
@@ -15,6 +17,7 @@ import torch
 
 from ..core.class_mapping import map_class_weights
 from ..utils.cli import resolve_split
+from ..utils.label_layout import image_stem
 from .bap_head import gt_boxes_of
 
 #: Used when a config has no test / val dataloader: the image at its own size.
@@ -82,15 +85,61 @@ def classifier_for(model, data_classes: Sequence[str],
     """Classifier rows for the dataset's classes and the class-agnostic
     labels (classes the model never saw, SPEC §2 variants)."""
     weights = model.head.class_weights.detach().float().cpu()
+    rows = weights.shape[0] - 1
+    if trained_classes is not None and len(trained_classes) != rows:
+        raise ValueError(
+            f'the stage-1 classifier has {rows} class rows (+ background) '
+            f'but its class names list {len(trained_classes)} classes '
+            f'({", ".join(map(str, tuple(trained_classes)[:4]))}, ...): the '
+            'names (checkpoint dataset_meta, else the config) do not belong '
+            'to this classifier; is the checkpoint a stage-1 BAP checkpoint '
+            'of this config? (a stage-3 / mmseg checkpoint lists '
+            '"background" among its classes)')
     if trained_classes is None or tuple(trained_classes) == tuple(
             data_classes):
-        if weights.shape[0] != len(data_classes) + 1:
+        if rows != len(data_classes):
             raise ValueError(
-                f'the classifier has {weights.shape[0] - 1} classes but the '
-                f'dataset has {len(data_classes)}; give the checkpoint\'s '
-                'class names (dataset_meta) to map them by name')
+                f'the stage-1 classifier has {rows} classes but the dataset '
+                f'has {len(data_classes)}; give the checkpoint\'s class '
+                'names (dataset_meta) to map them by name')
         return weights, ()
     return map_class_weights(weights, trained_classes, data_classes)
+
+
+def file_sha256(path: str, chunk: int = 1 << 20) -> str:
+    """sha256 of a file's content, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(chunk), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def state_dict_sha256(model) -> str:
+    """sha256 over a model's state dict (names, dtypes, shapes, values):
+    the identity of an in-memory model (``PseudoLabelHook``)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        value = tensor.detach().cpu().contiguous()
+        digest.update(f'{name}:{value.dtype}:{tuple(value.shape)};'.encode())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes()
+                      if value.numel() else b'')
+    return digest.hexdigest()
+
+
+def dataset_fingerprint(dataset) -> dict:
+    """The labelled image list (count and sha256 of the ids in order), the
+    data root and the split (``ann_file``)."""
+    stems = [image_stem(dataset.get_data_info(i))
+             for i in range(len(dataset))]
+    ann_file = getattr(dataset, 'ann_file', None)
+    data_root = getattr(dataset, 'data_root', None)
+    return dict(
+        data_root=osp.abspath(data_root) if data_root else None,
+        split=osp.abspath(ann_file) if ann_file else None,
+        images=len(stems),
+        image_ids_sha256=hashlib.sha256(
+            '\n'.join(stems).encode('utf-8')).hexdigest())
 
 
 @torch.no_grad()
@@ -114,4 +163,3 @@ def network_features(model, item: dict):
     boxes, labels = gt_boxes_of(sample)
     return (feat, tuple(inputs.shape[-2:]), np.ascontiguousarray(image_rgb),
             boxes.cpu(), labels.cpu())
-

@@ -30,6 +30,9 @@ class PseudoLabelHook(Hook):
             :meth:`generate` on demand.
         label_cfg: fields of ``PseudoLabelConfig`` (``upsample``,
             ``threshold``, ``crf_bilateral``, ...).
+        overwrite: delete the labels of an earlier run in ``out_dir``
+            first. Without it a rerun resumes only when ``fingerprint.json``
+            (model, options, dataset) matches, else it stops with an error.
 
     The result of the last run (``run.json`` plus ``metrics``) is kept in
     ``self.last_run``. Under a distributed launcher every rank labels its
@@ -42,7 +45,8 @@ class PseudoLabelHook(Hook):
                  data_root: Optional[str] = None, split: Optional[str] = None,
                  workers: int = 1, num_vis: int = 4, evaluate: bool = True,
                  grabcut: bool = True, run_after_train: bool = True,
-                 label_cfg: Optional[dict] = None) -> None:
+                 label_cfg: Optional[dict] = None,
+                 overwrite: bool = False) -> None:
         self.out_dir = out_dir
         self.data_root = data_root
         self.split = split
@@ -52,6 +56,7 @@ class PseudoLabelHook(Hook):
         self.num_vis = num_vis
         self.evaluate = evaluate
         self.grabcut = grabcut
+        self.overwrite = overwrite
         self.last_run: Optional[dict] = None
 
     def after_train(self, runner) -> None:
@@ -70,9 +75,9 @@ class PseudoLabelHook(Hook):
             labels=self.label_cfg)
         was_training = model.training
         run = run_stage2(model, dataset, out_dir, options,
-                         trained_classes=model_classes(runner.cfg))
+                         trained_classes=model_classes(runner.cfg),
+                         overwrite=self.overwrite)
         model.train(was_training)
         runner.logger.info(describe(run, out_dir))
         self.last_run = run
         return run
-

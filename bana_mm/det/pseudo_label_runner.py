@@ -18,15 +18,20 @@ Output folder::
     OUT/instances_ycrf.json, OUT/instances_yret.json   (COCO input) RLE masks
     OUT/run.json                           what this run did, timings
     OUT/metrics.json                       scores, when ground truth exists
+    OUT/fingerprint.json                   what produced the labels
 
-Every file is written atomically; a rerun skips images whose PNGs exist.
+Every file is written atomically. Before any label is computed the out-dir is
+checked to be writable and ``fingerprint.json`` (checkpoint sha256, options,
+image list) is compared with this run's: a rerun of the same run skips the
+images whose PNGs exist, a different run stops with
+:class:`StaleLabelsError` unless ``overwrite`` (which removes the earlier
+outputs first).
 """
 from __future__ import annotations
 
 import copy
 import json
 import logging
-import os
 import os.path as osp
 import time
 from dataclasses import asdict, dataclass, field
@@ -39,11 +44,21 @@ from ..core.pseudo_labels import (PreparedImage, PseudoLabelConfig,
 from ..evaluation import evaluate_label_files
 from ..utils.io import atomic_open, atomic_write_text
 from ..utils.label_io import write_label_png
-from ..utils.label_layout import (image_stem, is_done, label_path,
-                                  remove_stale_temp_files)
+from ..utils.label_layout import (FINGERPRINT, check_writable, has_label_files,
+                                  image_stem, is_done, label_path,
+                                  remove_outputs, remove_stale_temp_files)
 from ..utils.worker_pool import WorkerPool
 from .coco_export import write_coco_instances
-from .pseudo_label_data import classifier_for, is_coco_dataset, network_features
+from .pseudo_label_data import (classifier_for, dataset_fingerprint,
+                                file_sha256, is_coco_dataset, network_features,
+                                state_dict_sha256)
+
+#: Exit code of ``tools/gen_pseudo_labels.py`` when any image failed.
+EXIT_IMAGES_FAILED = 3
+
+
+class StaleLabelsError(RuntimeError):
+    """The out-dir holds labels of another run (see ``fingerprint.json``)."""
 
 
 @dataclass
@@ -211,20 +226,91 @@ def merge_reports(reports: Sequence[dict], workers: int) -> dict:
                   for r in reports])
 
 
+def fingerprint(model, dataset, options: Stage2Options,
+                trained_classes: Optional[Sequence[str]] = None,
+                checkpoint: Optional[str] = None) -> dict:
+    """What produces the labels: the checkpoint's sha256 (else the in-memory
+    model's state-dict sha256), the per-image options, the class names and
+    the dataset (:func:`dataset_fingerprint`)."""
+    model_id = (dict(checkpoint=osp.abspath(checkpoint),
+                     sha256=file_sha256(checkpoint)) if checkpoint else
+                dict(state_dict_sha256=state_dict_sha256(model)))
+    record = dict(model=model_id,
+                  labels=_options_record(options)['labels'],
+                  trained_classes=(list(trained_classes) if trained_classes
+                                   is not None else None),
+                  dataset=dataset_fingerprint(dataset))
+    return json.loads(json.dumps(record))
+
+
+def prepare_out_dir(out_dir: str, record: dict, options: Stage2Options,
+                    overwrite: bool = False) -> None:
+    """Before computing anything: remove an earlier run's outputs
+    (``overwrite``), check that the folders are writable, and resume only
+    when ``fingerprint.json`` matches ``record`` (then write it)."""
+    if overwrite:
+        for path in remove_outputs(out_dir):
+            _log(f'stage 2: --overwrite removed {path}')
+    folders = [out_dir, osp.join(out_dir, 'Ycrf')]
+    if options.labels.compute_yret:
+        folders.append(osp.join(out_dir, 'Yret'))
+    if options.num_vis > 0:
+        folders.append(osp.join(out_dir, 'vis'))
+    check_writable(folders)
+    path = osp.join(out_dir, FINGERPRINT)
+    how = ('rerun with --overwrite (tools/gen_pseudo_labels.py) or '
+           'overwrite=True (PseudoLabelHook, run_stage2) to delete them and '
+           'label afresh, or choose another --out-dir')
+    if osp.isfile(path):
+        with open(path) as f:
+            try:
+                old = json.load(f)
+            except ValueError:
+                old = None
+        if old != record:
+            changed = sorted(k for k in set(record) | set(old or {})
+                             if (old or {}).get(k) != record.get(k))
+            raise StaleLabelsError(
+                f'{out_dir} holds labels of a different run ({path} differs '
+                f'in: {", ".join(changed) or "format"}); {how}')
+    elif has_label_files(out_dir):
+        raise StaleLabelsError(
+            f'{out_dir} holds label files of an unknown run (no {path}); '
+            f'{how}')
+    atomic_write_text(path, json.dumps(record, indent=2) + '\n')
+    remove_stale_temp_files(out_dir)
+
+
 def run_stage2(model, dataset, out_dir: str,
                options: Optional[Stage2Options] = None,
-               trained_classes: Optional[Sequence[str]] = None) -> dict:
-    """Generate (sharded over ranks), then on rank 0 write the COCO jsons,
-    ``metrics.json`` and ``run.json``. Returns ``run.json``'s content with
-    ``metrics`` added (on every rank)."""
-    from mmengine.dist import (all_gather_object, barrier, broadcast_object_list,
-                               get_world_size, is_main_process)
+               trained_classes: Optional[Sequence[str]] = None,
+               checkpoint: Optional[str] = None,
+               overwrite: bool = False) -> dict:
+    """Check the out-dir (:func:`prepare_out_dir`, rank 0, the others
+    wait), generate (sharded over ranks), then on rank 0 write the COCO
+    jsons, ``metrics.json`` and ``run.json``. Returns ``run.json``'s content
+    with ``metrics`` added (on every rank).
+
+    ``checkpoint`` is the file the model was loaded from (its sha256 goes in
+    ``fingerprint.json``; without it the state dict is hashed).
+    ``overwrite`` deletes an earlier run's outputs first.
+    """
+    from mmengine.dist import (all_gather_object, barrier,
+                               broadcast_object_list, get_world_size,
+                               is_main_process)
     options = options or Stage2Options()
-    os.makedirs(out_dir, exist_ok=True)
+    error = [None]
     if is_main_process():
-        remove_stale_temp_files(out_dir)
+        try:
+            prepare_out_dir(out_dir, fingerprint(
+                model, dataset, options, trained_classes, checkpoint),
+                options, overwrite)
+        except Exception as err:
+            error = [err]
     if get_world_size() > 1:
-        barrier()
+        broadcast_object_list(error, src=0)
+    if error[0] is not None:
+        raise error[0]
     report = generate_label_files(model, dataset, out_dir, options,
                                   trained_classes)
     reports = all_gather_object(report) if get_world_size() > 1 else [report]
@@ -286,5 +372,7 @@ def describe(run: dict, out_dir: str) -> str:
             f'{k} {v}' for k, v in ap.items()))
     if osp.isdir(osp.join(out_dir, 'vis')):
         lines.append(f'  pictures: {osp.join(out_dir, "vis")}')
+    if run['failed']:
+        lines.append(f'  {len(run["failed"])} of {run["images"]} images '
+                     f'FAILED (listed in {osp.join(out_dir, "run.json")})')
     return '\n'.join(lines)
-

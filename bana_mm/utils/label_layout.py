@@ -1,11 +1,12 @@
-"""Where stage-2 label files live (``OUT/Ycrf/<id>.png``, ``OUT/Yret/<id>.png``,
-``OUT/vis/<id>.jpg``) and which are finished (SPEC §2: written atomically, so
-an image is done once its final file exists)."""
+"""Where stage-2 label files live (``OUT/Ycrf/<id>.png``,
+``OUT/Yret/<id>.png``, ``OUT/vis/<id>.jpg``, ``OUT/fingerprint.json``), which
+are finished (SPEC §2: written atomically, so an image is done once its final
+file exists), and the out-dir checks run before labelling."""
 from __future__ import annotations
 
 import os
 import os.path as osp
-from typing import List
+from typing import List, Sequence
 
 #: The two pseudo-label maps, in the order they are written (Ycrf last).
 MAPS = ('Ycrf', 'Yret')
@@ -41,3 +42,57 @@ def is_done(out_dir: str, stem: str, with_yret: bool = True) -> bool:
     kinds = MAPS if with_yret else MAPS[:1]
     return all(osp.isfile(label_path(out_dir, k, stem)) for k in kinds)
 
+
+#: What produced the labels of an out-dir (checkpoint hash, options,
+#: dataset), written before the first label; resume only when it matches.
+FINGERPRINT = 'fingerprint.json'
+
+#: Everything a stage-2 run writes into its out-dir (removed by overwrite).
+OUTPUT_DIRS = MAPS + ('vis', )
+OUTPUT_FILES = ('instances_ycrf.json', 'instances_yret.json', 'run.json',
+                'metrics.json', FINGERPRINT)
+
+
+def has_label_files(out_dir: str) -> bool:
+    """Whether ``out_dir`` holds any finished label PNG."""
+    for kind in MAPS:
+        folder = osp.join(out_dir, kind)
+        if osp.isdir(folder) and any(n.endswith('.png')
+                                     for n in os.listdir(folder)):
+            return True
+    return False
+
+
+def remove_outputs(out_dir: str) -> List[str]:
+    """Delete the Ycrf / Yret / vis folders and the json files of an earlier
+    run in ``out_dir`` (nothing else); return what was removed."""
+    import shutil
+    removed = []
+    for sub in OUTPUT_DIRS:
+        path = osp.join(out_dir, sub)
+        if osp.isdir(path):
+            shutil.rmtree(path)
+            removed.append(path)
+    for name in OUTPUT_FILES:
+        path = osp.join(out_dir, name)
+        if osp.isfile(path):
+            os.unlink(path)
+            removed.append(path)
+    return removed
+
+
+def check_writable(folders: Sequence[str]) -> None:
+    """Create ``folders`` and a temp file in each; raise ``PermissionError``
+    / ``OSError`` naming the first folder that cannot be written."""
+    import tempfile
+    for folder in folders:
+        try:
+            os.makedirs(folder, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=folder, prefix='.write_test',
+                                             suffix='.tmp'):
+                pass
+        except OSError as err:
+            raise type(err)(
+                err.errno, f'stage 2 cannot write to {folder} '
+                f'({err.strerror or err}); choose a writable --out-dir'
+            ) from err

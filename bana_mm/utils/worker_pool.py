@@ -4,18 +4,51 @@ GrabCut, file writes), or inline execution with ``workers=0``.
 Workers are spawned with one torch thread each; at most ``2 * workers``
 jobs are in flight, so memory stays bounded whatever the dataset size.
 Exceptions are returned per job, so one bad image never stops a run.
+Workers exit when their parent process dies (even by ``kill -9``): on Linux
+the kernel sends them SIGKILL (``prctl(PR_SET_PDEATHSIG)``), elsewhere a
+daemon thread notices the new parent pid within a second. With the workers
+gone, multiprocessing's resource tracker sees EOF and exits too.
 """
 from __future__ import annotations
 
+import os
+import signal
+import sys
+import threading
+import time
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Callable, List, Sequence, Tuple
 
 import torch
 
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
-def _worker_init() -> None:
+
+def _die_with_parent(parent: int, interval: float = 1.0) -> None:
+    """End this process when ``parent`` is no longer its parent."""
+    if sys.platform.startswith('linux'):
+        try:
+            import ctypes
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # no libc / prctl: the thread
+            pass
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent:
+                os._exit(1)
+            time.sleep(interval)
+
+    if os.getppid() != parent:  # died before prctl took effect
+        os._exit(1)
+    threading.Thread(target=watch, name='parent-watch', daemon=True).start()
+
+
+def _worker_init(parent: int) -> None:
     torch.set_num_threads(1)
+    _die_with_parent(parent)
 
 
 class WorkerPool:
@@ -29,7 +62,7 @@ class WorkerPool:
             import multiprocessing as mp
             self.pool = ProcessPoolExecutor(
                 workers, mp_context=mp.get_context('spawn'),
-                initializer=_worker_init)
+                initializer=_worker_init, initargs=(os.getpid(), ))
         self.pending: deque = deque()
 
     def submit(self, fn, arg, context) -> List[Tuple[object, object]]:
@@ -82,4 +115,3 @@ def call_safely(fn: Callable, arg):
         return fn(arg)
     except Exception as err:
         return err
-
