@@ -4,7 +4,7 @@
 with ``tools/train.py``) on ``PSEUDO_LABEL_DIR/{Ycrf,Yret}``, evaluates the
 last checkpoint on the validation split without and with DenseCRF
 post-processing and returns the ``stage3`` entry of ``summary.json``.
-mIoU values are fractions in [0, 1].
+mIoU values are in percent, as mmseg's ``IoUMetric`` reports them.
 """
 from __future__ import annotations
 
@@ -67,10 +67,10 @@ def stage3_config(data_root: str, classes: tuple, pseudo_label_dir: str,
 
 
 def _miou(metrics: dict) -> float:
-    """mmseg's ``mIoU`` (percent) as a fraction."""
+    """mmseg's ``mIoU`` of the test metrics (percent, 2 decimals)."""
     if 'mIoU' not in metrics:
         raise KeyError(f'no mIoU in the test metrics {sorted(metrics)}')
-    return round(float(metrics['mIoU']) / 100.0, 4)
+    return float(metrics['mIoU'])
 
 
 def run_stage3(data_root: str, classes: tuple, pseudo_label_dir: str,
@@ -83,8 +83,8 @@ def run_stage3(data_root: str, classes: tuple, pseudo_label_dir: str,
 
     Returns:
         ``{"iters", "loss_first", "loss_last", "miou_val", "miou_val_crf",
-        "checkpoint"}``; the mIoUs are fractions in [0, 1] (without and with
-        the test-time DenseCRF of the preset's config).
+        "checkpoint"}``; the mIoUs are in percent (without and with the
+        test-time DenseCRF of the preset's config).
     """
     import bana_mm.seg  # noqa: F401
     cfg = stage3_config(data_root, classes, pseudo_label_dir, work_dir,

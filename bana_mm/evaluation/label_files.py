@@ -1,9 +1,11 @@
 """Scores of stage-2 label files against ground truth (paper Tables 1-2).
 
 Reads the PNGs back from disk, so the scores are the same after a resume or
-a multi-rank run: mIoU (mmseg's IoU maths, percent) of Ycrf, Yret and the
-Box / GrabCut baselines, the share of S and the accuracy of Ycrf on S; for
-COCO input, the pseudo-mask AP of the RLE jsons (pycocotools).
+a multi-rank run: mIoU (mmseg's IoU maths) of Ycrf, Yret and the Box /
+GrabCut baselines, the share of S and the accuracy of Ycrf on S, all in
+percent as mmseg's ``IoUMetric`` reports them; for COCO input, the
+pseudo-mask AP of the RLE jsons (pycocotools) in [0, 1] as mmdet's
+``CocoMetric`` reports it. ``metrics.json`` states this in its ``units``.
 """
 from __future__ import annotations
 
@@ -19,6 +21,15 @@ from ..utils.label_io import read_label_png
 from ..utils.label_layout import MAPS, image_stem, label_path
 from ..utils.worker_pool import WorkerPool
 from .pseudo_label_metrics import AgreementScores, SemanticScores, coco_mask_ap
+
+#: The ``units`` entry of ``metrics.json``.
+UNITS = {
+    'miou': 'percent (mmseg IoUMetric), 2 decimals',
+    'per_class': 'percent (IoU), 2 decimals',
+    's_share': 'percent of the labelled Ycrf pixels, 2 decimals',
+    's_accuracy': 'percent, 2 decimals',
+    'coco_ap': '0-1 (mmdet CocoMetric), 3 decimals',
+}
 
 
 @dataclass
@@ -80,9 +91,10 @@ def evaluate_label_files(dataset, out_dir: str, *, grabcut: bool = True,
     """Scores of the label files in ``out_dir`` (paper Tables 1-2).
 
     With ground-truth class maps: mIoU (per class too) of Ycrf, Yret, Box
-    and GrabCut, the share of S and the accuracy of Ycrf on S. For COCO
-    input (``coco_ann_file``): pseudo-mask AP of the RLE jsons against the
-    json's real masks. GrabCut (the slow part) runs in ``pool`` or a pool
+    and GrabCut, the share of S and the accuracy of Ycrf on S, in percent.
+    For COCO input (``coco_ann_file``): pseudo-mask AP (0-1, mmdet's
+    names) of the RLE jsons against the json's real masks. ``units`` says
+    so. GrabCut (the slow part) runs in ``pool`` or a pool
     of ``workers`` processes.
     """
     class_names = ('background', ) + tuple(dataset.metainfo['classes'])
@@ -127,6 +139,8 @@ def evaluate_label_files(dataset, out_dir: str, *, grabcut: bool = True,
                 semantic[method].add(result[method], gt)
     scores = {m: semantic[m].results() for m in methods}
     metrics = dict(
+        units={k: v for k, v in UNITS.items()
+               if k != 'coco_ap' or coco_ann_file is not None},
         images=len(jobs), evaluated=with_gt, missing=missing, errors=errors,
         miou={m: scores[m]['miou'] for m in methods
               if scores[m]['images']},
