@@ -235,6 +235,42 @@ def test_tools_test_tta_flag(synthetic_root, pseudo_labels, stage3_run,
         test_main([cfg_path, out['checkpoint'], '--tta'])
 
 
+def test_tools_test_out_dir_and_show_dir(synthetic_root, pseudo_labels,
+                                         stage3_run, tmp_path):
+    """--out DIR: IoUMetric writes one label PNG a val image (mmseg's
+    meaning); --show-dir: SegVisualizationHook draws every val image under
+    DIR/vis_data/vis_image (the visualizer's save_dir, as mmseg); a .pkl
+    --out holds the predictions without logits or ground truth."""
+    import pickle
+
+    from tools.test import main as test_main
+    _, out = stage3_run
+    cfg = _tiny_cfg(synthetic_root, pseudo_labels, str(tmp_path / 't'))
+    cfg_path = str(tmp_path / 'cfg.py')
+    cfg.dump(cfg_path)
+    preds, show = str(tmp_path / 'preds'), str(tmp_path / 'show')
+    test_main([cfg_path, out['checkpoint'], '--no-crf', '--out', preds,
+               '--show-dir', show])
+    val_ids = open(osp.join(synthetic_root, 'ImageSets/Segmentation/'
+                            'val.txt')).read().split()
+    assert sorted(os.listdir(preds)) == sorted(i + '.png' for i in val_ids)
+    label = np.array(Image.open(osp.join(preds, val_ids[0] + '.png')))
+    gt = np.array(Image.open(osp.join(synthetic_root, 'SegmentationClass',
+                                      val_ids[0] + '.png')))
+    assert label.shape == gt.shape and label.max() <= len(CLASSES)
+    drawn = glob.glob(osp.join(show, 'vis_data', 'vis_image', 'test_*.png'))
+    assert len(drawn) == len(val_ids)
+    pkl = str(tmp_path / 'preds.pkl')
+    test_main([cfg_path, out['checkpoint'], '--no-crf', '--out', pkl])
+    with open(pkl, 'rb') as f:
+        samples = pickle.load(f)
+    assert len(samples) == len(val_ids)
+    assert tuple(samples[0]['pred_sem_seg']['data'].shape[-2:]) in {
+        np.array(Image.open(osp.join(synthetic_root, 'SegmentationClass',
+                                     i + '.png'))).shape for i in val_ids}
+    assert 'seg_logits' not in samples[0] and 'gt_sem_seg' not in samples[0]
+
+
 def _hook_runner(cfg, tmp_path):
     """What ConfidenceMapHook reads from a runner: model, training set and
     a visualizer with the local backend."""

@@ -32,6 +32,7 @@ the raw network output instead.
 import argparse
 import os.path as osp
 import sys
+import uuid
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -116,6 +117,9 @@ def trigger_visualization_hook(cfg: Config, show_dir: str,
         hook.test_out_dir = show_dir
     elif hook_type.endswith('SegVisualizationHook'):
         cfg.visualizer.save_dir = show_dir
+        # a visualizer of its own: one of the config's name made earlier in
+        # this process (mmengine's ManagerMixin) would keep its save_dir
+        cfg.visualizer.name = f'test_show_dir_{uuid.uuid4().hex[:8]}'
     else:
         raise ValueError(f'{config}: --show-dir supports SegVisualizationHook'
                          f' and DetVisualizationHook, not {hook_type!r}')
