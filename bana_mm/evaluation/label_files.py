@@ -158,4 +158,3 @@ def evaluate_label_files(dataset, out_dir: str, *, grabcut: bool = True,
                     coco_ann_file, pseudo['annotations'],
                     [im['id'] for im in pseudo['images']])
     return metrics
-
