@@ -104,6 +104,9 @@ def test_tools_test_out_and_show_dir_need_a_matching_config(
     with pytest.raises(ValueError, match='pkl'):
         test.main([TINY, ckpt, '--work-dir', str(tmp_path), '--out',
                    str(tmp_path / 'preds')])
+    with pytest.raises(ValueError, match='WORK_DIR/TIMESTAMP'):
+        test.main([TINY, ckpt, '--work-dir', str(tmp_path), '--out',
+                   str(tmp_path / 'metrics.json')])
     with pytest.raises(ValueError, match='visualization hook'):
         test.main([TINY, ckpt, '--work-dir', str(tmp_path), '--show-dir',
                    str(tmp_path / 'show')])

@@ -173,6 +173,11 @@ def main(argv=None) -> dict:
             cfg.model.test_cfg.crf.enabled = False
         cfg.tta_model.module = cfg.model
         cfg.model = cfg.tta_model
+    if args.out is not None and args.out.endswith('.json'):
+        raise ValueError(
+            f'--out {args.out}: --out keeps the predictions (a .pkl file, or '
+            'a folder for a segmentation config) as in mmdet / mmseg; the '
+            'metrics are in WORK_DIR/TIMESTAMP/TIMESTAMP.json')
     dump = args.out is not None and args.out.endswith(PICKLE_SUFFIXES)
     if args.out is not None and not dump:
         set_prediction_dir(cfg, args.out, args.config)
