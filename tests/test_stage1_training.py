@@ -69,6 +69,7 @@ def test_resume_continues_from_the_checkpoint(trained, synthetic_root):
 def test_tools_test_reports_box_accuracy(trained, synthetic_root, tmp_path):
     import glob
     import pickle
+
     from tools import test
     trained = trained[0]
     work = str(tmp_path / 'test')

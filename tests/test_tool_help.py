@@ -21,8 +21,12 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 ])
 def test_help_shows_an_example(tool, example):
     env = dict(os.environ, PYTHONPATH=REPO)
-    out = subprocess.run([sys.executable, osp.join(REPO, tool), '--help'],
-                         capture_output=True, text=True, env=env, check=True,
-                         cwd=REPO).stdout
+    out = subprocess.run(
+        [sys.executable, osp.join(REPO, tool), '--help'],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        cwd=REPO).stdout
     # RawDescriptionHelpFormatter keeps the example on one line
     assert example in out

@@ -40,8 +40,8 @@ from mmengine.config import Config  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import bana_mm  # noqa: E402,F401  (checkpoint loading on torch >= 2.6)
-from bana_mm.utils.cli import (add_runner_args, init_launcher,  # noqa: E402
-                               parse_runner_args)
+from bana_mm.utils.cli import add_runner_args  # noqa: E402
+from bana_mm.utils.cli import init_launcher, parse_runner_args  # noqa: E402
 from bana_mm.utils.config_path import config_file  # noqa: E402
 
 EXAMPLES = """examples:
@@ -59,24 +59,34 @@ def parse_args(argv=None) -> argparse.Namespace:
         description='Test (evaluate) a bana-mm model',
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('config', help='test config: a file or a shipped '
-                        'config name (configs/bana/...)')
-    parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('--work-dir', help='folder of the logs and of the '
-                        'metrics json mmengine writes')
     parser.add_argument(
-        '--out', help='dump the predictions: a .pkl/.pickle file (mmengine '
+        'config',
+        help='test config: a file or a shipped '
+        'config name (configs/bana/...)')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        '--work-dir',
+        help='folder of the logs and of the '
+        'metrics json mmengine writes')
+    parser.add_argument(
+        '--out',
+        help='dump the predictions: a .pkl/.pickle file (mmengine '
         "DumpResults, as mmdet), or for a segmentation config a folder of "
         "predicted label PNGs (IoUMetric's output_dir, as mmseg)")
     parser.add_argument(
-        '--show-dir', help='save pictures of the predictions of every test '
+        '--show-dir',
+        help='save pictures of the predictions of every test '
         "image through the config's visualization hook")
-    parser.add_argument('--tta', action='store_true',
-                        help="test-time augmentation: the config's "
-                        'tta_pipeline (multi-scale + flip) and tta_model')
-    parser.add_argument('--no-crf', action='store_true',
-                        help='no DenseCRF post-processing, even where the '
-                        'config asks for it at test time (crf_at_test)')
+    parser.add_argument(
+        '--tta',
+        action='store_true',
+        help="test-time augmentation: the config's "
+        'tta_pipeline (multi-scale + flip) and tta_model')
+    parser.add_argument(
+        '--no-crf',
+        action='store_true',
+        help='no DenseCRF post-processing, even where the '
+        'config asks for it at test time (crf_at_test)')
     add_runner_args(parser)
     args = parse_runner_args(parser, argv)
     return args
@@ -126,11 +136,12 @@ def trigger_visualization_hook(cfg: Config, show_dir: str,
 
 
 def _iou_metrics(evaluator) -> list:
-    metrics = evaluator if isinstance(evaluator, (list, tuple)) else [
-        evaluator]
-    return [m for m in metrics
-            if isinstance(m, dict) and str(m.get('type', '')).endswith(
-                'IoUMetric')]
+    metrics = evaluator if isinstance(evaluator,
+                                      (list, tuple)) else [evaluator]
+    return [
+        m for m in metrics
+        if isinstance(m, dict) and str(m.get('type', '')).endswith('IoUMetric')
+    ]
 
 
 def set_prediction_dir(cfg: Config, out: str, config: str) -> None:

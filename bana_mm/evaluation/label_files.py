@@ -48,14 +48,16 @@ class EvalJob:
 def evaluation_maps(job: EvalJob) -> dict:
     """Ycrf, Yret, the Box / GrabCut baselines and the ground truth of one
     image (GrabCut is the slow part, so this runs in the worker pool)."""
-    maps = {kind: read_label_png(label_path(job.out_dir, kind, job.stem))
-            for kind in MAPS if osp.isfile(label_path(job.out_dir, kind,
-                                                      job.stem))}
+    maps = {
+        kind: read_label_png(label_path(job.out_dir, kind, job.stem))
+        for kind in MAPS
+        if osp.isfile(label_path(job.out_dir, kind, job.stem))
+    }
     if 'Ycrf' not in maps:
         return dict(stem=job.stem, missing=True)
     hw = maps['Ycrf'].shape
-    out = dict(stem=job.stem, missing=False, ycrf=maps['Ycrf'],
-               yret=maps.get('Yret'))
+    out = dict(
+        stem=job.stem, missing=False, ycrf=maps['Ycrf'], yret=maps.get('Yret'))
     if job.gt_path is not None:
         gt = read_label_png(job.gt_path)
         if gt.shape != hw:
@@ -73,8 +75,7 @@ def evaluation_maps(job: EvalJob) -> dict:
     return out
 
 
-def _ground_truth_path(dataset, info: dict, seg_subdir: str
-                       ) -> Optional[str]:
+def _ground_truth_path(dataset, info: dict, seg_subdir: str) -> Optional[str]:
     if info.get('seg_map_path'):
         return info['seg_map_path']
     root = getattr(dataset, 'data_root', None) or ''
@@ -82,7 +83,10 @@ def _ground_truth_path(dataset, info: dict, seg_subdir: str
     return path if osp.isfile(path) else None
 
 
-def evaluate_label_files(dataset, out_dir: str, *, grabcut: bool = True,
+def evaluate_label_files(dataset,
+                         out_dir: str,
+                         *,
+                         grabcut: bool = True,
                          grabcut_iterations: int = 5,
                          seg_subdir: str = 'SegmentationClass',
                          workers: int = 1,
@@ -102,14 +106,18 @@ def evaluate_label_files(dataset, out_dir: str, *, grabcut: bool = True,
     for idx in range(len(dataset)):
         info = dataset.get_data_info(idx)
         kept = [i for i in info['instances'] if not i.get('ignore_flag', 0)]
-        jobs.append(EvalJob(
-            stem=image_stem(info), img_path=info['img_path'],
-            gt_path=_ground_truth_path(dataset, info, seg_subdir),
-            out_dir=out_dir,
-            boxes=np.array([i['bbox'] for i in kept],
-                           dtype=np.float32).reshape(-1, 4),
-            labels=np.array([i['bbox_label'] for i in kept], dtype=np.int64),
-            grabcut=grabcut, grabcut_iterations=grabcut_iterations))
+        jobs.append(
+            EvalJob(
+                stem=image_stem(info),
+                img_path=info['img_path'],
+                gt_path=_ground_truth_path(dataset, info, seg_subdir),
+                out_dir=out_dir,
+                boxes=np.array([i['bbox'] for i in kept],
+                               dtype=np.float32).reshape(-1, 4),
+                labels=np.array([i['bbox_label'] for i in kept],
+                                dtype=np.int64),
+                grabcut=grabcut,
+                grabcut_iterations=grabcut_iterations))
     own = pool is None
     pool = pool or WorkerPool(workers)
     try:
@@ -139,13 +147,21 @@ def evaluate_label_files(dataset, out_dir: str, *, grabcut: bool = True,
                 semantic[method].add(result[method], gt)
     scores = {m: semantic[m].results() for m in methods}
     metrics = dict(
-        units={k: v for k, v in UNITS.items()
-               if k != 'coco_ap' or coco_ann_file is not None},
-        images=len(jobs), evaluated=with_gt, missing=missing, errors=errors,
-        miou={m: scores[m]['miou'] for m in methods
-              if scores[m]['images']},
-        per_class={m: scores[m]['per_class'] for m in methods
-                   if scores[m]['images']},
+        units={
+            k: v
+            for k, v in UNITS.items()
+            if k != 'coco_ap' or coco_ann_file is not None
+        },
+        images=len(jobs),
+        evaluated=with_gt,
+        missing=missing,
+        errors=errors,
+        miou={m: scores[m]['miou']
+              for m in methods if scores[m]['images']},
+        per_class={
+            m: scores[m]['per_class']
+            for m in methods if scores[m]['images']
+        },
         **agreement.results())
     if coco_ann_file is not None:
         metrics['coco_ap'] = {}

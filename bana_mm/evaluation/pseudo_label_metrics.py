@@ -43,7 +43,8 @@ class SemanticScores:
     have no IoU (``None``) and are left out of the mean, as in mmseg.
     """
 
-    def __init__(self, class_names: Sequence[str],
+    def __init__(self,
+                 class_names: Sequence[str],
                  ignore_index: int = IGNORE_INDEX) -> None:
         self.class_names = tuple(class_names)
         self.ignore_index = ignore_index
@@ -78,8 +79,10 @@ class SemanticScores:
         return dict(
             miou=percent(miou),
             aacc=percent(metrics['aAcc']),
-            per_class={name: percent(v)
-                       for name, v in zip(self.class_names, iou)},
+            per_class={
+                name: percent(v)
+                for name, v in zip(self.class_names, iou)
+            },
             images=self.images)
 
 
@@ -88,12 +91,14 @@ class AgreementScores:
 
     def __init__(self, ignore_index: int = IGNORE_INDEX) -> None:
         self.ignore_index = ignore_index
-        self.valid = 0        # pixels with Ycrf != ignore
-        self.agree = 0        # |S|
-        self.agree_gt = 0     # |S| where the ground truth is not ignored
+        self.valid = 0  # pixels with Ycrf != ignore
+        self.agree = 0  # |S|
+        self.agree_gt = 0  # |S| where the ground truth is not ignored
         self.agree_correct = 0
 
-    def add(self, ycrf: np.ndarray, yret: np.ndarray,
+    def add(self,
+            ycrf: np.ndarray,
+            yret: np.ndarray,
             gt: Optional[np.ndarray] = None) -> None:
         valid = ycrf != self.ignore_index
         s = valid & (ycrf == yret)
@@ -112,9 +117,11 @@ class AgreementScores:
         return dict(s_share=percent(share), s_accuracy=percent(acc))
 
 
-def coco_mask_ap(gt_json: str, annotations: List[dict],
-                 image_ids: Optional[Sequence[int]] = None
-                 ) -> Dict[str, Optional[float]]:
+def coco_mask_ap(
+        gt_json: str,
+        annotations: List[dict],
+        image_ids: Optional[Sequence[int]] = None
+) -> Dict[str, Optional[float]]:
     """Segmentation AP of pseudo instance masks against the COCO ground
     truth in ``gt_json`` (pycocotools, all masks scored 1.0).
 
@@ -129,18 +136,25 @@ def coco_mask_ap(gt_json: str, annotations: List[dict],
     from pycocotools.cocoeval import COCOeval
     if not annotations:
         return {name: None for name in COCO_AP_NAMES}
-    results = [dict(image_id=a['image_id'], category_id=a['category_id'],
-                    segmentation=a['segmentation'], score=1.0)
-               for a in annotations]
+    results = [
+        dict(
+            image_id=a['image_id'],
+            category_id=a['category_id'],
+            segmentation=a['segmentation'],
+            score=1.0) for a in annotations
+    ]
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(gt_json)
         dt = gt.loadRes(results)
         evaluator = COCOeval(gt, dt, iouType='segm')
         evaluator.params.imgIds = sorted(
-            set(image_ids) if image_ids is not None
-            else {a['image_id'] for a in annotations})
+            set(image_ids)
+            if image_ids is not None else {a['image_id']
+                                           for a in annotations})
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
-    return {name: (None if v < 0 else round(float(v), 3))
-            for name, v in zip(COCO_AP_NAMES, evaluator.stats[:6])}
+    return {
+        name: (None if v < 0 else round(float(v), 3))
+        for name, v in zip(COCO_AP_NAMES, evaluator.stats[:6])
+    }
