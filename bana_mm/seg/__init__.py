@@ -5,6 +5,7 @@ Never imports mmdet.
 """
 import bana_mm  # noqa: F401  (root registries, checkpoint loading)
 
+from . import mdh  # noqa: F401  (MDH, SPEC §5)
 from .data_preprocessor import TwoMapSegDataPreProcessor
 from .datasets import PseudoLabelVOCDataset, with_background
 from .heads import (DeepLabV1Head, DeepLabV2Head, NALASPPHead,
