@@ -66,12 +66,15 @@ def test_cli_runs_all_stages_on_the_default_dataset(tmp_path, capsys):
     assert len(os.listdir(osp.join(stage2['out_dir'], 'Yret'))) == \
         len(train_ids)
     assert set(stage2['miou']) == {'ycrf', 'yret', 'box', 'grabcut'}
-    assert 0 < stage2['s_share'] <= 1 and 0 <= stage2['s_accuracy'] <= 1
+    # percent, as mmseg's IoUMetric reports mIoU and accuracies
+    assert 0 < stage2['s_share'] <= 100 and 0 <= stage2['s_accuracy'] <= 100
+    assert all(0 <= v <= 100 for v in stage2['miou'].values())
     assert len(os.listdir(stage2['pictures'])) == 4
     stage3 = summary['stage3']
     assert set(stage3) == STAGE3_KEYS
     assert stage3['iters'] == 6 and osp.isfile(stage3['checkpoint'])
-    assert 0 <= stage3['miou_val'] <= 1 and 0 <= stage3['miou_val_crf'] <= 1
+    assert 0 <= stage3['miou_val'] <= 100
+    assert 0 <= stage3['miou_val_crf'] <= 100
     assert 'summary written to' in capsys.readouterr().out
 
 

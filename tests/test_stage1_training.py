@@ -67,16 +67,50 @@ def test_resume_continues_from_the_checkpoint(trained, synthetic_root):
 
 
 def test_tools_test_reports_box_accuracy(trained, synthetic_root, tmp_path):
+    import glob
+    import pickle
+
     from tools import test
     trained = trained[0]
-    out = str(tmp_path / 'metrics.json')
+    work = str(tmp_path / 'test')
+    out = str(tmp_path / 'predictions.pkl')
     metrics = test.main([
-        TINY, osp.join(trained, 'iter_60.pth'), '--work-dir',
-        str(tmp_path), '--out', out, '--cfg-options',
+        'configs/bana/bap_vgg16_tiny.py', osp.join(trained, 'iter_60.pth'),
+        '--work-dir', work, '--out', out, '--cfg-options',
         *_data_options(synthetic_root)])
+    # percent, 2 decimals
     assert 0.0 <= metrics['box_cls/accuracy'] <= 100.0
-    assert json.load(open(out))['box_cls/accuracy'] == pytest.approx(
+    assert metrics['box_cls/accuracy'] == round(metrics['box_cls/accuracy'],
+                                                2)
+    # the metrics as mmengine writes them: WORK_DIR/TIMESTAMP/TIMESTAMP.json
+    logged = glob.glob(osp.join(work, '*', '*.json'))
+    assert len(logged) == 1
+    assert json.load(open(logged[0]))['box_cls/accuracy'] == pytest.approx(
         metrics['box_cls/accuracy'])
+    # --out: the predictions (mmdet's meaning), one sample a val image
+    with open(out, 'rb') as f:
+        samples = pickle.load(f)
+    with open(osp.join(synthetic_root, 'ImageSets', 'Segmentation',
+                       'val.txt')) as f:
+        assert len(samples) == len([x for x in f if x.strip()])
+    pred = samples[0]['pred_instances']
+    assert pred['scores'].shape[0] == pred['labels'].shape[0] > 0
+    assert 'gt_instances' not in samples[0] and 'feat_map' not in samples[0]
+
+
+def test_tools_test_out_and_show_dir_need_a_matching_config(
+        trained, synthetic_root, tmp_path):
+    from tools import test
+    ckpt = osp.join(trained[0], 'iter_60.pth')
+    with pytest.raises(ValueError, match='pkl'):
+        test.main([TINY, ckpt, '--work-dir', str(tmp_path), '--out',
+                   str(tmp_path / 'preds')])
+    with pytest.raises(ValueError, match='WORK_DIR/TIMESTAMP'):
+        test.main([TINY, ckpt, '--work-dir', str(tmp_path), '--out',
+                   str(tmp_path / 'metrics.json')])
+    with pytest.raises(ValueError, match='visualization hook'):
+        test.main([TINY, ckpt, '--work-dir', str(tmp_path), '--show-dir',
+                   str(tmp_path / 'show')])
 
 
 def test_foreign_getattr_is_refused(tmp_path):

@@ -78,19 +78,20 @@ def test_semantic_scores_by_hand():
     res = scores.results()
     # bg: I=1, U=|{(0,0),(0,1),(1,2)}|=3; a: I=2, U=3; b: I=0, U=1 (gt
     # (1,2)); the ignored pixel's prediction 2 does not count; c: absent.
-    assert res['per_class']['bg'] == pytest.approx(1 / 3, abs=1e-4)
-    assert res['per_class']['a'] == pytest.approx(2 / 3, abs=1e-4)
+    # Percent, 2 decimals, as mmseg's IoUMetric.
+    assert res['per_class']['bg'] == 33.33
+    assert res['per_class']['a'] == 66.67
     assert res['per_class']['b'] == 0.0
     assert res['per_class']['c'] is None
-    assert res['miou'] == pytest.approx((1 / 3 + 2 / 3 + 0) / 3, abs=1e-4)
-    assert res['aacc'] == pytest.approx(3 / 5, abs=1e-4)
+    assert res['miou'] == 33.33  # (1/3 + 2/3 + 0) / 3
+    assert res['aacc'] == 60.0   # 3 of 5 labelled pixels
 
 
 def test_semantic_scores_accumulate_over_images():
     scores = SemanticScores(['bg', 'a'])
     scores.add(np.array([[1]]), np.array([[1]]))
     scores.add(np.array([[0]]), np.array([[1]]))
-    assert scores.results()['per_class']['a'] == pytest.approx(0.5)
+    assert scores.results()['per_class']['a'] == 50.0
     with pytest.raises(ValueError, match='size'):
         scores.add(np.zeros((2, 2)), np.zeros((2, 3)))
 
@@ -102,9 +103,9 @@ def test_agreement_scores_by_hand():
     scores = AgreementScores()
     scores.add(ycrf, yret, gt)
     res = scores.results()
-    assert res['s_share'] == 0.75  # 3 of 4 pixels agree
+    assert res['s_share'] == 75.0  # 3 of 4 pixels agree (percent)
     # S with ground truth: pixels 0 (correct) and 1 (wrong); pixel 3 ignored
-    assert res['s_accuracy'] == 0.5
+    assert res['s_accuracy'] == 50.0
     assert AgreementScores().results() == dict(s_share=None,
                                                s_accuracy=None)
 
@@ -125,12 +126,13 @@ def test_coco_mask_ap_perfect_and_wrong_masks(tmp_path):
     path.write_text(json.dumps(gt))
     perfect = coco_mask_ap(str(path), [dict(image_id=7, category_id=3,
                                             segmentation=r) for r in rles])
-    assert perfect['AP'] == pytest.approx(1.0) and perfect['APl'] is None
+    # AP in [0, 1] under mmdet's CocoMetric names
+    assert perfect['mAP'] == pytest.approx(1.0) and perfect['mAP_l'] is None
     wrong = masks_to_coco_rle(np.roll(masks, 15, axis=2))
     bad = coco_mask_ap(str(path), [dict(image_id=7, category_id=3,
                                         segmentation=r) for r in wrong])
-    assert bad['AP50'] < 0.5
-    assert coco_mask_ap(str(path), [])['AP'] is None
+    assert bad['mAP_50'] < 0.5
+    assert coco_mask_ap(str(path), [])['mAP'] is None
 
 
 # ------------------------------------------------------------ label files

@@ -122,14 +122,16 @@ def test_metrics_json(val_run):
         metrics = json.load(f)
     assert metrics == run['metrics']
     assert set(metrics['miou']) == {'ycrf', 'yret', 'box', 'grabcut'}
+    # percent, 2 decimals (mmseg's IoUMetric); the file says so
+    assert metrics['units']['miou'].startswith('percent')
     for value in metrics['miou'].values():
-        assert 0.0 <= value <= 1.0
+        assert 0.0 <= value <= 100.0 and value == round(value, 2)
     assert set(metrics['per_class']['ycrf']) == {'background', *CLASSES}
-    assert 0.0 < metrics['s_share'] <= 1.0
-    assert 0.0 <= metrics['s_accuracy'] <= 1.0
+    assert 0.0 < metrics['s_share'] <= 100.0
+    assert 0.0 <= metrics['s_accuracy'] <= 100.0
     assert metrics['evaluated'] == metrics['images'] == 6
     # the Box baseline on these shapes (objects fill ~55% of the box)
-    assert 0.3 < metrics['miou']['box'] < 0.9
+    assert 30.0 < metrics['miou']['box'] < 90.0
     with open(osp.join(out, 'run.json')) as f:
         record = json.load(f)
     assert record['options']['labels']['threshold'] == 0.99
@@ -266,8 +268,10 @@ def test_coco_input_writes_rle_jsons_and_ap(synthetic_root, checkpoint,
         np.testing.assert_array_equal(mask, inside & (label == cat))
         assert ann['area'] == int(mask.sum())
         ap = run['metrics']['coco_ap'][kind]
-        assert set(ap) == {'AP', 'AP50', 'AP75', 'APs', 'APm', 'APl'}
-        assert 0.0 <= ap['AP50'] <= 1.0
+        # mmdet's CocoMetric names and units (0-1)
+        assert set(ap) == {'mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m',
+                           'mAP_l'}
+        assert 0.0 <= ap['mAP_50'] <= 1.0
 
 
 def test_hook_labels_after_training(synthetic_root, tmp_path):

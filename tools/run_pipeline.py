@@ -22,7 +22,15 @@ from bana_mm.apis import parse_stages, run_pipeline  # noqa: E402
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n')[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog='examples:\n'
+        '  python tools/run_pipeline.py --work-dir work_dirs/demo\n'
+        '  python tools/run_pipeline.py --data-root '
+        '../shared/data/coco128_voc20 --work-dir work_dirs/coco128 '
+        '--stages 1,2\n'
+        '  python -m bana_mm.tools.run_pipeline --work-dir work_dirs/demo')
     parser.add_argument('--data-root', help='VOC-layout dataset folder '
                         '(default: generate the embedded synthetic dataset)')
     parser.add_argument('--work-dir', required=True, help='output folder')

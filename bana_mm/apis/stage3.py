@@ -4,7 +4,7 @@
 with ``tools/train.py``) on ``PSEUDO_LABEL_DIR/{Ycrf,Yret}``, evaluates the
 last checkpoint on the validation split without and with DenseCRF
 post-processing and returns the ``stage3`` entry of ``summary.json``.
-mIoU values are fractions in [0, 1].
+mIoU values are in percent, as mmseg's ``IoUMetric`` reports them.
 """
 from __future__ import annotations
 
@@ -21,8 +21,11 @@ STAGE3_CONFIGS = {
 }
 
 
-def stage3_config(data_root: str, classes: tuple, pseudo_label_dir: str,
-                  work_dir: str, preset: str = 'tiny',
+def stage3_config(data_root: str,
+                  classes: tuple,
+                  pseudo_label_dir: str,
+                  work_dir: str,
+                  preset: str = 'tiny',
                   max_iters: Optional[int] = None,
                   cfg_options: Optional[dict] = None,
                   train_split: str = 'ImageSets/Segmentation/train.txt',
@@ -41,11 +44,16 @@ def stage3_config(data_root: str, classes: tuple, pseudo_label_dir: str,
     root = data_root.rstrip('/') + '/'
     meta = dict(classes=tuple(classes))
     cfg.train_dataloader.dataset.update(
-        data_root=root, metainfo=meta, ann_file=train_split,
+        data_root=root,
+        metainfo=meta,
+        ann_file=train_split,
         pseudo_label_dir=osp.abspath(pseudo_label_dir))
     for key in ('val_dataloader', 'test_dataloader'):
-        cfg[key].dataset.update(data_root=root, metainfo=meta,
-                                ann_file=val_split, pseudo_label_dir=None)
+        cfg[key].dataset.update(
+            data_root=root,
+            metainfo=meta,
+            ann_file=val_split,
+            pseudo_label_dir=None)
     cfg.model.decode_head.num_classes = len(with_background(classes))
     cfg.work_dir = work_dir
     cfg.experiment_name = unique_experiment_name('stage3')
@@ -67,14 +75,17 @@ def stage3_config(data_root: str, classes: tuple, pseudo_label_dir: str,
 
 
 def _miou(metrics: dict) -> float:
-    """mmseg's ``mIoU`` (percent) as a fraction."""
+    """mmseg's ``mIoU`` of the test metrics (percent, 2 decimals)."""
     if 'mIoU' not in metrics:
         raise KeyError(f'no mIoU in the test metrics {sorted(metrics)}')
-    return round(float(metrics['mIoU']) / 100.0, 4)
+    return float(metrics['mIoU'])
 
 
-def run_stage3(data_root: str, classes: tuple, pseudo_label_dir: str,
-               work_dir: str, preset: str = 'tiny',
+def run_stage3(data_root: str,
+               classes: tuple,
+               pseudo_label_dir: str,
+               work_dir: str,
+               preset: str = 'tiny',
                max_iters: Optional[int] = None,
                cfg_options: Optional[dict] = None,
                train_split: str = 'ImageSets/Segmentation/train.txt',
@@ -83,13 +94,12 @@ def run_stage3(data_root: str, classes: tuple, pseudo_label_dir: str,
 
     Returns:
         ``{"iters", "loss_first", "loss_last", "miou_val", "miou_val_crf",
-        "checkpoint"}``; the mIoUs are fractions in [0, 1] (without and with
-        the test-time DenseCRF of the preset's config).
+        "checkpoint"}``; the mIoUs are in percent (without and with the
+        test-time DenseCRF of the preset's config).
     """
     import bana_mm.seg  # noqa: F401
-    cfg = stage3_config(data_root, classes, pseudo_label_dir, work_dir,
-                        preset, max_iters, cfg_options, train_split,
-                        val_split)
+    cfg = stage3_config(data_root, classes, pseudo_label_dir, work_dir, preset,
+                        max_iters, cfg_options, train_split, val_split)
     runner, entry = train_and_summarise(cfg, 'stage 3')
     model = runner.model.module if hasattr(runner.model, 'module') \
         else runner.model

@@ -488,7 +488,11 @@ def generate_synthetic_dataset(out_dir: Union[str, os.PathLike], num_train: int 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
     """Command-line entry point; prints a one-line summary."""
     parser = argparse.ArgumentParser(
-        description='Generate the synthetic box-supervised segmentation dataset.')
+        description='Generate the synthetic box-supervised segmentation '
+        'dataset.',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog='example: python tools/make_synthetic_dataset.py '
+        'data/synthetic --num-train 48 --num-val 16 --seed 0')
     parser.add_argument('out_dir', help='output folder (VOC layout + COCO json)')
     parser.add_argument('--num-train', type=int, default=48)
     parser.add_argument('--num-val', type=int, default=16)

@@ -15,7 +15,8 @@ class BoxClassificationMetric(BaseMetric):
 
     A box counts as correct when the arg-max over all L+1 classes is its class
     (predicting background is an error). Reports overall accuracy and the mean
-    of the per-class accuracies over the classes present.
+    of the per-class accuracies over the classes present, in percent rounded
+    to 2 decimals (as mmseg's ``IoUMetric`` reports accuracies).
     """
 
     default_prefix: Optional[str] = 'box_cls'
@@ -34,5 +35,6 @@ class BoxClassificationMetric(BaseMetric):
         if gt.size == 0:
             return OrderedDict(accuracy=0.0, mean_class_accuracy=0.0)
         per_class = [float((pred[gt == c] == c).mean()) for c in np.unique(gt)]
-        return OrderedDict(accuracy=float((pred == gt).mean()) * 100,
-                           mean_class_accuracy=float(np.mean(per_class)) * 100)
+        return OrderedDict(
+            accuracy=round(float((pred == gt).mean()) * 100, 2),
+            mean_class_accuracy=round(float(np.mean(per_class)) * 100, 2))

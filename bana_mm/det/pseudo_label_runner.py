@@ -361,14 +361,15 @@ def describe(run: dict, out_dir: str) -> str:
             f'{run["workers"]} CRF workers, {run["world_size"]} ranks)')
     metrics = run.get('metrics') or {}
     if metrics.get('miou'):
-        lines.append('  mIoU ' + ', '.join(
-            f'{k} {v:.3f}' for k, v in metrics['miou'].items()
+        lines.append('  mIoU (%) ' + ', '.join(
+            f'{k} {v:.2f}' for k, v in metrics['miou'].items()
             if v is not None))
     if metrics.get('s_share') is not None:
-        lines.append(f'  S share {metrics["s_share"]:.3f}, Ycrf accuracy on '
-                     f'S {metrics.get("s_accuracy")}')
+        acc = metrics.get('s_accuracy')
+        lines.append(f'  S share {metrics["s_share"]:.2f}%, Ycrf accuracy '
+                     'on S ' + ('n/a' if acc is None else f'{acc:.2f}%'))
     for kind, ap in (metrics.get('coco_ap') or {}).items():
-        lines.append(f'  {kind} mask AP ' + ', '.join(
+        lines.append(f'  {kind} mask AP (0-1, as mmdet) ' + ', '.join(
             f'{k} {v}' for k, v in ap.items()))
     if osp.isdir(osp.join(out_dir, 'vis')):
         lines.append(f'  pictures: {osp.join(out_dir, "vis")}')

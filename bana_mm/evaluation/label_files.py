@@ -1,9 +1,11 @@
 """Scores of stage-2 label files against ground truth (paper Tables 1-2).
 
 Reads the PNGs back from disk, so the scores are the same after a resume or
-a multi-rank run: mIoU (mmseg's IoU maths, percent) of Ycrf, Yret and the
-Box / GrabCut baselines, the share of S and the accuracy of Ycrf on S; for
-COCO input, the pseudo-mask AP of the RLE jsons (pycocotools).
+a multi-rank run: mIoU (mmseg's IoU maths) of Ycrf, Yret and the Box /
+GrabCut baselines, the share of S and the accuracy of Ycrf on S, all in
+percent as mmseg's ``IoUMetric`` reports them; for COCO input, the
+pseudo-mask AP of the RLE jsons (pycocotools) in [0, 1] as mmdet's
+``CocoMetric`` reports it. ``metrics.json`` states this in its ``units``.
 """
 from __future__ import annotations
 
@@ -19,6 +21,15 @@ from ..utils.label_io import read_label_png
 from ..utils.label_layout import MAPS, image_stem, label_path
 from ..utils.worker_pool import WorkerPool
 from .pseudo_label_metrics import AgreementScores, SemanticScores, coco_mask_ap
+
+#: The ``units`` entry of ``metrics.json``.
+UNITS = {
+    'miou': 'percent (mmseg IoUMetric), 2 decimals',
+    'per_class': 'percent (IoU), 2 decimals',
+    's_share': 'percent of the labelled Ycrf pixels, 2 decimals',
+    's_accuracy': 'percent, 2 decimals',
+    'coco_ap': '0-1 (mmdet CocoMetric), 3 decimals',
+}
 
 
 @dataclass
@@ -37,14 +48,16 @@ class EvalJob:
 def evaluation_maps(job: EvalJob) -> dict:
     """Ycrf, Yret, the Box / GrabCut baselines and the ground truth of one
     image (GrabCut is the slow part, so this runs in the worker pool)."""
-    maps = {kind: read_label_png(label_path(job.out_dir, kind, job.stem))
-            for kind in MAPS if osp.isfile(label_path(job.out_dir, kind,
-                                                      job.stem))}
+    maps = {
+        kind: read_label_png(label_path(job.out_dir, kind, job.stem))
+        for kind in MAPS
+        if osp.isfile(label_path(job.out_dir, kind, job.stem))
+    }
     if 'Ycrf' not in maps:
         return dict(stem=job.stem, missing=True)
     hw = maps['Ycrf'].shape
-    out = dict(stem=job.stem, missing=False, ycrf=maps['Ycrf'],
-               yret=maps.get('Yret'))
+    out = dict(
+        stem=job.stem, missing=False, ycrf=maps['Ycrf'], yret=maps.get('Yret'))
     if job.gt_path is not None:
         gt = read_label_png(job.gt_path)
         if gt.shape != hw:
@@ -62,8 +75,7 @@ def evaluation_maps(job: EvalJob) -> dict:
     return out
 
 
-def _ground_truth_path(dataset, info: dict, seg_subdir: str
-                       ) -> Optional[str]:
+def _ground_truth_path(dataset, info: dict, seg_subdir: str) -> Optional[str]:
     if info.get('seg_map_path'):
         return info['seg_map_path']
     root = getattr(dataset, 'data_root', None) or ''
@@ -71,7 +83,10 @@ def _ground_truth_path(dataset, info: dict, seg_subdir: str
     return path if osp.isfile(path) else None
 
 
-def evaluate_label_files(dataset, out_dir: str, *, grabcut: bool = True,
+def evaluate_label_files(dataset,
+                         out_dir: str,
+                         *,
+                         grabcut: bool = True,
                          grabcut_iterations: int = 5,
                          seg_subdir: str = 'SegmentationClass',
                          workers: int = 1,
@@ -80,9 +95,10 @@ def evaluate_label_files(dataset, out_dir: str, *, grabcut: bool = True,
     """Scores of the label files in ``out_dir`` (paper Tables 1-2).
 
     With ground-truth class maps: mIoU (per class too) of Ycrf, Yret, Box
-    and GrabCut, the share of S and the accuracy of Ycrf on S. For COCO
-    input (``coco_ann_file``): pseudo-mask AP of the RLE jsons against the
-    json's real masks. GrabCut (the slow part) runs in ``pool`` or a pool
+    and GrabCut, the share of S and the accuracy of Ycrf on S, in percent.
+    For COCO input (``coco_ann_file``): pseudo-mask AP (0-1, mmdet's
+    names) of the RLE jsons against the json's real masks. ``units`` says
+    so. GrabCut (the slow part) runs in ``pool`` or a pool
     of ``workers`` processes.
     """
     class_names = ('background', ) + tuple(dataset.metainfo['classes'])
@@ -90,14 +106,18 @@ def evaluate_label_files(dataset, out_dir: str, *, grabcut: bool = True,
     for idx in range(len(dataset)):
         info = dataset.get_data_info(idx)
         kept = [i for i in info['instances'] if not i.get('ignore_flag', 0)]
-        jobs.append(EvalJob(
-            stem=image_stem(info), img_path=info['img_path'],
-            gt_path=_ground_truth_path(dataset, info, seg_subdir),
-            out_dir=out_dir,
-            boxes=np.array([i['bbox'] for i in kept],
-                           dtype=np.float32).reshape(-1, 4),
-            labels=np.array([i['bbox_label'] for i in kept], dtype=np.int64),
-            grabcut=grabcut, grabcut_iterations=grabcut_iterations))
+        jobs.append(
+            EvalJob(
+                stem=image_stem(info),
+                img_path=info['img_path'],
+                gt_path=_ground_truth_path(dataset, info, seg_subdir),
+                out_dir=out_dir,
+                boxes=np.array([i['bbox'] for i in kept],
+                               dtype=np.float32).reshape(-1, 4),
+                labels=np.array([i['bbox_label'] for i in kept],
+                                dtype=np.int64),
+                grabcut=grabcut,
+                grabcut_iterations=grabcut_iterations))
     own = pool is None
     pool = pool or WorkerPool(workers)
     try:
@@ -127,11 +147,21 @@ def evaluate_label_files(dataset, out_dir: str, *, grabcut: bool = True,
                 semantic[method].add(result[method], gt)
     scores = {m: semantic[m].results() for m in methods}
     metrics = dict(
-        images=len(jobs), evaluated=with_gt, missing=missing, errors=errors,
-        miou={m: scores[m]['miou'] for m in methods
-              if scores[m]['images']},
-        per_class={m: scores[m]['per_class'] for m in methods
-                   if scores[m]['images']},
+        units={
+            k: v
+            for k, v in UNITS.items()
+            if k != 'coco_ap' or coco_ann_file is not None
+        },
+        images=len(jobs),
+        evaluated=with_gt,
+        missing=missing,
+        errors=errors,
+        miou={m: scores[m]['miou']
+              for m in methods if scores[m]['images']},
+        per_class={
+            m: scores[m]['per_class']
+            for m in methods if scores[m]['images']
+        },
         **agreement.results())
     if coco_ann_file is not None:
         metrics['coco_ap'] = {}
@@ -144,4 +174,3 @@ def evaluate_label_files(dataset, out_dir: str, *, grabcut: bool = True,
                     coco_ann_file, pseudo['annotations'],
                     [im['id'] for im in pseudo['images']])
     return metrics
-

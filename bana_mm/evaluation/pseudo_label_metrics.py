@@ -7,6 +7,11 @@
   pixel accuracy of Ycrf on S (paper §3.3, Fig. 4).
 * :func:`coco_mask_ap`: pseudo instance masks scored by pycocotools'
   ``COCOeval`` (segm), as in paper Table 2.
+
+Units follow the OpenMMLab metrics: mIoU, IoU, accuracies and the S share
+in percent rounded to 2 decimals (mmseg's ``IoUMetric``); COCO AP in [0, 1]
+rounded to 3 decimals under mmdet's ``CocoMetric`` names (``mAP``,
+``mAP_50``, ...).
 """
 from __future__ import annotations
 
@@ -18,12 +23,17 @@ import numpy as np
 import torch
 
 IGNORE_INDEX = 255
-COCO_AP_NAMES = ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl')
+#: mmdet ``CocoMetric`` item names of ``COCOeval.stats[:6]``.
+COCO_AP_NAMES = ('mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'mAP_l')
 
 
-def _finite_or_none(value: float) -> Optional[float]:
+def percent(value: Optional[float]) -> Optional[float]:
+    """A fraction as percent rounded to 2 decimals (mmseg's ``IoUMetric``);
+    None for None / NaN / inf."""
+    if value is None:
+        return None
     value = float(value)
-    return round(value, 4) if np.isfinite(value) else None
+    return float(np.round(value * 100, 2)) if np.isfinite(value) else None
 
 
 class SemanticScores:
@@ -33,7 +43,8 @@ class SemanticScores:
     have no IoU (``None``) and are left out of the mean, as in mmseg.
     """
 
-    def __init__(self, class_names: Sequence[str],
+    def __init__(self,
+                 class_names: Sequence[str],
                  ignore_index: int = IGNORE_INDEX) -> None:
         self.class_names = tuple(class_names)
         self.ignore_index = ignore_index
@@ -56,7 +67,7 @@ class SemanticScores:
         self.images += 1
 
     def results(self) -> Dict[str, object]:
-        """``{"miou", "aacc", "per_class": {name: iou}}`` in [0, 1]."""
+        """``{"miou", "aacc", "per_class": {name: iou}}`` in percent."""
         from mmseg.evaluation.metrics import IoUMetric
         if self.images == 0:
             return dict(miou=None, aacc=None, per_class={}, images=0)
@@ -66,10 +77,12 @@ class SemanticScores:
         iou = np.asarray(metrics['IoU'], dtype=np.float64)
         miou = float(np.nanmean(iou)) if np.isfinite(iou).any() else np.nan
         return dict(
-            miou=_finite_or_none(miou),
-            aacc=_finite_or_none(metrics['aAcc']),
-            per_class={name: _finite_or_none(v)
-                       for name, v in zip(self.class_names, iou)},
+            miou=percent(miou),
+            aacc=percent(metrics['aAcc']),
+            per_class={
+                name: percent(v)
+                for name, v in zip(self.class_names, iou)
+            },
             images=self.images)
 
 
@@ -78,12 +91,14 @@ class AgreementScores:
 
     def __init__(self, ignore_index: int = IGNORE_INDEX) -> None:
         self.ignore_index = ignore_index
-        self.valid = 0        # pixels with Ycrf != ignore
-        self.agree = 0        # |S|
-        self.agree_gt = 0     # |S| where the ground truth is not ignored
+        self.valid = 0  # pixels with Ycrf != ignore
+        self.agree = 0  # |S|
+        self.agree_gt = 0  # |S| where the ground truth is not ignored
         self.agree_correct = 0
 
-    def add(self, ycrf: np.ndarray, yret: np.ndarray,
+    def add(self,
+            ycrf: np.ndarray,
+            yret: np.ndarray,
             gt: Optional[np.ndarray] = None) -> None:
         valid = ycrf != self.ignore_index
         s = valid & (ycrf == yret)
@@ -96,40 +111,50 @@ class AgreementScores:
 
     def results(self) -> Dict[str, Optional[float]]:
         """``s_share`` = |S| / valid pixels; ``s_accuracy`` = accuracy of
-        Ycrf on S (None without ground truth)."""
+        Ycrf on S (None without ground truth); both in percent."""
         share = self.agree / self.valid if self.valid else None
         acc = self.agree_correct / self.agree_gt if self.agree_gt else None
-        return dict(s_share=None if share is None else round(share, 4),
-                    s_accuracy=None if acc is None else round(acc, 4))
+        return dict(s_share=percent(share), s_accuracy=percent(acc))
 
 
-def coco_mask_ap(gt_json: str, annotations: List[dict],
-                 image_ids: Optional[Sequence[int]] = None
-                 ) -> Dict[str, Optional[float]]:
+def coco_mask_ap(
+        gt_json: str,
+        annotations: List[dict],
+        image_ids: Optional[Sequence[int]] = None
+) -> Dict[str, Optional[float]]:
     """Segmentation AP of pseudo instance masks against the COCO ground
     truth in ``gt_json`` (pycocotools, all masks scored 1.0).
 
     ``annotations``: dicts with ``image_id``, ``category_id`` and an RLE
     ``segmentation``. ``image_ids`` restricts the evaluation (default: the
-    images of ``annotations``). Returns AP, AP50, AP75, APs, APm, APl in
-    [0, 1] (None where pycocotools reports -1, e.g. no large objects).
+    images of ``annotations``). Returns ``mAP``, ``mAP_50``, ``mAP_75``,
+    ``mAP_s``, ``mAP_m``, ``mAP_l`` in [0, 1], 3 decimals, as mmdet's
+    ``CocoMetric`` (None where pycocotools reports -1, e.g. no large
+    objects).
     """
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
     if not annotations:
         return {name: None for name in COCO_AP_NAMES}
-    results = [dict(image_id=a['image_id'], category_id=a['category_id'],
-                    segmentation=a['segmentation'], score=1.0)
-               for a in annotations]
+    results = [
+        dict(
+            image_id=a['image_id'],
+            category_id=a['category_id'],
+            segmentation=a['segmentation'],
+            score=1.0) for a in annotations
+    ]
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(gt_json)
         dt = gt.loadRes(results)
         evaluator = COCOeval(gt, dt, iouType='segm')
         evaluator.params.imgIds = sorted(
-            set(image_ids) if image_ids is not None
-            else {a['image_id'] for a in annotations})
+            set(image_ids)
+            if image_ids is not None else {a['image_id']
+                                           for a in annotations})
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
-    return {name: (None if v < 0 else round(float(v), 4))
-            for name, v in zip(COCO_AP_NAMES, evaluator.stats[:6])}
+    return {
+        name: (None if v < 0 else round(float(v), 3))
+        for name, v in zip(COCO_AP_NAMES, evaluator.stats[:6])
+    }
