@@ -47,7 +47,7 @@ $PY tools/train.py $MRCNN_CFG --work-dir "$WORK/mask_rcnn" --cfg-options \
 
 echo "== evaluation: bbox and segm AP on the real masks"
 $PY tools/test.py $MRCNN_CFG "$WORK/mask_rcnn/iter_$ITERS.pth" \
-    --work-dir "$WORK/mask_rcnn_test" --out "$WORK/mask_rcnn_metrics.json" \
+    --work-dir "$WORK/mask_rcnn_test" --out "$WORK/mask_rcnn_predictions.pkl" \
     --cfg-options "${MRCNN_OPTS[@]}"
 echo "pseudo-mask AP: $WORK/pseudo/metrics.json"
-echo "Mask R-CNN AP:  $WORK/mask_rcnn_metrics.json"
+echo "Mask R-CNN AP:  $WORK/mask_rcnn_test/<timestamp>/<timestamp>.json"

@@ -118,7 +118,8 @@ class BAPHead(BaseModule):
         logits = self.classify(vectors)
         loss = self.loss_cls(logits, targets)
         fg = targets > 0
-        acc = (logits[fg].argmax(dim=1) == targets[fg]).float().mean() \
+        # percent, as mmdet / mmseg heads log their accuracies
+        acc = (logits[fg].argmax(dim=1) == targets[fg]).float().mean() * 100 \
             if fg.any() else logits.new_zeros(())
         fallbacks = sum(r['fallback'] for r in pooled)
         return dict(loss_cls=loss, acc_fg=acc.detach(),
