@@ -74,6 +74,10 @@ def train_and_summarise(cfg, stage: str) -> Tuple[object, dict]:
     """Train ``cfg`` with mmengine's Runner; return the runner and
     ``{"iters", "loss_first", "loss_last", "checkpoint"}``."""
     from mmengine.runner import Runner
+    if cfg.get('visualizer') is not None and cfg.get('experiment_name'):
+        # mmengine returns an existing Visualizer of the same name, with the
+        # save_dir of an earlier run in this process: give each run its own
+        cfg.visualizer['name'] = f'visualizer_{cfg.experiment_name}'
     runner = Runner.from_cfg(cfg)
     runner.train()
     losses = runner.message_hub.get_scalar('train/loss').data[0]
