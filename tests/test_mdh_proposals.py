@@ -130,3 +130,16 @@ def test_box_constraint():
     probs[0, 1, :2] = 1
     out = pseudo_mask_from_probs(probs, 0.9, [[0, 0, 1, 2]], [0])
     np.testing.assert_array_equal(out, [[1, I, I], [0, 0, I]])
+
+
+def test_grabcut_baseline_from_masks_smaller_box_on_top():
+    from bana_mm.core.mdh_proposals import paint_by_box_area
+    big = np.zeros((3, 4), bool)
+    big[:, :3] = True
+    small = np.zeros((3, 4), bool)
+    small[1, 1:] = True
+    boxes = [[1, 1, 4, 2], [0, 0, 3, 3]]  # small box first
+    out = paint_by_box_area([small, big], boxes, [4, 0], (3, 4))
+    np.testing.assert_array_equal(out, [[1, 1, 1, 0],
+                                        [1, 5, 5, 5],
+                                        [1, 1, 1, 0]])
