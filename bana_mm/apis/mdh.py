@@ -194,13 +194,14 @@ def write_proposals(dataset, out_dir: str, ycrf_dir: Optional[str] = None,
 def score_label_dir(label_dir: str, ids: Sequence[str], data_root: str,
                     class_names: Sequence[str], boxes_by_id=None
                     ) -> Dict[str, Optional[float]]:
-    """mIoU (percent) of ``label_dir/<id>.png`` against the ground truth of
-    the ids that have one, and the share of ignored pixels over all ids.
-    ``boxes_by_id`` ({id: (boxes, labels)}) also scores the Box baseline
-    and returns ``{"maps": ..., "box": ...}``."""
+    """Scores of ``label_dir/<id>.png`` against the ground truth of the ids
+    that have one: ``miou`` (percent; ignored pixels count as misses, as in
+    mmseg), ``miou_labelled`` (only where the map is not 255) and
+    ``ignored_share`` over all ids. ``boxes_by_id`` ({id: (boxes, labels)})
+    also scores the Box baseline: returns ``{"maps": ..., "box": ...}``."""
     from ..evaluation import SemanticScores
-    scores, box_scores = SemanticScores(class_names), SemanticScores(
-        class_names)
+    scores = {k: SemanticScores(class_names)
+              for k in ('all', 'labelled', 'box')}
     ignored = total = 0
     for stem in ids:
         pred = read_label_png(osp.join(label_dir, f'{stem}.png'))
@@ -209,20 +210,19 @@ def score_label_dir(label_dir: str, ids: Sequence[str], data_root: str,
         gt_path = osp.join(data_root, GT_SUBDIR, f'{stem}.png')
         if osp.isfile(gt_path):
             gt = read_label_png(gt_path)
-            scores.add(pred, gt)
+            scores['all'].add(pred, gt)
+            scores['labelled'].add(pred, np.where(pred == 255, 255, gt))
             if boxes_by_id is not None:
-                box_scores.add(box_baseline(*boxes_by_id[stem], gt.shape),
-                               gt)
-
-    def percent(s) -> Optional[float]:
-        miou = s.results()['miou']
-        return None if miou is None else round(100.0 * miou, 2)
-
-    entry = dict(miou=percent(scores), images=len(ids),
-                 evaluated=scores.images,
-                 ignored_share=round(ignored / total, 4) if total else None)
+                scores['box'].add(
+                    box_baseline(*boxes_by_id[stem], gt.shape), gt)
+    miou = {k: s.results()['miou'] for k, s in scores.items()}
+    miou = {k: None if v is None else round(100.0 * v, 2)
+            for k, v in miou.items()}
+    entry = dict(miou=miou['all'], miou_labelled=miou['labelled'],
+                 ignored_share=round(ignored / total, 4) if total else None,
+                 images=len(ids), evaluated=scores['all'].images)
     if boxes_by_id is not None:
-        return dict(maps=entry, box=percent(box_scores))
+        return dict(maps=entry, box=miou['box'])
     return entry
 
 
