@@ -10,7 +10,7 @@ from bana_mm.core.mdh_proposals import (FusedObject, constrain_to_boxes,
                                         proposal_mask,
                                         pseudo_mask_from_probs)
 
-I = 255
+IG = 255
 
 
 def test_fuse_keeps_only_agreement():
@@ -51,10 +51,10 @@ def test_paste_small_on_top_ignore_lowest():
     # of its ignored pixels; it ignores a pixel of the big foreground
     small = _obj(4, [[0, 0, 0, 0], [0, 0, 1, 1], [0, 0, 0, 0], [0, 0, 0, 0]],
                  [[1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 1]])
-    expected = np.array([[1, 1, 1, I],
+    expected = np.array([[1, 1, 1, IG],
                          [1, 1, 5, 5],
-                         [1, 1, 1, I],
-                         [0, 0, 0, I]], np.uint8)
+                         [1, 1, 1, IG],
+                         [0, 0, 0, IG]], np.uint8)
     for objects in ([big, small], [small, big]):
         np.testing.assert_array_equal(paste_objects(objects, (4, 4)),
                                       expected)
@@ -72,8 +72,8 @@ def test_proposal_mask_box_fallback():
     gc = np.zeros((3, 5), bool)
     gc[0, 1:3] = True
     out = proposal_mask([gc], [[1, 0, 4, 2]], [2], (3, 5))
-    np.testing.assert_array_equal(out, [[0, 3, 3, I, 0],
-                                        [0, I, I, I, 0],
+    np.testing.assert_array_equal(out, [[0, 3, 3, IG, 0],
+                                        [0, IG, IG, IG, 0],
                                         [0, 0, 0, 0, 0]])
     assert ignored_share(out) == pytest.approx(4 / 15)
 
@@ -81,11 +81,11 @@ def test_proposal_mask_box_fallback():
 def test_proposal_mask_with_ycrf():
     # box of class 1 (-> 2) over the whole 2x4 image
     gc = np.array([[1, 1, 0, 0], [1, 0, 0, 0]], bool)
-    ycrf = np.array([[2, 0, 0, I], [2, 2, 7, 0]], np.uint8)
+    ycrf = np.array([[2, 0, 0, IG], [2, 2, 7, 0]], np.uint8)
     out = proposal_mask([gc], [[0, 0, 4, 2]], [1], (2, 4), ycrf=ycrf)
     # agree fg -> 2; gc only -> 255; ycrf only -> 255; agree bg -> 0;
     # Ycrf ignored -> 255; Ycrf's other class counts as "not this object"
-    np.testing.assert_array_equal(out, [[2, I, 0, I], [2, I, 0, 0]])
+    np.testing.assert_array_equal(out, [[2, IG, 0, IG], [2, IG, 0, 0]])
 
 
 def test_proposal_mask_ycrf_outside_box_is_not_used():
@@ -108,7 +108,7 @@ def test_tau_rule():
         [[0.03, 0.90], [0.50, 0.05]],
         [[0.02, 0.05], [0.25, 0.91]]])
     out = pseudo_mask_from_probs(probs, tau=0.9)
-    np.testing.assert_array_equal(out, [[0, I], [I, 2]])
+    np.testing.assert_array_equal(out, [[0, IG], [IG, 2]])
     out = pseudo_mask_from_probs(probs.numpy(), tau=0.4)
     np.testing.assert_array_equal(out, [[0, 1], [1, 2]])
 
@@ -120,16 +120,16 @@ def test_tau_outside_unit_interval(tau):
 
 
 def test_box_constraint():
-    mask = np.array([[1, 1, 2], [0, I, 2]], np.uint8)
+    mask = np.array([[1, 1, 2], [0, IG, 2]], np.uint8)
     # one box of class 0 (-> 1) over column 0 only
     out = constrain_to_boxes(mask, [[0, 0, 1, 2]], [0])
-    np.testing.assert_array_equal(out, [[1, I, I], [0, I, I]])
+    np.testing.assert_array_equal(out, [[1, IG, IG], [0, IG, IG]])
     probs = torch.zeros(3, 2, 3)
     probs[1, 0, :2] = 1
     probs[2, :, 2] = 1
     probs[0, 1, :2] = 1
     out = pseudo_mask_from_probs(probs, 0.9, [[0, 0, 1, 2]], [0])
-    np.testing.assert_array_equal(out, [[1, I, I], [0, 0, I]])
+    np.testing.assert_array_equal(out, [[1, IG, IG], [0, 0, IG]])
 
 
 def test_grabcut_baseline_from_masks_smaller_box_on_top():

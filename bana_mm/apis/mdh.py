@@ -33,9 +33,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from ..core.baselines import box_baseline, grabcut_mask
-from ..core.mdh_proposals import (check_tau, ignored_share,
-                                  paint_by_box_area, proposal_mask,
-                                  pseudo_mask_from_probs)
+from ..core.mdh_proposals import (check_tau, paint_by_box_area,
+                                  proposal_mask, pseudo_mask_from_probs)
 from ..utils.io import atomic_write_bytes, atomic_write_text
 from ..utils.label_io import read_label_png, write_label_png
 
@@ -155,6 +154,14 @@ def _progress(total: int):
     return ProgressBar(total) if is_main_process() and total else None
 
 
+def _sum_over_ranks(report: Dict[str, int]) -> Dict[str, int]:
+    """Counts summed over ranks (also a barrier: every shard is done)."""
+    from mmengine.dist import all_gather_object, get_world_size
+    if get_world_size() == 1:
+        return report
+    return {k: sum(r[k] for r in all_gather_object(report)) for k in report}
+
+
 def write_proposals(dataset, out_dir: str, ycrf_dir: Optional[str] = None,
                     grabcut_iterations: int = 5) -> dict:
     """Proposal masks (and the GrabCut baseline) of this rank's shard."""
@@ -231,14 +238,13 @@ def run_proposals(layout, splits: MDHSplits, out_dir: str,
                   grabcut_iterations: int = 5) -> dict:
     """Proposal masks for W, their scores and the Box / GrabCut baselines.
     Returns ``{"miou", "ignored_share", "second", ..., "baselines"}``."""
-    from mmengine.dist import barrier, get_world_size, is_main_process
+    from mmengine.dist import is_main_process
     if ycrf_dir is not None and not osp.isdir(ycrf_dir):
         raise FileNotFoundError(f'BANA Ycrf folder not found: {ycrf_dir}')
     start = time.perf_counter()
     dataset = box_dataset(layout.root, splits.weak_file, layout.classes)
     report = write_proposals(dataset, out_dir, ycrf_dir, grabcut_iterations)
-    if get_world_size() > 1:
-        barrier()
+    report = _sum_over_ranks(report)
     seconds = time.perf_counter() - start
     class_names = ('background', ) + tuple(layout.classes)
     boxes = {dataset.get_data_info(i)['img_id']: boxes_of(
@@ -279,6 +285,11 @@ def mdh_config(name: str, layout, splits: MDHSplits, weak_label_dir: str,
     for key in ('val_dataloader', 'test_dataloader'):
         cfg[key].dataset.update(data_root=root, metainfo=meta,
                                 ann_file=layout.val_split)
+    for key in ('decode_head', 'auxiliary_head'):
+        heads = cfg.model.get(key)
+        for head in (heads if isinstance(heads, list) else [heads]):
+            if head is not None and 'num_classes' in head:
+                head.num_classes = len(layout.classes) + 1
     cfg.work_dir = work_dir
     cfg.experiment_name = unique_experiment_name(
         osp.splitext(name)[0].split('_')[0])
@@ -391,7 +402,8 @@ def write_sheets(layout, dataset, stems: Sequence[str], out_dir: str,
             return read_label_png(path) if osp.isfile(path) else None
         sheet = mdh_sheet(
             image, boxes, labels, layout.classes,
-            position_prior(boxes, hw), class_prior(boxes, labels, hw, 0),
+            position_prior(boxes, hw),
+            class_prior(boxes, labels + 1, hw, 0),
             load(proposal_dir), load(pseudo_dir),
             load(osp.join(layout.root, GT_SUBDIR)))
         ok, encoded = cv2.imencode('.jpg', sheet[..., ::-1],
@@ -489,8 +501,8 @@ def run_mdh_pipeline(work_dir: str, data_root: Optional[str] = None,
         runner, annnet = train_or_reuse(cfg, f'AnnNet round {k}')
         pseudo_dir = osp.join(round_dir, 'pseudo')
         start = time.perf_counter()
-        report = write_pseudo_masks(runner, cfg, splits, pseudo_dir, tau,
-                                    boxes)
+        report = _sum_over_ranks(write_pseudo_masks(
+            runner, cfg, splits, pseudo_dir, tau, boxes))
         pseudo = score_label_dir(pseudo_dir, splits.weak, layout.root,
                                  class_names)
         pseudo.update(report, tau=tau, box_constraint=box_constraint,
