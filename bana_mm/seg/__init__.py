@@ -14,6 +14,7 @@ from .hooks import ConfidenceMapHook
 from .losses import NoiseAwareLoss
 from .segmentors import CRFEncoderDecoder, CRFSegTTAModel
 from .transforms import LoadPseudoLabels, PackTwoMapSegInputs, PadSegFields
+from . import mdh  # noqa: F401,E402  (MDH, SPEC §5)
 
 __all__ = [
     'TwoMapSegDataPreProcessor', 'PseudoLabelVOCDataset', 'with_background',

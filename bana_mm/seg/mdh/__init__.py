@@ -1,0 +1,22 @@
+"""MDH ("Mixed-dual-head Meets Box Priors", SPEC §5) in mmseg's scope.
+
+Box priors (§3.2) as a transform + 5-channel data preprocessor, the F/W
+dataset with boxes, the F:W batch sampler and mixed-dual-head decode heads
+(§3.3). Loaded by ``import bana_mm.seg``.
+"""
+from .data_preprocessor import MultiChannelSegDataPreProcessor
+from .dataset import MDHVOCDataset, read_voc_boxes
+from .heads import (HEAD_MODES, MDHASPPHead, MDHDepthwiseSeparableASPPHead,
+                    MDHFCNHead, MDHPSPHead, MixedDualHeadMixin,
+                    mixed_dual_head)
+from .sampler import MixedBatchSampler
+from .transforms import (MDH_META_KEYS, AddBoxPriors, BoxRandomCrop,
+                         LoadOptionalAnnotations)
+
+__all__ = [
+    'MultiChannelSegDataPreProcessor', 'MDHVOCDataset', 'read_voc_boxes',
+    'HEAD_MODES', 'MDHASPPHead', 'MDHDepthwiseSeparableASPPHead',
+    'MDHFCNHead', 'MDHPSPHead', 'MixedDualHeadMixin', 'mixed_dual_head',
+    'MixedBatchSampler', 'MDH_META_KEYS', 'AddBoxPriors', 'BoxRandomCrop',
+    'LoadOptionalAnnotations'
+]

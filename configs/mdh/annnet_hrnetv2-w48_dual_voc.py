@@ -1,0 +1,3 @@
+# MDH AnnNet with the dual-head training of paper Fig. 5 (Table 4).
+_base_ = './annnet_hrnetv2-w48_voc.py'
+model = dict(decode_head=dict(head_mode='dual'))

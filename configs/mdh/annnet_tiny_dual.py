@@ -1,0 +1,3 @@
+# annnet_tiny.py with the dual-head training of paper Fig. 5 (Table 4).
+_base_ = './annnet_tiny.py'
+model = dict(decode_head=dict(head_mode='dual'))
