@@ -133,3 +133,49 @@ def test_mdh_sheet(layout_and_splits):
                       np.full(mask.shape, 128.0), mask, mask, mask, mask)
     assert sheet.dtype == np.uint8 and sheet.ndim == 3
     assert sheet.shape[0] == 2 * (200 + 22)  # 7 panels on 2 rows of 4
+
+
+def test_run_mdh_pipeline_rounds_and_resume(synthetic_root, tmp_path):
+    """The whole job on the synthetic set (2 iterations per network, 2
+    rounds): summary keys, round 2 trained on round 1's pseudo masks,
+    sheets, then a rerun reuses every result."""
+    from bana_mm.apis.mdh import run_mdh_pipeline
+    work = str(tmp_path / 'w')
+    summary = run_mdh_pipeline(work, synthetic_root, rounds=2, max_iters=2,
+                               num_vis=1, tau=0.5, grabcut_iterations=1)
+    mdh = summary['mdh']
+    assert mdh['full'] == 2 and mdh['weak'] == 14
+    for key in ('miou', 'ignored_share'):
+        assert mdh['proposals'][key] is not None
+        assert mdh['pseudo'][key] is not None
+    for net in ('annnet', 'segnet'):
+        assert mdh[net]['iters'] == 2
+        assert np.isfinite([mdh[net]['loss_first'], mdh[net]['loss_last']]
+                           ).all()
+    assert 0 <= mdh['segnet']['miou_val'] <= 100
+    assert set(mdh['baselines']) == {'box', 'grabcut'}
+    first, second = mdh['history']
+    assert first['trained_on'] == mdh['proposals']['out_dir']
+    assert second['trained_on'] == first['pseudo']['out_dir']
+    assert mdh['pseudo'] == second['pseudo']
+    assert len(os.listdir(second['pseudo']['out_dir'])) == 14
+    assert len(mdh['pictures']) == 1 and osp.isfile(mdh['pictures'][0])
+    ckpt = mdh['annnet']['checkpoint']
+    stamp = os.path.getmtime(ckpt)
+    again = run_mdh_pipeline(work, synthetic_root, rounds=2, max_iters=2,
+                             num_vis=0, tau=0.5)['mdh']
+    assert os.path.getmtime(ckpt) == stamp  # not retrained
+    assert again['pseudo']['skipped'] == 14 and again['pseudo']['written'] == 0
+    assert again['proposals']['skipped'] == 14
+    assert again['segnet']['loss_last'] == mdh['segnet']['loss_last']
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(tau=1.0), r'\(0, 1\)'), (dict(tau=0.0), r'\(0, 1\)'),
+    (dict(rounds=0), 'rounds'), (dict(preset='huge'), 'preset')])
+def test_run_mdh_pipeline_bad_arguments(synthetic_root, tmp_path, kwargs,
+                                        match):
+    from bana_mm.apis.mdh import run_mdh_pipeline
+    with pytest.raises(ValueError, match=match):
+        run_mdh_pipeline(str(tmp_path), synthetic_root, **kwargs)
+    assert not osp.isdir(osp.join(tmp_path, 'proposals'))

@@ -123,24 +123,25 @@ def make_splits(data_root: str, train_split: str, out_dir: str,
 
 # --------------------------------------------------------------- proposals
 def box_dataset(data_root: str, ann_file: str, classes: Sequence[str]):
-    """W's boxes: :class:`~bana_mm.det.VOCBoxDataset` (validated XML) in test
-    mode, without a pipeline (``get_data_info`` only)."""
-    from mmdet.registry import DATASETS
+    """Boxes of ``ann_file``'s ids, as AnnNet's priors see them:
+    :class:`~bana_mm.seg.mdh.MDHVOCDataset` (VOC XML, else boxes derived from
+    the masks) without a pipeline (``get_data_info`` only)."""
     from mmengine.registry import DefaultScope
+    from mmseg.registry import DATASETS
 
-    import bana_mm.det  # noqa: F401
-    with DefaultScope.overwrite_default_scope('mmdet'):
+    import bana_mm.seg  # noqa: F401
+    with DefaultScope.overwrite_default_scope('mmseg'):
         return DATASETS.build(dict(
-            type='VOCBoxDataset', data_root=data_root.rstrip('/') + '/',
+            type='MDHVOCDataset', data_root=data_root.rstrip('/') + '/',
             ann_file=ann_file, metainfo=dict(classes=tuple(classes)),
-            test_mode=True, pipeline=[]))
+            pipeline=[]))
 
 
 def boxes_of(info: dict):
-    """(N, 4) float32 boxes and (N,) int64 labels of a data info."""
-    kept = [i for i in info['instances'] if not i.get('ignore_flag', 0)]
-    return (np.array([i['bbox'] for i in kept], np.float32).reshape(-1, 4),
-            np.array([i['bbox_label'] for i in kept], np.int64))
+    """(N, 4) float32 boxes and (N,) int64 0-based labels of a data info
+    (the dataset's labels are segmentation indices, background 0)."""
+    return (np.asarray(info['gt_bboxes'], np.float32).reshape(-1, 4),
+            np.asarray(info['gt_bboxes_labels'], np.int64).reshape(-1) - 1)
 
 
 def _shard(dataset) -> List[int]:
@@ -382,36 +383,25 @@ def write_pseudo_masks(runner, cfg, splits: MDHSplits, out_dir: str,
 # ------------------------------------------------------------- pictures
 def write_sheets(layout, dataset, stems: Sequence[str], out_dir: str,
                  proposal_dir: str, pseudo_dir: str) -> List[str]:
-    """:func:`~bana_mm.visualization.mdh_sheet.mdh_sheet` of ``stems``."""
+    """:func:`~bana_mm.visualization.mdh_sheet.mdh_sheet` of ``stems`` as
+    ``out_dir/<id>.jpg``."""
     import cv2
-    import mmcv
 
-    from ..core.priors import class_prior, position_prior
-    from ..visualization.mdh_sheet import mdh_sheet
+    from ..visualization.mdh_sheet import mdh_sheet_from_files
     infos = {dataset.get_data_info(i)['img_id']: dataset.get_data_info(i)
              for i in range(len(dataset))}
     written = []
     for stem in stems:
         info = infos[stem]
-        image = mmcv.imread(info['img_path'], channel_order='rgb')
-        boxes, labels = boxes_of(info)
-        hw = image.shape[:2]
-
-        def load(folder: str) -> Optional[np.ndarray]:
-            path = osp.join(folder, f'{stem}.png')
-            return read_label_png(path) if osp.isfile(path) else None
-        sheet = mdh_sheet(
-            image, boxes, labels, layout.classes,
-            position_prior(boxes, hw),
-            class_prior(boxes, labels + 1, hw, 0),
-            load(proposal_dir), load(pseudo_dir),
-            load(osp.join(layout.root, GT_SUBDIR)))
+        sheet = mdh_sheet_from_files(
+            info['img_path'], *boxes_of(info), layout.classes,
+            [osp.join(d, f'{stem}.png') for d in (
+                proposal_dir, pseudo_dir, osp.join(layout.root, GT_SUBDIR))])
         ok, encoded = cv2.imencode('.jpg', sheet[..., ::-1],
                                    [cv2.IMWRITE_JPEG_QUALITY, 90])
         if ok:
-            path = osp.join(out_dir, f'{stem}.jpg')
-            atomic_write_bytes(path, encoded.tobytes())
-            written.append(path)
+            written.append(osp.join(out_dir, f'{stem}.jpg'))
+            atomic_write_bytes(written[-1], encoded.tobytes())
     return written
 
 
@@ -510,8 +500,8 @@ def run_mdh_pipeline(work_dir: str, data_root: Optional[str] = None,
                       seconds=round(time.perf_counter() - start, 1))
         _log(f'MDH round {k} pseudo masks: mIoU {pseudo["miou"]}, ignored '
              f'{pseudo["ignored_share"]}')
-        history.append(dict(round=k, annnet=_train_entry(annnet),
-                            pseudo=pseudo))
+        history.append(dict(round=k, trained_on=osp.abspath(weak_dir),
+                            annnet=_train_entry(annnet), pseudo=pseudo))
         weak_dir = pseudo_dir
         del runner
     cfg = mdh_config(segnet_cfg, layout, splits, weak_dir,

@@ -8,6 +8,7 @@ are cream, as in every picture of the project.
 """
 from __future__ import annotations
 
+import os.path as osp
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -59,3 +60,27 @@ def mdh_sheet(image_rgb: np.ndarray, boxes: np.ndarray, labels: np.ndarray,
     rows = [np.concatenate(padded[i:i + columns], axis=1)
             for i in range(0, len(padded), columns)]
     return np.concatenate(rows, axis=0)
+
+
+def mdh_sheet_from_files(img_path: str, boxes: np.ndarray,
+                         labels: np.ndarray, class_names: Sequence[str],
+                         label_paths: Sequence[Optional[str]]
+                         ) -> np.ndarray:
+    """:func:`mdh_sheet` of one image file: priors computed from the boxes
+    at the image's size (:mod:`bana_mm.core.priors`), ``label_paths`` =
+    (proposal, pseudo mask, ground truth) PNGs, each left out when None or
+    missing."""
+    import mmcv
+
+    from ..core.priors import class_prior, position_prior
+    from ..utils.label_io import read_label_png
+    image = mmcv.imread(img_path, channel_order='rgb')
+    if image is None:
+        raise ValueError(f'cannot read image {img_path}')
+    hw = image.shape[:2]
+    labels = np.asarray(labels, np.int64).reshape(-1)
+    maps = [read_label_png(p) if p and osp.isfile(p) else None
+            for p in label_paths]
+    return mdh_sheet(image, boxes, labels, class_names,
+                     position_prior(boxes, hw),
+                     class_prior(boxes, labels + 1, hw, 0), *maps)
