@@ -172,7 +172,8 @@ def test_run_mdh_pipeline_rounds_and_resume(synthetic_root, tmp_path):
 
 @pytest.mark.parametrize('kwargs, match', [
     (dict(tau=1.0), r'\(0, 1\)'), (dict(tau=0.0), r'\(0, 1\)'),
-    (dict(rounds=0), 'rounds'), (dict(preset='huge'), 'preset')])
+    (dict(rounds=0), 'rounds'), (dict(preset='huge'), 'preset'),
+    (dict(mix_ratio=(7, 0)), 'zero')])
 def test_run_mdh_pipeline_bad_arguments(synthetic_root, tmp_path, kwargs,
                                         match):
     from bana_mm.apis.mdh import run_mdh_pipeline

@@ -428,7 +428,8 @@ def run_mdh_pipeline(work_dir: str, data_root: Optional[str] = None,
                      bana_labels: Optional[str] = None,
                      max_iters: Optional[int] = None,
                      box_constraint: bool = False, num_vis: int = 4,
-                     grabcut_iterations: int = 5) -> dict:
+                     grabcut_iterations: int = 5,
+                     mix_ratio: Optional[Sequence[float]] = None) -> dict:
     """Proposals -> AnnNet -> pseudo masks (x ``rounds``) -> SegNet.
 
     Args:
@@ -444,6 +445,8 @@ def run_mdh_pipeline(work_dir: str, data_root: Optional[str] = None,
             any, else the boxes.
         max_iters: override the iterations of AnnNet and SegNet.
         box_constraint: also drop pseudo-mask classes outside their boxes.
+        mix_ratio: F:W ratio r of the strong heads (default: the configs',
+            7:1); a zero part is an error.
 
     Returns:
         the updated summary (its ``mdh`` entry as in issue 11).
@@ -452,6 +455,11 @@ def run_mdh_pipeline(work_dir: str, data_root: Optional[str] = None,
 
     from .pipeline import VOCLayout, ensure_default_dataset, update_summary
     tau = check_tau(tau)
+    options = None
+    if mix_ratio is not None:
+        from ..seg.mdh.sampler import check_ratio
+        options = {'model.decode_head.mix_ratio': list(
+            check_ratio(mix_ratio, 'mix_ratio (r)'))}
     if preset not in MDH_CONFIGS:
         raise ValueError(f'unknown preset {preset!r}; choose from '
                          f'{sorted(MDH_CONFIGS)}')
@@ -487,7 +495,7 @@ def run_mdh_pipeline(work_dir: str, data_root: Optional[str] = None,
     for k in range(1, int(rounds) + 1):
         round_dir = osp.join(work_dir, f'round{k}')
         cfg = mdh_config(annnet_cfg, layout, splits, weak_dir,
-                         osp.join(round_dir, 'annnet'), max_iters)
+                         osp.join(round_dir, 'annnet'), max_iters, options)
         runner, annnet = train_or_reuse(cfg, f'AnnNet round {k}')
         pseudo_dir = osp.join(round_dir, 'pseudo')
         start = time.perf_counter()
@@ -505,7 +513,7 @@ def run_mdh_pipeline(work_dir: str, data_root: Optional[str] = None,
         weak_dir = pseudo_dir
         del runner
     cfg = mdh_config(segnet_cfg, layout, splits, weak_dir,
-                     osp.join(work_dir, 'segnet'), max_iters)
+                     osp.join(work_dir, 'segnet'), max_iters, options)
     runner, segnet = train_or_reuse(cfg, 'SegNet')
     start = time.perf_counter()
     metrics = runner.test()
