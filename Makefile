@@ -2,6 +2,10 @@
 #
 #   make demo   install if needed, then the pipeline on the embedded dataset
 #   make test   install if needed, then the test suite
+#   make lint   flake8, isort and yapf checks (settings in setup.cfg)
+#   make format isort + yapf in place (the autofix of `make lint`)
+#   make wheel-smoke  build the wheel, install it into a fresh venv and run
+#               it from outside the checkout (tests/test_packaging.py)
 #
 # Variables: PYTHON (interpreter for the venv), VENV (its folder),
 # TORCH (pip spec of torch; GPU users: install their own torch first and set
@@ -17,14 +21,15 @@ DEMO_STAGES ?= 1,2,3
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 CONSTRAINTS := -c requirements/constraints.txt
+LINT_PATHS := bana_mm configs tools tests setup.py
 FIND_LINKS := $(if $(wildcard $(WHEELS)/*.whl),--find-links $(WHEELS),)
 STAMP := $(VENV)/.bana-mm-installed
 
-.PHONY: install demo test benchmark clean-demo
+.PHONY: install demo test lint format wheel-smoke benchmark clean-demo
 
 install: $(STAMP)
 
-$(STAMP): setup.py requirements/constraints.txt
+$(STAMP): setup.py $(wildcard requirements/*.txt)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install $(CONSTRAINTS) "setuptools<82" wheel
 	$(if $(TORCH),$(PIP) install $(CONSTRAINTS) "$(TORCH)",)
@@ -47,6 +52,18 @@ demo-mdh: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+lint: $(STAMP)
+	$(PY) -m flake8 $(LINT_PATHS)
+	$(PY) -m isort --check-only --diff $(LINT_PATHS)
+	$(PY) -m yapf --diff -r $(LINT_PATHS)
+
+format: $(STAMP)
+	$(PY) -m isort $(LINT_PATHS)
+	$(PY) -m yapf -i -r $(LINT_PATHS)
+
+wheel-smoke: $(STAMP)
+	$(PY) -m pytest -q tests/test_packaging.py
 
 benchmark: $(STAMP)
 	$(PY) tools/benchmarks/bap_vs_gap_step.py

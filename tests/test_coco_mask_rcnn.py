@@ -6,7 +6,6 @@ is mmdet's CocoMetric on the real masks. Shrunk further than the tiny preset
 import os.path as osp
 
 import pytest
-from mmengine.config import Config
 
 from coco_pseudo_fixtures import write_dev_pseudo_pair
 from conftest import REPO, SHARED_DATA
@@ -67,27 +66,6 @@ def _fmt(value) -> str:
     if isinstance(value, list):
         return '[' + ','.join(map(str, value)) + ']'
     return str(value)
-
-
-def test_configs_inherit_mmdet_mask_rcnn():
-    main = Config.fromfile(osp.join(
-        CONFIGS, 'mask-rcnn_r50_fpn_agreement_coco.py'))
-    assert main.model.type == 'MaskRCNN'
-    assert main.model.backbone.depth == 50
-    assert main.model.roi_head.mask_head.type == 'AgreementFCNMaskHead'
-    assert main.train_dataloader.dataset.type == 'CocoAgreementDataset'
-    assert main.train_dataloader.dataset.ret_ann_file.endswith(
-        'instances_yret.json')
-    assert main.val_evaluator.type == 'CocoMetric'
-    assert set(main.val_evaluator.metric) == {'bbox', 'segm'}
-    voc = Config.fromfile(osp.join(
-        CONFIGS, 'mask-rcnn_r50_fpn_agreement_voc2coco.py'))
-    assert 'voc2coco' in voc.train_dataloader.dataset.ret_ann_file
-    # Table 9 baselines: one source, ordinary Mask R-CNN loss
-    yret_only = Config.fromfile(osp.join(
-        CONFIGS, 'mask-rcnn_r50_fpn_yret_coco.py'))
-    assert yret_only.train_dataloader.dataset.ret_ann_file is None
-    assert 'instances_yret' in yret_only.train_dataloader.dataset.ann_file
 
 
 def test_train_and_test_tools_on_coco128(coco128_coco, dev_pseudo,

@@ -7,7 +7,7 @@ import os.path as osp
 import pytest
 
 from bana_mm.apis import VOCLayout, parse_stages, run_pipeline
-from bana_mm.apis.pipeline import window_means
+from bana_mm.apis.common import window_means
 
 STAGE2_KEYS = {'images', 'seconds_per_image', 'miou', 's_share',
                's_accuracy', 'out_dir'}
@@ -44,7 +44,7 @@ def test_stage1_writes_summary(synthetic_root, tmp_path):
     assert stage1['seconds'] > 0
     assert osp.isfile(stage1['checkpoint'])
     # later stages merge into the same file
-    from bana_mm.apis.pipeline import update_summary
+    from bana_mm.apis.common import update_summary
     merged = update_summary(osp.join(work, 'summary.json'),
                             dict(stage2=dict(images=1)))
     assert merged['stage1'] == stage1 and merged['stage2'] == {'images': 1}

@@ -12,13 +12,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bana_mm.core.pseudo_labels import (
-    DEFAULT_CRF_BILATERAL, DEFAULT_CRF_GAUSSIAN, BilinearResampler,
-    PseudoLabelConfig, background_cam_unary, background_unary,
-    class_prototypes, class_unaries, crf_probabilities, dense_crf,
-    generate_pseudo_labels, instance_masks, masks_to_coco_rle,
-    normalise_per_box, retrieval_labels, retrieval_maps, threshold_attention,
-    ycrf_from_marginals)
+from bana_mm.core.crf import (CRF_STAGE2, crf_probabilities, dense_crf,
+                              ycrf_from_marginals)
+from bana_mm.core.instance_masks import instance_masks, masks_to_coco_rle
+from bana_mm.core.pseudo_labels import (PseudoLabelConfig,
+                                        generate_pseudo_labels,
+                                        prepare_pseudo_labels)
+from bana_mm.core.resample import BilinearResampler
+from bana_mm.core.retrieval import (class_prototypes, retrieval_labels,
+                                    retrieval_maps)
+from bana_mm.core.unaries import (background_cam_unary, normalise_per_box,
+                                  threshold_attention)
 
 
 def t(rows, dtype=torch.float32):
@@ -34,6 +38,29 @@ def feat_from_rows(rows):
     return t(rows).permute(2, 0, 1).contiguous()
 
 
+def unaries_of(feat, weights, boxes, labels, input_hw=None, image_hw=None,
+               **options):
+    """class ids, u0 and class unaries of :func:`prepare_pseudo_labels`
+    for features at input resolution (every box operation pixel-exact)."""
+    H, W = image_hw or feat.shape[1:]
+    prep = prepare_pseudo_labels(np.zeros((H, W, 3), np.uint8), feat,
+                                 weights, boxes, labels, input_hw,
+                                 PseudoLabelConfig(**options))
+    return prep.class_ids, prep.u0, prep.unaries[1:]
+
+
+def background_unary(feat, boxes, input_hw, image_hw=None):
+    return unaries_of(feat, None, boxes, [0] * len(boxes), input_hw,
+                      image_hw, threshold_reference='image')[1]
+
+
+def class_unaries(feat, weights, boxes, labels, agnostic_classes=()):
+    ids, _, u = unaries_of(feat, weights, boxes, labels,
+                           agnostic_classes=tuple(agnostic_classes),
+                           threshold_reference='image')
+    return ids, u
+
+
 # ------------------------------------------------------------------ config
 def test_config_defaults_follow_spec():
     cfg = PseudoLabelConfig()
@@ -42,8 +69,8 @@ def test_config_defaults_follow_spec():
     assert cfg.crf_gaussian == dict(sxy=3, compat=3)
     assert cfg.crf_bilateral == dict(sxy=55, srgb=3, compat=4)
     assert cfg.crf_iterations == 10 and cfg.prob_clip == 1e-5
-    assert DEFAULT_CRF_GAUSSIAN == dict(sxy=3, compat=3)
-    assert DEFAULT_CRF_BILATERAL == dict(sxy=55, srgb=3, compat=4)
+    assert CRF_STAGE2['gaussian'] == dict(sxy=3, compat=3)
+    assert CRF_STAGE2['bilateral'] == dict(sxy=55, srgb=3, compat=4)
     # every config owns its dicts
     cfg.crf_gaussian['sxy'] = 1
     assert PseudoLabelConfig().crf_gaussian['sxy'] == 3
@@ -100,7 +127,7 @@ def test_background_unary_ignores_padding_cells():
                             [0.0, 5.0], [0.0, 5.0]]])
     u0 = background_unary(feat, [[0, 0, 2, 1]], (1, 6), image_hw=(1, 4))
     assert torch.allclose(u0[0, :4], t([1.0, 1.0, 1.0, 1.0]))
-    u0_pad = background_unary(feat, [[0, 0, 2, 1]], (1, 6))
+    u0_pad = background_unary(feat, [[0, 0, 2, 1]], (1, 6), (1, 6))
     assert torch.allclose(u0_pad[0, :2], t([0.0, 0.0]))
 
 
@@ -121,7 +148,7 @@ def test_cam_normalised_per_box_with_overlap():
     # outside both boxes -> 0 although CAM(5) = 4.
     weights = t([[0.0], [2.0]])
     ids, u = class_unaries(F_ROW, weights, [[0, 0, 3, 1], [2, 0, 4, 1]],
-                           [0, 0], (1, 6))
+                           [0, 0])
     assert ids.tolist() == [1]
     assert torch.allclose(u[0], t([[1 / 3, 1.0, 1.0, 0.5, 0.0, 0.0]]))
 
@@ -131,7 +158,7 @@ def test_classes_masked_outside_their_boxes():
     # pixels 4-5: CAM = [0, 2] -> [0, 1]. Class 1 (row 2) is absent.
     weights = t([[-1.0], [2.0], [5.0], [1.0]])
     ids, u = class_unaries(F_ROW, weights, [[4, 0, 6, 1], [0, 0, 2, 1]],
-                           [2, 0], (1, 6))
+                           [2, 0])
     assert ids.tolist() == [1, 3]
     assert torch.allclose(u[0], t([[1 / 3, 1.0, 0, 0, 0, 0]]))
     assert torch.allclose(u[1], t([[0, 0, 0, 0, 0.0, 1.0]]))
@@ -140,7 +167,7 @@ def test_classes_masked_outside_their_boxes():
 def test_box_with_zero_cam_gives_zero_not_nan():
     weights = t([[0.0], [-1.0]])  # CAM = ReLU(-f) is 0 on pixels 0-1
     ids, u = class_unaries(F_ROW, weights, [[0, 0, 2, 1], [4, 0, 5, 1]],
-                           [0, 0], (1, 6))
+                           [0, 0])
     assert torch.isfinite(u).all()
     assert torch.allclose(u[0], t([[0, 0, 0, 0, 1.0, 0]]))
 
@@ -156,15 +183,14 @@ def test_class_agnostic_unary_is_one_minus_u0():
     rows = [[unit(math.acos(0.995)), unit(math.acos(0.985)), [0.0, 1.0],
              [2.0, 0.0], [1.0, 0.0], [1.0, 0.0]]]
     feat = feat_from_rows(rows)
-    u0 = background_unary(feat, [[0, 0, 3, 1]], (1, 6))
     expected = t([[1 - 0.995, 1.0, 1.0, 0, 0, 0]])
     # explicit agnostic class (its row 1 would give a different map)
     weights = t([[0.0, 0.0], [1.0, 0.0]])
-    ids, u = class_unaries(feat, weights, [[0, 0, 3, 1]], [0], (1, 6),
-                           u0=u0, agnostic_classes=[0])
+    ids, u = class_unaries(feat, weights, [[0, 0, 3, 1]], [0],
+                           agnostic_classes=[0])
     assert torch.allclose(u[0], expected, atol=1e-6)
     # no classifier at all
-    ids, u = class_unaries(feat, None, [[0, 0, 3, 1]], [0], (1, 6), u0=u0)
+    ids, u = class_unaries(feat, None, [[0, 0, 3, 1]], [0])
     assert torch.allclose(u[0], expected, atol=1e-6)
 
 
@@ -180,26 +206,21 @@ def test_background_cam_unary_ablation():
 def test_box_smaller_than_a_feature_cell():
     # 32 x 32 image, stride 8 (4 x 4 features); the 3 x 3 box covers no
     # sampled pixel centre (8.5, 16.5): nearest-sampled at feature
-    # resolution it is empty -> u_c = 0 ('unaries' mode), no NaN; with the
-    # box applied at image resolution ('maps') it gets a unary with max 1.
+    # resolution it would be empty; applied at image resolution (every
+    # mode) it gets a unary with max 1, no NaN.
     torch.manual_seed(0)
     feat = torch.rand(4, 4, 4) + 0.1
     weights = torch.rand(2, 4)
     boxes, labels = [[9.0, 9.0, 12.0, 12.0]], [0]
-    _, u = class_unaries(feat, weights, boxes, labels, (32, 32))
-    assert torch.equal(u, torch.zeros(1, 4, 4))
     image = np.zeros((32, 32, 3), np.uint8)
-    for mode in ('maps', 'features', 'unaries'):
+    for mode in ('maps', 'features'):
         out = generate_pseudo_labels(image, feat, weights, boxes, labels,
                                      cfg=PseudoLabelConfig(upsample=mode))
         assert np.isfinite(out.unaries).all() and np.isfinite(out.probs).all()
         uc = out.unaries[1]
         assert (uc[:9] == 0).all() and (uc[12:] == 0).all()
         assert (uc[:, :9] == 0).all() and (uc[:, 12:] == 0).all()
-        if mode == 'unaries':
-            assert (uc == 0).all()
-        else:
-            assert uc.max() == pytest.approx(1.0)
+        assert uc.max() == pytest.approx(1.0)
 
 
 # -------------------------------------------------------------------- CRF
@@ -339,7 +360,7 @@ def test_generate_recovers_object_in_box():
     image, feat, weights, boxes, labels = _square_scene()
     truth = np.zeros((32, 32), np.uint8)
     truth[8:24, 8:24] = 3
-    for mode in ('maps', 'features', 'unaries'):
+    for mode in ('maps', 'features'):
         out = generate_pseudo_labels(image, feat, weights, boxes, labels,
                                      cfg=PseudoLabelConfig(upsample=mode))
         assert out.class_ids.tolist() == [3]

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from mmengine.config import ConfigDict
 from mmengine.model import BaseModel
 from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
@@ -148,7 +149,8 @@ def test_dot_classifier_option():
     with torch.no_grad():
         head.conv_seg.weight.copy_(torch.eye(2)[:, :, None, None] * 3)
     phi = torch.tensor([[2., 0.], [0., 1.]])[None, :, None, :]
-    assert head.forward((phi, ))[0, :, 0].tolist() == [[6., 0.], [0., 3.]]
+    logits = head.forward((phi, )).logits
+    assert logits[0, :, 0].tolist() == [[6., 0.], [0., 3.]]
     losses = head.loss((phi, ), _samples([[[0, 0]]], [[[0, 1]]]), {})
     # ~S pixel p1: cos = (0, 1) -> sigma = (1/2)^7; H from dot logits (0, 3)
     assert losses['nal_wce'].item() == pytest.approx(
@@ -168,7 +170,7 @@ def test_deeplab_v1_shapes():
     x = torch.randn(2, 3, 65, 81)
     feats = model.extract_feat(x)
     assert feats[0].shape == (2, 128, 9, 11)  # output stride 8
-    logits = model.decode_head(feats)
+    logits = model.decode_head(feats).logits
     assert logits.shape == (2, 21, 9, 11)
     assert logits.abs().max() <= 20.0 + 1e-4  # tau * cos
     assert model.encode_decode(x, [dict(img_shape=(65, 81))] * 2).shape == \
@@ -191,9 +193,10 @@ def test_deeplab_v2_shapes_and_names():
     assert all(getattr(head, f'c{i}').bias is None for i in range(1, 5))
     feats = model.extract_feat(torch.randn(1, 3, 64, 48))
     assert feats[0].shape == (1, 512, 8, 6)  # output stride 8
-    assert head(feats).shape == (1, 6, 8, 6)
-    assert head.last_phi.shape == (1, 32, 8, 6)
-    assert (head.last_phi >= 0).all()  # ReLU of the summed branches
+    out = head(feats)
+    assert out.logits.shape == (1, 6, 8, 6)
+    assert out.phi.shape == (1, 32, 8, 6)
+    assert (out.phi >= 0).all()  # ReLU of the summed branches
 
 
 @pytest.mark.parametrize('head_cfg', [
@@ -222,3 +225,151 @@ def test_missing_yret_names_the_image():
     s.gt_sem_seg = PixelData(data=torch.zeros(1, 1, 2).long())
     with pytest.raises(KeyError, match='abc.jpg'):
         head.loss((torch.randn(1, 2, 1, 2), ), [s], {})
+
+
+# ------------------------------------------------ (logits, phi) return path
+HEAD_CASES = {  # type -> (config, input shapes)
+    'DeepLabV1Head': (dict(in_channels=8), [(2, 8, 5, 6)]),
+    'DeepLabV2Head': (dict(in_channels=8, channels=6), [(2, 8, 5, 6)]),
+    'NALASPPHead': (dict(in_channels=8, channels=6, dilations=(1, 2)),
+                    [(2, 8, 5, 6)]),
+    'NALFCNHead': (dict(in_channels=8, channels=6, num_convs=1),
+                   [(2, 8, 5, 6)]),
+    'NALPSPHead': (dict(in_channels=8, channels=6, pool_scales=(1, 2)),
+                   [(2, 8, 5, 6)]),
+    'NALDepthwiseSeparableASPPHead': (
+        dict(in_channels=8, channels=6, dilations=(1, 2), c1_in_channels=4,
+             c1_channels=4, in_index=1), [(2, 4, 9, 11), (2, 8, 5, 6)]),
+}
+# (loss_nal, nal_ce, nal_wce) of the code before the (logits, phi) refactor
+# (commit 5584b70, phi kept on the head as ``last_phi``), same seeds.
+PRE_REFACTOR = {
+    ('DeepLabV1Head', 'cosine', False): (4.103295, 3.994038, 1.092577),
+    ('DeepLabV1Head', 'cosine', True): (3.911273, 3.797773, 1.135),
+    ('DeepLabV1Head', 'dot', False): (1.207954, 1.098939, 1.09015),
+    ('DeepLabV1Head', 'dot', True): (1.207908, 1.09883, 1.090788),
+    ('DeepLabV2Head', 'cosine', False): (5.530793, 5.447862, 0.8293103),
+    ('DeepLabV2Head', 'cosine', True): (5.405936, 5.320714, 0.8522186),
+    ('DeepLabV2Head', 'dot', False): (1.208436, 1.098613, 1.098231),
+    ('DeepLabV2Head', 'dot', True): (1.208437, 1.098613, 1.098237),
+    ('NALASPPHead', 'cosine', False): (5.992841, 5.905339, 0.8750216),
+    ('NALASPPHead', 'cosine', True): (6.007822, 5.91808, 0.8974193),
+    ('NALASPPHead', 'dot', False): (1.207842, 1.098775, 1.090665),
+    ('NALASPPHead', 'dot', True): (1.207862, 1.09884, 1.090222),
+    ('NALFCNHead', 'cosine', False): (5.40327, 5.305625, 0.9764535),
+    ('NALFCNHead', 'cosine', True): (5.369167, 5.271899, 0.9726822),
+    ('NALFCNHead', 'dot', False): (1.208173, 1.099081, 1.090917),
+    ('NALFCNHead', 'dot', True): (1.208205, 1.099102, 1.091032),
+    ('NALPSPHead', 'cosine', False): (7.93449, 7.843317, 0.9117296),
+    ('NALPSPHead', 'cosine', True): (7.699142, 7.605451, 0.9369108),
+    ('NALPSPHead', 'dot', False): (1.206605, 1.09873, 1.078755),
+    ('NALPSPHead', 'dot', True): (1.206618, 1.098763, 1.078541),
+    ('NALDepthwiseSeparableASPPHead', 'cosine', False):
+        (5.071169, 4.939163, 1.320061),
+    ('NALDepthwiseSeparableASPPHead', 'cosine', True):
+        (5.096786, 4.96482, 1.319661),
+    ('NALDepthwiseSeparableASPPHead', 'dot', False):
+        (1.208397, 1.098593, 1.098042),
+    ('NALDepthwiseSeparableASPPHead', 'dot', True):
+        (1.208392, 1.098593, 1.097986),
+}
+
+
+def _seeded_case(name, classifier, align_corners=None):
+    cfg, shapes = HEAD_CASES[name]
+    cfg = dict(cfg, type=name, num_classes=3,
+               classifier=dict(type=classifier),
+               loss_decode=dict(type='NoiseAwareLoss'))
+    if align_corners is not None:
+        cfg['align_corners'] = align_corners
+    torch.manual_seed(0)
+    head = MODELS.build(cfg)
+    head.eval()  # no dropout, BN on running statistics
+    inputs = tuple(torch.randn(s) for s in shapes)
+    g = torch.Generator().manual_seed(1)
+    ycrf = torch.randint(0, 3, (2, 33, 41), generator=g)
+    yret = torch.where(torch.rand(2, 33, 41, generator=g) < 0.3,
+                       (ycrf + 1) % 3, ycrf)
+    return head, inputs, ycrf, yret
+
+
+@pytest.mark.parametrize('key', sorted(PRE_REFACTOR))
+def test_losses_equal_the_pre_refactor_code(key):
+    head, inputs, ycrf, yret = _seeded_case(*key)
+    losses = head.loss(inputs, _samples(ycrf, yret), {})
+    got = tuple(losses[k].item() for k in ('loss_nal', 'nal_ce', 'nal_wce'))
+    assert got == pytest.approx(PRE_REFACTOR[key], rel=2e-6)
+
+
+@pytest.mark.parametrize('name', sorted(HEAD_CASES))
+@pytest.mark.parametrize('classifier', ['cosine', 'dot'])
+def test_loss_equals_core_nal_on_the_returned_phi(name, classifier):
+    """The head's loss = bana_mm.core.nal on the phi its forward returns
+    and its W, upsampled with the head's default (align_corners=True)."""
+    from bana_mm.core.nal import dot_logits, region_loss, upsample_to
+    head, inputs, ycrf, yret = _seeded_case(name, classifier)
+    assert head.align_corners is True  # the default (SPEC §2)
+    out = head.forward(inputs)
+    assert isinstance(out, bana_mm.seg.NALOutput)
+    w = head.conv_seg.weight
+    cos = cosine_map(out.phi, w)
+    logits = 20.0 * cos if classifier == 'cosine' else dot_logits(out.phi, w)
+    assert torch.allclose(out.logits, logits, atol=1e-5)
+    size = ycrf.shape[-2:]
+    ref = region_loss(upsample_to(logits, size, align_corners=True), ycrf,
+                      yret, 'nal', cos=upsample_to(cos, size,
+                                                   align_corners=True))
+    losses = head.loss_by_feat(out, _samples(ycrf, yret))
+    assert losses['loss_nal'].item() == pytest.approx(ref['loss'].item(),
+                                                      rel=1e-5)
+    assert losses['nal_wce'].item() == pytest.approx(
+        ref['loss_wce'].item(), rel=1e-5)
+
+
+def test_inference_returns_plain_logits_and_no_head_state():
+    model = MODELS.build(dict(
+        type='CRFEncoderDecoder',
+        backbone=dict(type='VGG16LargeFOV', width_mult=0.125, init_cfg=None),
+        decode_head=dict(type='DeepLabV1Head', in_channels=128,
+                         num_classes=3,
+                         loss_decode=dict(type='NoiseAwareLoss')),
+        test_cfg=ConfigDict(mode='whole')))
+    model.eval()
+    x = torch.randn(1, 3, 41, 49)
+    with torch.no_grad():
+        tensor_out = model(x, mode='tensor')
+        enc = model.encode_decode(x, [dict(img_shape=(41, 49))])
+        pred = model.predict(x)[0]
+    assert type(tensor_out) is torch.Tensor and tensor_out.shape == \
+        (1, 3, 6, 7)
+    assert type(enc) is torch.Tensor and enc.shape == (1, 3, 41, 49)
+    assert pred.seg_logits.data.shape == (3, 41, 49)
+    assert not hasattr(model.decode_head, 'last_phi')
+
+
+def test_every_shipped_head_is_an_explicit_registered_class():
+    import inspect
+
+    import bana_mm.seg.heads as heads
+    for name in ('NALASPPHead', 'NALDepthwiseSeparableASPPHead',
+                 'NALFCNHead', 'NALPSPHead', 'DeepLabV1Head',
+                 'DeepLabV2Head'):
+        cls = getattr(heads, name)
+        assert MODELS.get(name) is cls
+        source = inspect.getsource(cls)
+        assert source.startswith('@MODELS.register_module()\nclass ' + name)
+        assert issubclass(cls, heads.NoiseAwareHeadMixin)
+
+
+def test_noise_aware_head_helper_builds_more_heads():
+    from mmseg.models.decode_heads import UPerHead
+
+    from bana_mm.seg import noise_aware_head
+    cls = noise_aware_head(UPerHead, name='NALUPerHeadForTest',
+                           register=False)
+    head = cls(in_channels=[4, 4], in_index=[0, 1], channels=6,
+               pool_scales=(1, 2), num_classes=3,
+               loss_decode=dict(type='NoiseAwareLoss'))
+    out = head.forward((torch.randn(1, 4, 8, 8), torch.randn(1, 4, 4, 4)))
+    assert out.logits.shape == (1, 3, 8, 8) and out.phi.shape[1] == 6
+    assert 'NALUPerHeadForTest' not in MODELS.module_dict

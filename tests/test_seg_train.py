@@ -2,6 +2,7 @@
 synthetic data (checkpoint, confidence maps, mIoU with/without CRF), the CRF
 post-processing, and the docs' DeepLab-V3+ config."""
 import copy
+import glob
 import os
 import os.path as osp
 
@@ -97,10 +98,12 @@ def test_run_stage3_on_synthetic(synthetic_root, pseudo_labels, stage3_run,
     assert np.isfinite(out['loss_first']) and np.isfinite(out['loss_last'])
     for key in ('miou_val', 'miou_val_crf'):
         assert 0.0 <= out[key] <= 1.0
-    maps = os.listdir(osp.join(work, 'confidence_maps', 'iter_6'))
-    assert sorted(maps) == ['syn_000000.png', 'syn_000001.png']
-    panel = np.array(Image.open(osp.join(work, 'confidence_maps', 'iter_6',
-                                         maps[0])))
+    # ConfidenceMapHook -> runner.visualizer -> LocalVisBackend files
+    maps = sorted(glob.glob(osp.join(work, '*', 'vis_data', 'vis_image',
+                                     'confidence_*.png')))
+    assert [osp.basename(m) for m in maps] == [
+        'confidence_syn_000000_6.png', 'confidence_syn_000001_6.png']
+    panel = np.array(Image.open(maps[0]))
     assert panel.ndim == 3 and panel.shape[1] % 5 == 0  # five panels
     # the checkpoint loads through tools/test.py (torch >= 2.6 pickles)
     from tools.test import main as test_main
@@ -134,20 +137,6 @@ def test_crf_postprocess_snaps_to_image_edges(tmp_path):
         crf_predict(torch.zeros(2, 10, 10), path, crf_settings({}))
 
 
-@pytest.mark.parametrize('name', [
-    'deeplabv1_nal_voc.py', 'deeplabv2_nal_voc.py', 'deeplabv1_ce-crf_voc.py',
-    'deeplabv2_ce-ret_voc.py', 'deeplabv1_ignore_voc.py',
-    'deeplabv2_er_voc.py', 'deeplabv1_bootstrap_voc.py',
-    'deeplabv2_nal_semi_voc.py', 'deeplabv1_nal-dp_voc.py'])
-def test_paper_configs_parse(name):
-    cfg = Config.fromfile(osp.join(CONFIGS, name))
-    assert cfg.default_scope == 'mmseg'
-    assert cfg.custom_imports.imports == ['bana_mm.seg']
-    loss = cfg.model.decode_head.loss_decode
-    assert loss.type == 'NoiseAwareLoss' and loss.lam == 0.1
-    assert cfg.model.test_cfg.crf.iterations == 10
-
-
 def test_docs_deeplabv3plus_nal_config_builds_and_trains_a_step():
     cfg = Config.fromfile(osp.join(CONFIGS, 'deeplabv3plus_r50-d8_nal_voc.py'))
     assert cfg.model.decode_head.type == 'NALDepthwiseSeparableASPPHead'
@@ -178,7 +167,7 @@ def test_docs_deeplabv3plus_nal_config_builds_and_trains_a_step():
 def test_multiscale_flip_tta_with_crf(synthetic_root, pseudo_labels,
                                       stage3_run, tmp_path, monkeypatch):
     """mmseg's TestTimeAug (2 scales x flip) merged by CRFSegTTAModel: the
-    CRF runs once, on the mean softmax of the four views."""
+    CRF runs once, on the mean logits of the four views."""
     from bana_mm.seg import segmentors
     cfg = _tiny_cfg(synthetic_root, pseudo_labels, str(tmp_path))
     ds_cfg = copy.deepcopy(cfg.test_dataloader.dataset)
@@ -208,8 +197,8 @@ def test_multiscale_flip_tta_with_crf(synthetic_root, pseudo_labels,
                  for x, s in zip(data['inputs'], data['data_samples'])]
     assert len(calls) == 1  # the inner model's CRF stays off
     logits, img_path, out = calls[0]
-    mean = torch.stack([v.seg_logits.data.softmax(0) for v in views]).mean(0)
-    assert torch.allclose(logits.softmax(0), mean, atol=1e-5)
+    mean = torch.stack([v.seg_logits.data for v in views]).mean(0)
+    assert torch.allclose(logits, mean, atol=1e-5)
     assert img_path.endswith('.jpg')
     assert torch.equal(pred.pred_sem_seg.data, out)
     assert out.shape == (1, ) + tuple(pred.gt_sem_seg.data.shape[-2:])
@@ -245,3 +234,57 @@ def test_tools_test_tta_flag(synthetic_root, pseudo_labels, stage3_run,
     cfg.dump(cfg_path)
     with pytest.raises(ValueError, match='tta_model'):
         test_main([cfg_path, out['checkpoint'], '--tta'])
+
+
+def _hook_runner(cfg, tmp_path):
+    """What ConfidenceMapHook reads from a runner: model, training set and
+    a visualizer with the local backend."""
+    from types import SimpleNamespace
+
+    from mmengine.visualization import Visualizer
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    vis = Visualizer.get_instance(
+        f'confidence_hook_{tmp_path.name}', save_dir=str(tmp_path / 'vis'),
+        vis_backends=[dict(type='LocalVisBackend')])
+    return SimpleNamespace(
+        model=model, visualizer=vis, train_dataloader=SimpleNamespace(
+            dataset=DATASETS.build(cfg.train_dataloader.dataset)))
+
+
+def test_confidence_map_hook_on_rank_0_only_through_the_visualizer(
+        synthetic_root, pseudo_labels, tmp_path, monkeypatch):
+    from bana_mm.core.nal import confidence_from_cos, cosine_map, upsample_to
+    from bana_mm.seg import ConfidenceMapHook, hooks
+    from bana_mm.visualization import heatmap
+    cfg = _tiny_cfg(synthetic_root, pseudo_labels, str(tmp_path / 'w'))
+    runner = _hook_runner(cfg, tmp_path)
+    hook = ConfidenceMapHook(interval=1, image_ids=['syn_000001'])
+    # a non-main rank computes and writes nothing
+    monkeypatch.setattr(hooks, 'is_main_process', lambda: False)
+    assert hook.save_maps(runner, 3) == []
+    vis_dir = tmp_path / 'vis' / 'vis_data' / 'vis_image'
+    assert not (tmp_path / 'vis').exists()
+    monkeypatch.setattr(hooks, 'is_main_process', lambda: True)
+    assert hook.save_maps(runner, 3) == ['confidence_syn_000001']
+    panel = np.array(Image.open(vis_dir / 'confidence_syn_000001_3.png'))
+    # the sigma panel is sigma of phi returned by the head's forward
+    model, head = runner.model, runner.model.decode_head
+    info = [runner.train_dataloader.dataset.get_data_info(i)
+            for i in range(len(runner.train_dataloader.dataset))]
+    info = [i for i in info if i['img_path'].endswith('syn_000001.jpg')][0]
+    packed = hook._pipeline(dict(info))
+    model.eval()
+    with torch.no_grad():
+        data = model.data_preprocessor(
+            dict(inputs=[packed['inputs']],
+                 data_samples=[packed['data_samples']]), False)
+        out = head(model.extract_feat(data['inputs']))
+    ycrf = packed['data_samples'].gt_sem_seg.data
+    cos = upsample_to(cosine_map(out.phi, head.conv_seg.weight),
+                      ycrf.shape[-2:], align_corners=head.align_corners)
+    sigma = confidence_from_cos(cos, ycrf, 7.0)[0].detach().numpy()
+    w = ycrf.shape[-1]
+    assert panel.shape == (ycrf.shape[-2], 5 * w, 3)
+    assert np.array_equal(panel[:, 3 * w:4 * w], heatmap(sigma))
+    assert not hasattr(head, 'last_phi')

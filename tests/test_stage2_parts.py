@@ -110,7 +110,7 @@ def test_agreement_scores_by_hand():
 
 
 def test_coco_mask_ap_perfect_and_wrong_masks(tmp_path):
-    from bana_mm.core.pseudo_labels import masks_to_coco_rle
+    from bana_mm.core.instance_masks import masks_to_coco_rle
     masks = np.zeros((2, 40, 40), np.uint8)
     masks[0, 5:25, 5:25] = 1
     masks[1, 20:38, 22:38] = 1
@@ -137,7 +137,7 @@ def test_coco_mask_ap_perfect_and_wrong_masks(tmp_path):
 def test_label_png_round_trip_is_palette(tmp_path):
     from PIL import Image
 
-    from bana_mm.apis.stage2 import read_label_png, write_label_png
+    from bana_mm.utils.label_io import read_label_png, write_label_png
     label = np.array([[0, 1, 255], [20, 3, 0]], np.uint8)
     path = str(tmp_path / 'Ycrf' / 'x.png')
     write_label_png(path, label)
@@ -151,7 +151,7 @@ def test_label_png_round_trip_is_palette(tmp_path):
 def test_read_label_png_rejects_colour_images(tmp_path):
     from PIL import Image
 
-    from bana_mm.apis.stage2 import read_label_png
+    from bana_mm.utils.label_io import read_label_png
     path = str(tmp_path / 'rgb.png')
     Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(path)
     with pytest.raises(ValueError, match='rgb.png'):
@@ -159,7 +159,7 @@ def test_read_label_png_rejects_colour_images(tmp_path):
 
 
 def test_stale_temp_files_are_removed(tmp_path):
-    from bana_mm.apis.stage2 import remove_stale_temp_files
+    from bana_mm.utils.label_layout import remove_stale_temp_files
     (tmp_path / 'Ycrf').mkdir()
     (tmp_path / 'Ycrf' / '.a.png123.tmp').write_bytes(b'half')
     (tmp_path / 'Ycrf' / 'b.png').write_bytes(b'done')
@@ -177,7 +177,7 @@ def _toy_inputs():
     return image, feat, weights, boxes, [0, 2]
 
 
-def test_prepare_then_finish_equals_one_call():
+def test_prepared_state_survives_pickling():
     image, feat, weights, boxes, labels = _toy_inputs()
     cfg = PseudoLabelConfig(upsample='features')
     whole = generate_pseudo_labels(image, feat, weights, boxes, labels,

@@ -71,7 +71,7 @@ def val_run(synthetic_root, checkpoint, tmp_path_factory):
 
 
 def test_writes_both_maps_for_every_image(val_run, synthetic_root):
-    from bana_mm.apis.stage2 import read_label_png
+    from bana_mm.utils.label_io import read_label_png
     out, run = val_run
     ids = _ids(synthetic_root, VAL)
     assert run['written'] == len(ids) and not run['failed']
@@ -92,7 +92,7 @@ def test_labels_stay_inside_the_boxes(val_run, synthetic_root):
     """Ycrf / Yret give class c only inside boxes of class c (eq. 6, 9)."""
     import xml.etree.ElementTree as ET
 
-    from bana_mm.apis.stage2 import read_label_png
+    from bana_mm.utils.label_io import read_label_png
     out, _ = val_run
     for stem in _ids(synthetic_root, VAL):
         root = ET.parse(osp.join(synthetic_root, 'Annotations',
@@ -226,7 +226,8 @@ def test_coco_input_writes_rle_jsons_and_ap(synthetic_root, checkpoint,
 
     from bana_mm.apis.stage2 import (Stage2Options, build_label_dataset,
                                      load_stage1_model, model_classes,
-                                     read_label_png, run_stage2)
+                                     run_stage2)
+    from bana_mm.utils.label_io import read_label_png
     cfg = Config.fromfile(CONFIG)
     cfg.train_dataloader.dataset = dict(
         type='CocoBoxDataset', data_root=synthetic_root + '/',
@@ -279,7 +280,7 @@ def test_hook_labels_after_training(synthetic_root, tmp_path):
     cfg.experiment_name = 'hook_test'
     cfg.custom_hooks = [dict(type='PseudoLabelHook', workers=0, num_vis=1,
                              grabcut=False,
-                             label_cfg=dict(upsample='unaries'))]
+                             label_cfg=dict(upsample='features'))]
     runner = Runner.from_cfg(cfg)
     runner.train()
     hook = next(h for h in runner.hooks if type(h).__name__ ==

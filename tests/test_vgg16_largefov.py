@@ -202,28 +202,18 @@ def test_build_from_registry(scope):
 # ---------------------------------------------------------- weight loading
 
 
-def test_load_torchvision_layout():
-    model = VGG16LargeFOV()
-    fc6_before = model.fc6.weight.clone()
-    state = torchvision_conv_state()
-    # torchvision's classifier is Linear; its shapes never fit fc6/fc7.
+def test_torchvision_layout_is_refused_with_the_converter_named():
+    """A raw torchvision vgg16 (RGB mean/std input, 4096-wide fc) would be
+    misread by this Caffe-BGR backbone: refused, nothing loaded."""
+    model = VGG16LargeFOV(width_mult=0.0625)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    state = torchvision_conv_state(width_mult=0.0625)
     state['classifier.0.weight'] = torch.randn(8, 16)
-    state['classifier.0.bias'] = torch.randn(8)
-    with captured_log() as records:
-        report = load_vgg16_weights(model, state)
-    assert report['layout'] == 'torchvision'
-    for idx, name in zip(TV_CONV_IDS, CONV_NAMES):
-        conv = getattr(model, name)
-        assert torch.equal(conv.weight, state[f'features.{idx}.weight'])
-        assert torch.equal(conv.bias, state[f'features.{idx}.bias'])
-    assert len(report['loaded']) == 26
-    assert set(
-        report['skipped']) == {'classifier.0.weight', 'classifier.0.bias'}
-    assert set(report['missing']) == {
-        'fc6.weight', 'fc6.bias', 'fc7.weight', 'fc7.bias'
-    }
-    assert torch.equal(model.fc6.weight, fc6_before)
-    assert any('classifier.0.weight' in m for m in warnings_of(records))
+    with pytest.raises(ValueError) as exc:
+        load_vgg16_weights(model, state)
+    assert 'tools/model_converters/vgg16_to_largefov.py' in str(exc.value)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
 
 
 def test_load_torchvision_rejects_bn_layout():
@@ -296,26 +286,25 @@ def test_init_cfg_pretrained_own_names(tmp_path):
         assert torch.equal(model.state_dict()[key], value), key
 
 
-def test_init_cfg_pretrained_torchvision_and_prefix(tmp_path):
+def test_init_cfg_pretrained_refuses_torchvision_and_reads_prefix(tmp_path):
     tv_path = str(tmp_path / 'tv.pth')
-    state = torchvision_conv_state(width_mult=0.125)
-    torch.save(state, tv_path)
+    torch.save(torchvision_conv_state(width_mult=0.125), tv_path)
     model = VGG16LargeFOV(
         width_mult=0.125, init_cfg=dict(type='Pretrained', checkpoint=tv_path))
-    model.init_weights()
-    assert torch.equal(model.conv5_1.weight, state['features.24.weight'])
-    # Layers absent from the checkpoint keep the default Kaiming init.
-    assert torch.count_nonzero(model.fc7.bias) == 0
-    assert model.fc7.weight.std() > 0
+    with pytest.raises(ValueError, match='vgg16_to_largefov.py') as exc:
+        model.init_weights()
+    assert tv_path in str(exc.value)
 
     # A full-model mmengine checkpoint, selected with ``prefix``.
+    src = VGG16LargeFOV(width_mult=0.125)
+    src.init_weights()
     full_path = str(tmp_path / 'full.pth')
     torch.save(
         {
             'meta': {},
             'state_dict': {
                 f'backbone.{k}': v
-                for k, v in model.state_dict().items()
+                for k, v in src.state_dict().items()
             }
         }, full_path)
     other = VGG16LargeFOV(
@@ -323,5 +312,5 @@ def test_init_cfg_pretrained_torchvision_and_prefix(tmp_path):
         init_cfg=dict(
             type='Pretrained', checkpoint=full_path, prefix='backbone.'))
     other.init_weights()
-    for key, value in model.state_dict().items():
+    for key, value in src.state_dict().items():
         assert torch.equal(other.state_dict()[key], value), key

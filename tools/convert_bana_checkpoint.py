@@ -6,6 +6,9 @@ Example::
         ClsNet.pt checkpoints/bana_stage1_voc.pth
     python tools/convert_bana_checkpoint.py --stage deeplabv1 \
         deeplab_largefov.pt checkpoints/bana_deeplabv1_voc.pth
+
+Initial ImageNet VGG-16 weights (torchvision's vgg16 or the authors'
+vgg_caffe.pth) are converted by tools/model_converters/vgg16_to_largefov.py.
 """
 import argparse
 import sys
@@ -13,10 +16,23 @@ import sys
 from bana_mm.utils.convert import (CONVERSIONS, CheckpointConversionError,
                                    convert_file)
 
+EXAMPLES = """examples:
+  # the authors' stage-1 classifier (ClsNet.pt) -> BAPClassifier keys
+  python tools/convert_bana_checkpoint.py ClsNet.pt \\
+      checkpoints/bana_stage1_voc.pth
+  python tools/test.py configs/bana/bap_vgg16_voc.py \\
+      checkpoints/bana_stage1_voc.pth
+  # their DeepLab-V1 LargeFOV stage-3 checkpoint
+  python tools/convert_bana_checkpoint.py --stage deeplabv1 \\
+      deeplab_largefov.pt checkpoints/bana_deeplabv1_voc.pth
+"""
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description='Convert a BANA authors\' checkpoint to bana-mm keys')
+        description='Convert a BANA authors\' checkpoint to bana-mm keys',
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('src', help='source checkpoint (authors\' layout)')
     parser.add_argument('dst', help='destination checkpoint (mmengine)')
     parser.add_argument(

@@ -24,8 +24,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from mmengine.config import Config  # noqa: E402
 
 import bana_mm  # noqa: E402,F401  (checkpoint loading on torch >= 2.6)
-from bana_mm.core.pseudo_labels import (THRESHOLD_REFERENCES,  # noqa: E402
-                                        UPSAMPLE_MODES, PseudoLabelConfig)
+from bana_mm.core.pseudo_labels import (  # noqa: E402
+    THRESHOLD_REFERENCES, UPSAMPLE_MODES, PseudoLabelConfig)
 from bana_mm.utils.cli import (add_runner_args, init_launcher,  # noqa: E402
                                parse_runner_args)
 

@@ -1,8 +1,13 @@
 """Evaluate a checkpoint of a bana-mm model (OpenMMLab entry point).
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE]
-                         [--tta] [--cfg-options k=v ...]
+                         [--tta] [--no-crf] [--cfg-options k=v ...]
                          [--launcher pytorch]
+
+A config with ``crf_at_test = True`` (the DeepLab paper configs) is evaluated
+the way the paper reports, with the DenseCRF of ``model.test_cfg.crf``
+(which stays off for the validation during training); ``--no-crf`` reports
+the raw network output instead.
 """
 import argparse
 import os.path as osp
@@ -27,9 +32,28 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--tta', action='store_true',
                         help="test-time augmentation: the config's "
                         'tta_pipeline (multi-scale + flip) and tta_model')
+    parser.add_argument('--no-crf', action='store_true',
+                        help='no DenseCRF post-processing, even where the '
+                        'config asks for it at test time (crf_at_test)')
     add_runner_args(parser)
     args = parse_runner_args(parser, argv)
     return args
+
+
+def set_test_crf(cfg: Config, no_crf: bool) -> None:
+    """Switch ``model.test_cfg.crf`` on (``crf_at_test``) or off (--no-crf).
+    """
+    crf = (cfg.model.get('test_cfg') or {}).get('crf')
+    if no_crf:
+        if crf:
+            crf.enabled = False
+        if 'crf' in (cfg.get('tta_model') or {}):
+            cfg.tta_model.crf = None
+    elif cfg.get('crf_at_test', False):
+        if not crf:
+            raise ValueError('crf_at_test = True but the model has no '
+                             'test_cfg.crf settings')
+        crf.enabled = True
 
 
 def main(argv=None) -> dict:
@@ -44,6 +68,7 @@ def main(argv=None) -> dict:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
+    set_test_crf(cfg, args.no_crf)
     if args.tta:
         if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
             raise ValueError(f'{args.config} defines no tta_model / '

@@ -2,6 +2,10 @@
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
                                  [--cfg-options k=v ...] [--launcher pytorch]
+
+CONFIG is a file, or a shipped config's name (``bana/bap_vgg16_voc.py``),
+which also works from an installed package:
+``python -m bana_mm.tools train bana/bap_vgg16_voc.py``.
 """
 import argparse
 import os.path as osp
@@ -13,27 +17,53 @@ from mmengine.config import Config  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import bana_mm  # noqa: E402,F401  (checkpoint loading on torch >= 2.6)
-from bana_mm.utils.cli import (add_runner_args, init_launcher,  # noqa: E402
-                               parse_runner_args)
+from bana_mm.utils.cli import add_runner_args  # noqa: E402
+from bana_mm.utils.cli import init_launcher, parse_runner_args  # noqa: E402
+from bana_mm.utils.config_path import config_file  # noqa: E402
+
+EXAMPLES = """examples:
+  # stage 1 (BAP) on PASCAL VOC, the paper's schedule
+  python tools/train.py configs/bana/bap_vgg16_voc.py \\
+      --work-dir work_dirs/bap_vgg16_voc
+  # the tiny CPU preset on the embedded synthetic data, 40 iterations
+  python tools/make_synthetic_dataset.py data/synthetic
+  python tools/train.py bana/bap_vgg16_tiny.py --cfg-options \\
+      train_cfg.max_iters=40 train_cfg.val_interval=40
+  # stage 3 (DeepLab-V2 + NAL) on stage-2 pseudo labels, resumed
+  python tools/train.py configs/bana/deeplabv2_nal_voc.py --resume \\
+      --cfg-options train_dataloader.dataset.pseudo_label_dir=PSEUDO_DIR
+"""
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Train a bana-mm model')
-    parser.add_argument('config', help='train config file path')
+    parser = argparse.ArgumentParser(
+        description='Train a bana-mm model',
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        'config',
+        help='config file, or a shipped config name relative to '
+        'configs/ (e.g. bana/bap_vgg16_tiny.py)')
     parser.add_argument('--work-dir', help='folder for logs and checkpoints')
     parser.add_argument(
-        '--resume', nargs='?', type=str, const='auto',
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
         help='resume from CKPT, or from the latest checkpoint of the work '
         'dir when no path is given')
-    parser.add_argument('--amp', action='store_true',
-                        help='automatic mixed precision (GPU)')
+    parser.add_argument(
+        '--amp', action='store_true', help='automatic mixed precision (GPU)')
     add_runner_args(parser)
     args = parse_runner_args(parser, argv)
     return args
 
 
 def build_config(args: argparse.Namespace) -> Config:
-    cfg = Config.fromfile(args.config)
+    try:
+        cfg = Config.fromfile(config_file(args.config))
+    except FileNotFoundError as err:
+        raise SystemExit(f'tools/train.py: {err}')
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)

@@ -11,8 +11,7 @@ from __future__ import annotations
 import os.path as osp
 from typing import Optional
 
-from .pipeline import (CONFIG_DIR, train_and_summarise,
-                       unique_experiment_name)
+from .common import CONFIG_DIR, train_and_summarise, unique_experiment_name
 
 #: Stage-3 config of each preset.
 STAGE3_CONFIGS = {

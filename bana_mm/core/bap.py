@@ -16,33 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .boxes import box_masks_at
+
 #: Definite-background share of the crop at or below which BAP falls back to GAP.
 DEFAULT_MIN_BACKGROUND_SHARE = 0.125
-
-
-def box_masks_at(boxes: Tensor, input_hw: Tuple[int, int],
-                 feat_hw: Tuple[int, int]) -> Tensor:
-    """Rasterise boxes at feature resolution by nearest sampling.
-
-    Args:
-        boxes: (K, 4) boxes ``(x1, y1, x2, y2)`` in input pixels.
-        input_hw: (H, W) of the network input the boxes refer to.
-        feat_hw: (h, w) of the feature map.
-
-    Returns:
-        (K, h, w) bool masks; cell (i, j) is inside box k when the centre of
-        input pixel ``(floor(i*H/h), floor(j*W/w))`` lies in the box.
-    """
-    (H, W), (h, w) = input_hw, feat_hw
-    device = boxes.device
-    ys = torch.div(torch.arange(h, device=device) * H, h,
-                   rounding_mode='floor').to(boxes.dtype) + 0.5
-    xs = torch.div(torch.arange(w, device=device) * W, w,
-                   rounding_mode='floor').to(boxes.dtype) + 0.5
-    x1, y1, x2, y2 = (boxes[:, k, None] for k in range(4))
-    inside_y = (ys[None] >= y1) & (ys[None] < y2)  # (K, h)
-    inside_x = (xs[None] >= x1) & (xs[None] < x2)  # (K, w)
-    return inside_y[:, :, None] & inside_x[:, None, :]
 
 
 def definite_background(box_masks: Tensor, valid: Optional[Tensor] = None

@@ -12,7 +12,7 @@ from typing import Sequence, Tuple
 import cv2
 import numpy as np
 
-from .pseudo_labels import ArrayLike, pixel_box_masks
+from .boxes import ArrayLike, pixel_box_masks
 
 
 def _area_order(boxes: np.ndarray) -> np.ndarray:

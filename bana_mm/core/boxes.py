@@ -1,9 +1,14 @@
-"""Box annotation checks shared by every box dataset (registry-free)."""
+"""Boxes, registry-free: annotation checks shared by every box dataset and
+rasterisation of boxes into masks at feature or image resolution."""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import List, Sequence, Tuple
+from typing import List, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import Tensor
 
 
 class BoxAnnotationError(ValueError):
@@ -53,3 +58,69 @@ def voc_box_to_xyxy(xmin: float, ymin: float, xmax: float,
     ``(x1, y1, x2, y2)`` with exclusive ends (pixel ``xmin`` starts at
     ``xmin - 1``, pixel ``xmax`` ends at ``xmax``)."""
     return xmin - 1.0, ymin - 1.0, float(xmax), float(ymax)
+
+
+# ------------------------------------------------------- rasterisation
+ArrayLike = Union[Tensor, np.ndarray, Sequence]
+
+
+def as_boxes(boxes: ArrayLike) -> Tensor:
+    """(N, 4) float32 tensor of ``(x1, y1, x2, y2)`` boxes."""
+    if not isinstance(boxes, Tensor):
+        boxes = np.asarray(boxes, dtype=np.float32)
+    return torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+
+
+def as_labels(labels: ArrayLike) -> Tensor:
+    """(N,) int64 tensor of 0-based class labels."""
+    if not isinstance(labels, Tensor):
+        labels = np.asarray(labels, dtype=np.int64)
+    return torch.as_tensor(labels, dtype=torch.long).reshape(-1)
+
+
+def present_class_ids(labels: ArrayLike) -> Tensor:
+    """Sorted map ids (label + 1) of the distinct classes in ``labels``."""
+    return torch.unique(as_labels(labels)) + 1
+
+
+def box_masks_at(boxes: Tensor, input_hw: Tuple[int, int],
+                 feat_hw: Tuple[int, int]) -> Tensor:
+    """Rasterise boxes at feature resolution by nearest sampling.
+
+    Args:
+        boxes: (K, 4) boxes ``(x1, y1, x2, y2)`` in input pixels.
+        input_hw: (H, W) of the network input the boxes refer to.
+        feat_hw: (h, w) of the feature map.
+
+    Returns:
+        (K, h, w) bool masks; cell (i, j) is inside box k when the centre of
+        input pixel ``(floor(i*H/h), floor(j*W/w))`` lies in the box.
+    """
+    (H, W), (h, w) = input_hw, feat_hw
+    device = boxes.device
+    ys = torch.div(torch.arange(h, device=device) * H, h,
+                   rounding_mode='floor').to(boxes.dtype) + 0.5
+    xs = torch.div(torch.arange(w, device=device) * W, w,
+                   rounding_mode='floor').to(boxes.dtype) + 0.5
+    x1, y1, x2, y2 = (boxes[:, k, None] for k in range(4))
+    inside_y = (ys[None] >= y1) & (ys[None] < y2)  # (K, h)
+    inside_x = (xs[None] >= x1) & (xs[None] < x2)  # (K, w)
+    return inside_y[:, :, None] & inside_x[:, None, :]
+
+
+
+def pixel_box_masks(boxes: ArrayLike, image_hw: Tuple[int, int]) -> Tensor:
+    """(N, H, W) bool masks of boxes at image resolution (pixel centres)."""
+    return box_masks_at(as_boxes(boxes), image_hw, image_hw)
+
+
+def class_box_masks(box_masks: Tensor, labels: ArrayLike,
+                    class_ids: Tensor) -> Tensor:
+    """(K, h, w) union of the box masks of each class in ``class_ids``."""
+    labels = as_labels(labels)
+    out = box_masks.new_zeros((len(class_ids),) + tuple(box_masks.shape[1:]))
+    for k, cid in enumerate(class_ids.tolist()):
+        sel = labels == cid - 1
+        if sel.any():
+            out[k] = box_masks[sel].any(dim=0)
+    return out

@@ -1,8 +1,7 @@
 """DenseCRF post-processing of segmentation scores at test time (SPEC §3).
 
-Registry-free. The CRF itself is :func:`bana_mm.core.pseudo_labels.dense_crf`
-(shared with stage 2); this module adds the test-time parameter sets of the
-paper's DeepLab-V1 / V2 recipes and the "softmax -> CRF -> argmax" step.
+Registry-free. The CRF and its parameter sets (stage 2, DeepLab-V1 / V2) are
+:mod:`bana_mm.core.crf`; this module adds the "softmax -> CRF" step.
 """
 from __future__ import annotations
 
@@ -12,21 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .pseudo_labels import dense_crf
-
-#: Test-time CRF of DeepLab-V1 LargeFOV (SPEC §3): bilateral sxy 121,
-#: srgb 5, compat 4; Gaussian sxy 3, compat 3; 10 mean-field iterations.
-CRF_DEEPLAB_V1 = dict(
-    gaussian=dict(sxy=3, compat=3),
-    bilateral=dict(sxy=121, srgb=5, compat=4),
-    iterations=10)
-
-#: Test-time CRF of DeepLab-V2 (SPEC §3): bilateral sxy 67, srgb 3,
-#: compat 4; Gaussian sxy 1, compat 3; 10 mean-field iterations.
-CRF_DEEPLAB_V2 = dict(
-    gaussian=dict(sxy=1, compat=3),
-    bilateral=dict(sxy=67, srgb=3, compat=4),
-    iterations=10)
+from .crf import CRF_DEEPLAB_V1, CRF_DEEPLAB_V2, PROB_CLIP, dense_crf
 
 
 def crf_refine_probs(image_rgb_uint8: np.ndarray, probs: Union[Tensor,
@@ -34,7 +19,7 @@ def crf_refine_probs(image_rgb_uint8: np.ndarray, probs: Union[Tensor,
                      gaussian: Optional[Mapping[str, float]] = None,
                      bilateral: Optional[Mapping[str, float]] = None,
                      iterations: int = 10,
-                     prob_clip: float = 1e-5) -> np.ndarray:
+                     prob_clip: float = PROB_CLIP) -> np.ndarray:
     """CRF marginals (C, H, W) from class probabilities (C, H, W).
 
     Args:

@@ -1,4 +1,4 @@
 """Scope-neutral data transforms (registered in mmengine's root registry)."""
-from .transforms import RandomRescale
+from .transforms import BANAColorJitter, RandomRescale
 
-__all__ = ['RandomRescale']
+__all__ = ['BANAColorJitter', 'RandomRescale']

@@ -1,5 +1,6 @@
 """mmdet-scope adapters: box datasets, the stage-1 BAP classifier, metrics,
-and Mask R-CNN with the agreement-only mask loss (paper §4.3).
+stage 2 over a dataset (runner, PseudoLabelHook, COCO export) and Mask R-CNN
+with the agreement-only mask loss (paper §4.3).
 
 Configs load them with
 ``custom_imports = dict(imports=['bana_mm.det'], allow_failed_imports=False)``.
@@ -12,10 +13,12 @@ from .bap_classifier import BAPClassifier
 from .bap_head import BAPHead
 from .datasets import CocoBoxDataset, VOCBoxDataset, read_class_names
 from .metrics import BoxClassificationMetric
+from .pseudo_label_hook import PseudoLabelHook
 
 __all__ = [
     'AgreementFCNMaskHead', 'BAPClassifier', 'BAPHead',
     'BoxClassificationMetric', 'CocoAgreementDataset', 'CocoBoxDataset',
-    'LoadAgreementMasks', 'VOCBoxDataset', 'read_class_names',
+    'LoadAgreementMasks', 'PseudoLabelHook', 'VOCBoxDataset',
+    'read_class_names',
     'split_packed_masks'
 ]

@@ -1,4 +1,4 @@
 """Scope-neutral hooks (mmengine root registry)."""
-from .hooks import ProgressBarHook, PseudoLabelHook
+from .hooks import ProgressBarHook
 
-__all__ = ['ProgressBarHook', 'PseudoLabelHook']
+__all__ = ['ProgressBarHook']

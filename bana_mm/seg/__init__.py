@@ -8,8 +8,8 @@ import bana_mm  # noqa: F401  (root registries, checkpoint loading)
 from .data_preprocessor import TwoMapSegDataPreProcessor
 from .datasets import PseudoLabelVOCDataset, with_background
 from .heads import (DeepLabV1Head, DeepLabV2Head, NALASPPHead,
-                    NALDepthwiseSeparableASPPHead, NALFCNHead, NALPSPHead,
-                    NoiseAwareHeadMixin, noise_aware_head)
+                    NALDepthwiseSeparableASPPHead, NALFCNHead, NALOutput,
+                    NALPSPHead, NoiseAwareHeadMixin, noise_aware_head)
 from .hooks import ConfidenceMapHook
 from .losses import NoiseAwareLoss
 from .segmentors import CRFEncoderDecoder, CRFSegTTAModel
@@ -19,7 +19,7 @@ from . import mdh  # noqa: F401,E402  (MDH, SPEC §5)
 __all__ = [
     'TwoMapSegDataPreProcessor', 'PseudoLabelVOCDataset', 'with_background',
     'DeepLabV1Head', 'DeepLabV2Head', 'NALASPPHead',
-    'NALDepthwiseSeparableASPPHead', 'NALFCNHead', 'NALPSPHead',
+    'NALDepthwiseSeparableASPPHead', 'NALFCNHead', 'NALPSPHead', 'NALOutput',
     'NoiseAwareHeadMixin', 'noise_aware_head', 'ConfidenceMapHook',
     'NoiseAwareLoss', 'CRFEncoderDecoder', 'CRFSegTTAModel',
     'LoadPseudoLabels', 'PackTwoMapSegInputs', 'PadSegFields'

@@ -3,23 +3,37 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Optional, Sequence
+import os.path as osp
+from typing import List, Optional, Sequence
+
+#: Where a split given by name is looked for, relative to the data root, in
+#: this order (VOC segmentation lists, VOC detection lists, COCO jsons).
+SPLIT_PATTERNS = (
+    'ImageSets/Segmentation/{}.txt',
+    'ImageSets/Main/{}.txt',
+    'annotations/instances_{}.json',
+    'annotations/{}.json',
+)
 
 
 def add_runner_args(parser: argparse.ArgumentParser) -> None:
     """``--cfg-options``, ``--launcher`` and ``--local-rank``."""
     from mmengine.config import DictAction
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
         help='override config settings, key=value (xxx=yyy format)')
-    parser.add_argument('--launcher', default='none',
-                        choices=['none', 'pytorch', 'slurm', 'mpi'])
+    parser.add_argument(
+        '--launcher',
+        default='none',
+        choices=['none', 'pytorch', 'slurm', 'mpi'])
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
 
-def parse_runner_args(parser: argparse.ArgumentParser,
-                      argv: Optional[Sequence[str]] = None
-                      ) -> argparse.Namespace:
+def parse_runner_args(
+        parser: argparse.ArgumentParser,
+        argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """Parse and export ``LOCAL_RANK`` for mmengine."""
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
@@ -28,10 +42,54 @@ def parse_runner_args(parser: argparse.ArgumentParser,
 
 def init_launcher(launcher: str, cfg=None) -> None:
     """Start the process group of ``launcher`` with the config's backend
-    (CPU-only machines: gloo, see :func:`~bana_mm.utils.dist.init_distributed`)."""
+    (CPU-only machines: gloo, see
+    :func:`~bana_mm.utils.dist.init_distributed`)."""
     from .dist import init_distributed
     backend = 'nccl'
     if cfg is not None:
-        backend = cfg.get('env_cfg', {}).get('dist_cfg', {}).get(
-            'backend', backend)
+        backend = cfg.get('env_cfg', {}).get('dist_cfg',
+                                             {}).get('backend', backend)
     init_distributed(launcher, backend)
+
+
+def split_candidates(split: str) -> List[str]:
+    """Paths (relative to a data root) that the split name ``split`` may
+    mean, in the order :func:`resolve_split` tries them."""
+    return [pattern.format(split) for pattern in SPLIT_PATTERNS]
+
+
+def resolve_split(data_root: Optional[str],
+                  split: Optional[str]) -> Optional[str]:
+    """The ``ann_file`` that ``--split`` means.
+
+    ``split`` may be a path relative to ``data_root`` (``ImageSets/
+    Segmentation/train.txt``, returned as given), an existing absolute or
+    working-directory path (returned absolute), or a bare name (``train``,
+    ``val``, ``train_aug``) looked up with :data:`SPLIT_PATTERNS` (returned
+    relative to ``data_root``, as mmengine's ``ann_file`` expects). None
+    stays None (the config's own split).
+
+    Raises:
+        FileNotFoundError: naming the data root and every path tried.
+    """
+    if split is None:
+        return None
+    root = data_root or ''
+    if osp.isabs(split):
+        if osp.isfile(split):
+            return split
+        raise FileNotFoundError(f'split file {split} does not exist')
+    if osp.isfile(osp.join(root, split)):
+        return split
+    tried = [osp.join(root, split)]
+    name = split[:-len('.txt')] if split.endswith('.txt') else split
+    if '/' not in name and os.sep not in name:
+        for rel in split_candidates(name):
+            if osp.isfile(osp.join(root, rel)):
+                return rel
+            tried.append(osp.join(root, rel))
+    if osp.isfile(split):  # relative to the working directory
+        return osp.abspath(split)
+    raise FileNotFoundError(
+        f'split {split!r} not found under data root {data_root!r}; tried: ' +
+        ', '.join(tried))

@@ -11,7 +11,13 @@ crop_size = (161, 161)
 width_mult = 0.25
 
 model = dict(
-    backbone=dict(width_mult=width_mult, norm_cfg=dict(type='BN')),
+    # from scratch: the backbone's default init instead of `pretrained`
+    backbone=dict(
+        width_mult=width_mult,
+        norm_cfg=dict(type='BN'),
+        init_cfg=dict(_delete_=True, type='Kaiming', layer='Conv2d',
+                      mode='fan_out', nonlinearity='relu',
+                      distribution='normal', bias=0)),
     head=dict(in_channels=int(1024 * width_mult), num_classes=len(classes)))
 
 train_pipeline = [
@@ -19,6 +25,8 @@ train_pipeline = [
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='RandomRescale', ratio_range=(0.5, 1.5)),
     dict(type='RandomCrop', crop_size=crop_size, allow_negative_crop=False),
+    # (mmdet's jitter kept here so that `make demo` figures stay comparable;
+    # the paper configs use the authors' BANAColorJitter)
     dict(type='PhotoMetricDistortion', brightness_delta=32,
          contrast_range=(0.5, 1.5), saturation_range=(0.5, 1.5),
          hue_delta=0),

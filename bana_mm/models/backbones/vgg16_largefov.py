@@ -1,9 +1,10 @@
 """VGG-16 LargeFOV backbone used by BANA stage 1 and DeepLab-V1 (SPEC §1, §3).
 
 The layer names follow the authors' (AffinityNet / DeepLab) naming,
-``conv1_1 ... conv5_3, fc6, fc7``, so their checkpoints map one to one
-(SPEC §7). :func:`load_vgg16_weights` additionally reads torchvision's
-``vgg16`` layout (``features.N``) and caffe-converted DeepLab weights.
+``conv1_1 ... conv5_3, fc6, fc7``, so their checkpoints (and DeepLab's
+``vgg_caffe.pth``) map one to one (SPEC §7). torchvision's ``vgg16`` must be
+converted offline first (``tools/model_converters/vgg16_to_largefov.py``):
+:func:`load_vgg16_weights` refuses it.
 """
 from __future__ import annotations
 
@@ -124,10 +125,11 @@ class VGG16LargeFOV(BaseModule):
         init_cfg (dict | list[dict], optional): Initialisation config.
             Defaults to Kaiming-normal (fan_out, relu) weights and zero
             biases. ``dict(type='Pretrained', checkpoint=PATH)`` (optionally
-            with ``prefix``) loads through :func:`load_vgg16_weights`, so the
-            checkpoint may be in this module's names, torchvision's
-            ``vgg16`` layout or the DeepLab/caffe-converted layout; layers
-            it does not cover keep the default initialisation.
+            with ``prefix``) loads through :func:`load_vgg16_weights`: this
+            module's names (= the authors' ``vgg_caffe.pth`` and the
+            converter's output); torchvision's layout is refused with an
+            error naming the converter; layers the checkpoint does not
+            cover keep the default initialisation.
     """
 
     def __init__(
@@ -274,7 +276,10 @@ class VGG16PretrainedInit(PretrainedInit):
             if not state_dict:
                 raise KeyError(f'No keys start with prefix {prefix!r} in '
                                f'{self.checkpoint}')
-        load_vgg16_weights(module, state_dict, strict=False)
+        try:
+            load_vgg16_weights(module, state_dict, strict=False)
+        except ValueError as e:
+            raise ValueError(f'{self.checkpoint}: {e}') from e
         if hasattr(module, '_params_init_info'):
             update_init_info(module, init_info=self._get_init_info())
 
@@ -306,42 +311,22 @@ def _unwrap_state_dict(checkpoint: Mapping) -> Dict[str, Tensor]:
     return state_dict
 
 
-def _map_torchvision(
-        state_dict: Mapping[str,
-                            Tensor]) -> Tuple[Dict[str, str], Dict[str, str]]:
-    """Map torchvision ``features.N`` conv keys to ``conv1_1..conv5_3``."""
-    mapping: Dict[str, str] = {}
-    skipped: Dict[str, str] = {}
-    conv_ids: List[int] = []
-    for key, value in state_dict.items():
-        match = _TORCHVISION_KEY.match(key)
-        if match is None:
-            continue
-        idx, param = int(match.group(1)), match.group(2)
-        if param in ('running_mean', 'running_var', 'num_batches_tracked'):
-            raise ValueError(
-                f'{key!r} looks like torchvision vgg16_bn (BatchNorm); only '
-                'the plain vgg16 layout (no BatchNorm) can be loaded into '
-                'VGG16LargeFOV.')
-        if param == 'weight' and getattr(value, 'dim', lambda: 0)() == 4:
-            conv_ids.append(idx)
-    conv_ids.sort()
-    if len(conv_ids) != len(VGG16_CONV_NAMES):
-        raise ValueError(
-            f'torchvision VGG-16 layout must have {len(VGG16_CONV_NAMES)} '
-            f'conv layers (features.N.weight with 4 dims), found '
-            f'{len(conv_ids)}: features indices {conv_ids}')
-    names = dict(zip(conv_ids, VGG16_CONV_NAMES))
-    for key in state_dict:
-        match = _TORCHVISION_KEY.match(key)
-        if match is not None and int(match.group(1)) in names:
-            mapping[key] = f'{names[int(match.group(1))]}.{match.group(2)}'
-        elif key.startswith('classifier.'):
-            skipped[key] = ('torchvision classifier (Linear layers) does not '
-                            'match fc6/fc7 shapes')
-        else:
-            skipped[key] = 'not a VGG16LargeFOV parameter'
-    return mapping, skipped
+#: The offline converter for layouts this module must not load directly.
+VGG16_CONVERTER = 'tools/model_converters/vgg16_to_largefov.py'
+
+
+def _refuse_torchvision(state_dict: Mapping[str, Tensor]) -> None:
+    """Raise: torchvision's layout would be misread (SPEC §1)."""
+    bn = [k for k in state_dict if k.endswith('running_mean')]
+    kind = 'vgg16_bn (BatchNorm)' if bn else 'vgg16'
+    raise ValueError(
+        f'This checkpoint is in torchvision\'s {kind} layout (features.N / '
+        'classifier.N keys): RGB input in [0, 1] normalised by mean/std and '
+        '4096-wide fc6/fc7. VGG16LargeFOV takes Caffe-style BGR 0-255 input '
+        'minus the mean, with 1024-wide fc6/fc7; loaded as is, its colour '
+        'channels would be swapped, its input ~58x too large and fc6/fc7 '
+        f'random. Convert it first: python {VGG16_CONVERTER} SRC DST '
+        '(plain vgg16 only), then load DST.')
 
 
 def _map_native(
@@ -385,11 +370,14 @@ def load_vgg16_weights(backbone: nn.Module,
     stripping ``module.``; a full-model checkpoint's ``backbone.`` prefix is
     also stripped):
 
-    * this module's own names (``conv1_1.weight`` ... ``fc7.bias``) and the
-      DeepLab/caffe-converted ones (``conv1_1.0.weight``-like);
-    * torchvision ``vgg16`` (``features.0.weight`` ... ``features.28.bias``):
-      the 13 conv layers map in order to ``conv1_1..conv5_3``; the
-      ``classifier.*`` Linear layers are skipped with a warning.
+    * this module's own names (``conv1_1.weight`` ... ``fc7.bias``), which
+      are also those of the authors' DeepLab ``vgg_caffe.pth`` and of
+      ``tools/model_converters/vgg16_to_largefov.py``'s output, and
+      ``conv1_1.0.weight``-like ones.
+
+    torchvision's ``vgg16`` layout (``features.N``) is refused with a
+    ``ValueError`` naming the converter: it expects RGB mean/std input and
+    would be misread by this Caffe-BGR backbone (SPEC §1).
 
     ``fc6``/``fc7`` are loaded when their shapes match and skipped with a
     warning otherwise. A conv layer with the wrong shape raises
@@ -404,7 +392,7 @@ def load_vgg16_weights(backbone: nn.Module,
         strict (bool): See above. Defaults to False.
 
     Returns:
-        dict: ``layout`` ('native' or 'torchvision'), ``loaded`` (list of
+        dict: ``layout`` ('native'), ``loaded`` (list of
         backbone keys), ``skipped`` (source key -> reason) and ``missing``
         (backbone keys left untouched).
     """
@@ -415,11 +403,9 @@ def load_vgg16_weights(backbone: nn.Module,
     state_dict = _strip_backbone_prefix(_unwrap_state_dict(state_dict_or_path))
 
     if any(_TORCHVISION_KEY.match(k) for k in state_dict):
-        layout = 'torchvision'
-        mapping, skipped = _map_torchvision(state_dict)
-    else:
-        layout = 'native'
-        mapping, skipped = _map_native(state_dict)
+        _refuse_torchvision(state_dict)
+    layout = 'native'
+    mapping, skipped = _map_native(state_dict)
 
     own = backbone.state_dict()
     loaded: List[str] = []
@@ -474,7 +460,8 @@ def load_vgg16_weights(backbone: nn.Module,
 
 
 __all__ = [
-    'VGG16LargeFOV', 'VGG16PretrainedInit', 'load_vgg16_weights',
+    'VGG16LargeFOV', 'VGG16PretrainedInit', 'VGG16_CONVERTER',
+    'load_vgg16_weights',
     'vgg16_largefov_param_shapes', 'VGG16_LARGEFOV_ARCH', 'VGG16_STAGES',
     'VGG16_CONV_NAMES', 'VGG16_FC_NAMES'
 ]

@@ -14,10 +14,11 @@ train_pipeline = [
     dict(type='RandomRescale', ratio_range=(0.5, 1.5)),
     # Boxes are clipped to the crop; a crop without any box is re-drawn.
     dict(type='RandomCrop', crop_size=crop_size, allow_negative_crop=False),
-    # Colour jitter 0.5/0.5/0.5 (brightness, contrast, saturation).
-    dict(type='PhotoMetricDistortion', brightness_delta=32,
-         contrast_range=(0.5, 1.5), saturation_range=(0.5, 1.5),
-         hue_delta=0),
+    # The authors' colour jitter (SPEC §1): brightness, contrast, saturation
+    # factors from U(0.5, 1.5), always, in that order (not mmdet's
+    # PhotoMetricDistortion: additive, p=0.5 per op, channel swaps).
+    dict(type='BANAColorJitter', brightness=0.5, contrast=0.5,
+         saturation=0.5),
     dict(type='RandomFlip', prob=0.5),
     # No Pad here: DetDataPreprocessor pads the batch with the mean colour and
     # img_shape keeps the real crop, so padding never counts as background.

@@ -24,7 +24,9 @@ test_pipeline = [
     dict(type='LoadAnnotations'),
     dict(type='PackSegInputs'),
 ]
-img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5]
+# multi-scale + flip as the authors (tools/test.py --tta): 8 views whose
+# logits are averaged before the softmax (CRFSegTTAModel)
+img_ratios = [0.5, 0.75, 1.0, 1.5]
 tta_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='TestTimeAug',

@@ -1,5 +1,14 @@
 # Stage-1 classifier of SPEC §1: VGG-16 LargeFOV (fc6 dilation 1) + BAP head.
 num_classes = 20
+# Initial weights (SPEC §1, the ONE place to set them): DeepLab's VGG-16 in
+# the LargeFOV layout for Caffe-style BGR input. Make the file with
+#   python tools/model_converters/vgg16_to_largefov.py \
+#       SRC checkpoints/vgg16_largefov.pth
+# from torchvision's ImageNet vgg16 (vgg16-397923af.pth) or the authors'
+# vgg_caffe.pth (docs/reproduce.md), or load another converted file with
+#   --cfg-options model.backbone.init_cfg.checkpoint=PATH
+# A raw torchvision file is refused with an error naming the converter.
+pretrained = 'checkpoints/vgg16_largefov.pth'
 model = dict(
     type='BAPClassifier',
     data_preprocessor=dict(
@@ -10,7 +19,10 @@ model = dict(
         std=[1.0, 1.0, 1.0],
         bgr_to_rgb=False,
         pad_size_divisor=1),
-    backbone=dict(type='VGG16LargeFOV', fc6_dilation=1),
+    backbone=dict(
+        type='VGG16LargeFOV',
+        fc6_dilation=1,
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     head=dict(
         type='BAPHead',
         in_channels=1024,

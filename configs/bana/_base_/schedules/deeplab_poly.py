@@ -1,4 +1,5 @@
-# Stage-3 recipe (SPEC §3): SGD momentum 0.9, wd 5e-4, lr 1e-3 (decode head,
+# Stage-3 recipe (SPEC §3): SGD momentum 0.9, wd 5e-4, lr 1e-3 (V1; V2 sets
+# 2.5e-4 in deeplabv2_nal_voc.py; V1 adds biases 2x, no decay) (decode head,
 # i.e. the classifier and the V2 branches, x10), poly 0.9, iteration based.
 max_iters = 20000
 optim_wrapper = dict(

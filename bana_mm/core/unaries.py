@@ -1,0 +1,158 @@
+"""Unaries of stage 2 (paper §3.2, eqs. (5)-(7), SPEC §2), registry-free.
+
+u0 is the background attention of eq. (7) (one background query, N = 1)
+with only confident background kept inside the boxes; u_c is the CAM of
+class c (eq. 6) normalised per box (eq. 5). Maps are at image resolution
+(see :mod:`bana_mm.core.resample` for where they are computed); everything
+that depends on the boxes is done at image resolution, where the boxes are
+defined, so a box smaller than a feature cell still gets a unary.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+from .boxes import class_box_masks, pixel_box_masks
+from .resample import BilinearResampler, cam_maps, similarity_maps
+
+THRESHOLD_REFERENCES = ('image', 'similarity', 'boxes')
+BACKGROUND_MODES = ('attention', 'cam')
+
+
+def check_choice(name: str, value: str, choices: Sequence[str]) -> None:
+    """Raise a ValueError naming the option unless ``value`` in ``choices``."""
+    if value not in choices:
+        raise ValueError(f'{name} must be one of {choices}, got {value!r}')
+
+
+def threshold_attention(similarity: Optional[Tensor], inside: Tensor,
+                        threshold: float = 0.99, reference: str = 'image',
+                        valid: Optional[Tensor] = None) -> Tensor:
+    """u0 = A (eq. 7) keeping only confident background inside the boxes.
+
+    A = ``similarity`` inside the boxes and 1 outside (eq. 3); inside the
+    boxes every value below ``threshold * ref`` is set to 0 (the others are
+    kept as they are). ``ref`` per ``reference`` (see
+    :class:`PseudoLabelConfig`), over ``valid`` (real image) positions.
+    ``similarity=None`` (no background to query) gives u0 = 0 inside the
+    boxes and 1 outside.
+    """
+    check_choice('reference', reference, THRESHOLD_REFERENCES)
+    if similarity is None:
+        similarity = torch.zeros(inside.shape)
+    a = torch.where(inside, similarity, torch.ones_like(similarity))
+    region = (torch.ones_like(inside) if valid is None else valid)
+    if reference == 'image':
+        pool = a[region]
+    elif reference == 'similarity':
+        pool = similarity[region]
+    else:
+        pool = similarity[region & inside]
+    ref = pool.max() if pool.numel() else a.new_zeros(())
+    drop = inside & (a < threshold * ref)
+    return torch.where(drop, torch.zeros_like(a), a)
+
+
+def normalise_per_box(cams: Tensor, box_masks: Tensor,
+                      box_channels: Tensor) -> Tensor:
+    """u_c of eq. (5): each box's CAM divided by its max inside the box.
+
+    Args:
+        cams: (K, h, w) non-negative CAMs of the present classes.
+        box_masks: (N, h, w) bool box masks.
+        box_channels: (N,) channel 0..K-1 of each box's class.
+
+    Returns (K, h, w): 0 outside the boxes of each class, the max where
+    boxes of one class overlap, 0 for a box whose CAM max is 0 (or which
+    covers no position).
+    """
+    out = torch.zeros_like(cams)
+    if len(box_masks) == 0:
+        return out
+    per_box = cams[box_channels] * box_masks.to(cams.dtype)  # (N, h, w)
+    peaks = per_box.flatten(1).amax(dim=1)  # CAMs are >= 0
+    scaled = per_box / torch.where(peaks > 0, peaks,
+                                   torch.ones_like(peaks))[:, None, None]
+    for k in torch.unique(box_channels).tolist():
+        out[k] = scaled[box_channels == k].amax(dim=0)
+    return out
+
+
+def agnostic_class_ids(class_ids: Tensor, class_weights: Optional[Tensor],
+                  agnostic_classes: Iterable[int]) -> set:
+    """Map ids that have no usable classifier weight."""
+    rows = 0 if class_weights is None else class_weights.shape[0]
+    explicit = {int(c) + 1 for c in agnostic_classes}
+    return {cid for cid in class_ids.tolist()
+            if cid in explicit or cid >= rows}
+
+
+def _class_channels(class_ids: Tensor, labels: Tensor) -> Tensor:
+    lut = {cid: k for k, cid in enumerate(class_ids.tolist())}
+    return torch.tensor([lut[int(l) + 1] for l in labels.tolist()],
+                        dtype=torch.long)
+
+
+def _assemble_class_unaries(cams: Tensor, box_masks: Tensor, labels: Tensor,
+                            class_ids: Tensor, agnostic: set,
+                            u0: Optional[Tensor]) -> Tensor:
+    """Per-box normalised CAMs; 1 - u0 inside the boxes of agnostic classes."""
+    out = normalise_per_box(cams, box_masks, _class_channels(class_ids,
+                                                             labels))
+    if agnostic:
+        if u0 is None:
+            raise ValueError('class-agnostic classes need u0')
+        per_class = class_box_masks(box_masks, labels, class_ids)
+        for k, cid in enumerate(class_ids.tolist()):
+            if cid in agnostic:
+                out[k] = torch.where(per_class[k], 1.0 - u0,
+                                     torch.zeros_like(u0))
+    return out
+
+
+def _weight_rows(class_weights: Optional[Tensor], class_ids: Tensor,
+                 agnostic: set, dim: int) -> Tensor:
+    """Rows w_c of the present classes (zeros for agnostic ones)."""
+    rows = torch.zeros((len(class_ids), dim))
+    for k, cid in enumerate(class_ids.tolist()):
+        if cid not in agnostic:
+            rows[k] = class_weights[cid]
+    return rows
+
+
+def background_cam_unary(cam0: Tensor, inside: Tensor,
+                         valid: Optional[Tensor] = None) -> Tensor:
+    """Background channel of the ``Ycrf w/o u0`` ablation: the background
+    CAM ReLU(f . w_0), zeroed inside the boxes, divided by its max over the
+    image (all zeros if that max is 0)."""
+    u = torch.where(inside, torch.zeros_like(cam0), cam0)
+    region = u if valid is None else u[valid]
+    peak = region.max() if region.numel() else u.new_zeros(())
+    return u / peak if peak > 0 else torch.zeros_like(u)
+
+
+def image_unaries(feat: Tensor, class_weights: Optional[Tensor],
+                  boxes: Tensor, labels: Tensor, class_ids: Tensor,
+                  agnostic: set, resampler: BilinearResampler, cfg,
+                  norms: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
+    """u0 (eq. 7 with the threshold), u_c (eqs. 5-6) and the union of the
+    boxes, all at image resolution. ``cfg`` is a ``PseudoLabelConfig``."""
+    image_hw = resampler.image_hw
+    box_masks = pixel_box_masks(boxes, image_hw)
+    inside = box_masks.any(dim=0)
+    similarity = None
+    if not inside.all():
+        query, _ = resampler.region_means(feat, (~inside)[None])
+        similarity = similarity_maps(feat, query, resampler, cfg.upsample,
+                                     norms)[0]
+    u0 = threshold_attention(similarity, inside, cfg.threshold,
+                             cfg.threshold_reference)
+    weights = _weight_rows(class_weights, class_ids, agnostic,
+                           feat.shape[0]).to(feat.dtype)
+    cams = cam_maps(feat, weights, resampler, cfg.upsample)
+    unaries = _assemble_class_unaries(cams, box_masks, labels, class_ids,
+                                      agnostic, u0)
+    return u0, unaries, inside
+

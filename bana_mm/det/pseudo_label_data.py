@@ -1,0 +1,116 @@
+"""What stage 2 reads: the dataset to label and the stage-1 network's side
+of it (features, classifier rows), SPEC §2.
+
+The labelling set is the stage-1 training set with the test pipeline (each
+image at its own size, no augmentation) and ``test_mode`` (no image
+dropped); the features are the BAP classifier's backbone output.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from ..core.class_mapping import map_class_weights
+from .bap_head import gt_boxes_of
+
+#: Used when a config has no test / val dataloader: the image at its own size.
+DEFAULT_PIPELINE = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape',
+                                          'img_shape', 'scale_factor'))]
+
+
+def innermost_dataset(dataset_cfg: dict) -> dict:
+    """The innermost dataset config of wrappers (RepeatDataset, ...)."""
+    while 'dataset' in dataset_cfg and 'ann_file' not in dataset_cfg:
+        dataset_cfg = dataset_cfg['dataset']
+    return dataset_cfg
+
+
+def label_dataset_config(cfg, data_root: Optional[str] = None,
+                         split: Optional[str] = None) -> dict:
+    """The stage-1 training set of ``cfg`` with the test pipeline (images
+    at their own size, no augmentation) and ``test_mode`` (no image
+    dropped); ``data_root`` / ``split`` (the ``ann_file``) override it."""
+    dataset = copy.deepcopy(innermost_dataset(cfg.train_dataloader.dataset))
+    test_loader = cfg.get('test_dataloader') or cfg.get('val_dataloader')
+    dataset['pipeline'] = copy.deepcopy(
+        innermost_dataset(test_loader.dataset)['pipeline'] if test_loader
+        else DEFAULT_PIPELINE)
+    dataset['test_mode'] = True
+    if data_root is not None:
+        dataset['data_root'] = data_root.rstrip('/') + '/'
+    if split is not None:
+        dataset['ann_file'] = split
+    return dataset
+
+
+def build_label_dataset(cfg, data_root: Optional[str] = None,
+                        split: Optional[str] = None):
+    """Build :func:`label_dataset_config` in the mmdet scope."""
+    from mmdet.registry import DATASETS
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        return DATASETS.build(label_dataset_config(cfg, data_root, split))
+
+
+def is_coco_dataset(dataset) -> bool:
+    from mmdet.datasets import CocoDataset
+    return isinstance(dataset, CocoDataset)
+
+
+def model_classes(cfg, checkpoint_meta: Optional[dict] = None
+                  ) -> Optional[Tuple[str, ...]]:
+    """Class names the stage-1 classifier was trained on: the checkpoint's
+    ``dataset_meta``, else the config's training set, else None."""
+    meta = (checkpoint_meta or {}).get('dataset_meta') or {}
+    if meta.get('classes'):
+        return tuple(meta['classes'])
+    train = innermost_dataset(cfg.train_dataloader.dataset)
+    classes = (train.get('metainfo') or {}).get('classes')
+    return tuple(classes) if classes else None
+
+
+def classifier_for(model, data_classes: Sequence[str],
+                   trained_classes: Optional[Sequence[str]]
+                   ) -> Tuple[torch.Tensor, Tuple[int, ...]]:
+    """Classifier rows for the dataset's classes and the class-agnostic
+    labels (classes the model never saw, SPEC §2 variants)."""
+    weights = model.head.class_weights.detach().float().cpu()
+    if trained_classes is None or tuple(trained_classes) == tuple(
+            data_classes):
+        if weights.shape[0] != len(data_classes) + 1:
+            raise ValueError(
+                f'the classifier has {weights.shape[0] - 1} classes but the '
+                f'dataset has {len(data_classes)}; give the checkpoint\'s '
+                'class names (dataset_meta) to map them by name')
+        return weights, ()
+    return map_class_weights(weights, trained_classes, data_classes)
+
+
+@torch.no_grad()
+def network_features(model, item: dict):
+    """Backbone features of one test-pipeline item.
+
+    Returns (feat (1, D, h, w) on CPU, input_hw, image RGB (H, W, 3) uint8,
+    boxes (N, 4), labels (N,)).
+    """
+    sample = item['data_samples']
+    if tuple(sample.img_shape[:2]) != tuple(sample.ori_shape[:2]):
+        raise ValueError(
+            f'{sample.img_path}: stage 2 needs the image at its own size but '
+            f'the test pipeline resized {sample.ori_shape[:2]} to '
+            f'{sample.img_shape[:2]}; remove Resize from test_pipeline')
+    data = model.data_preprocessor(
+        dict(inputs=[item['inputs']], data_samples=[sample]), False)
+    inputs = data['inputs']
+    feat = model.extract_feat(inputs).float().cpu()
+    image_rgb = item['inputs'].permute(1, 2, 0).numpy()[..., ::-1]
+    boxes, labels = gt_boxes_of(sample)
+    return (feat, tuple(inputs.shape[-2:]), np.ascontiguousarray(image_rgb),
+            boxes.cpu(), labels.cpu())
+

@@ -1,0 +1,290 @@
+"""Stage 2 over a dataset with a stage-1 model: pseudo-label files, their
+scores and pictures (paper §3.2, SPEC §2). Shared by
+:class:`~bana_mm.det.PseudoLabelHook`, ``tools/gen_pseudo_labels.py`` and
+the one-command pipeline (through :mod:`bana_mm.apis.stage2`).
+
+Work split (so that a GPU never waits for DenseCRF): the main process loads
+an image, runs the network and computes the unaries
+(:func:`~bana_mm.core.pseudo_labels.prepare_pseudo_labels`); a
+:class:`~bana_mm.utils.worker_pool.WorkerPool` runs DenseCRF, Yret and the
+file writes (:func:`~bana_mm.core.pseudo_labels.finish_pseudo_labels`).
+Under a distributed launcher each rank takes its own shard of the images
+(``DefaultSampler(round_up=False)``: every image exactly once).
+
+Output folder::
+
+    OUT/Ycrf/<id>.png, OUT/Yret/<id>.png   palette PNGs, 0 bg, c = class c, 255 ignore
+    OUT/vis/<id>.jpg                       overlay sheets of the first images
+    OUT/instances_ycrf.json, OUT/instances_yret.json   (COCO input) RLE masks
+    OUT/run.json                           what this run did, timings
+    OUT/metrics.json                       scores, when ground truth exists
+
+Every file is written atomically; a rerun skips images whose PNGs exist.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import os.path as osp
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..core.pseudo_labels import (PreparedImage, PseudoLabelConfig,
+                                  finish_pseudo_labels, prepare_pseudo_labels)
+from ..evaluation import evaluate_label_files
+from ..utils.io import atomic_open, atomic_write_text
+from ..utils.label_io import write_label_png
+from ..utils.label_layout import (image_stem, is_done, label_path,
+                                  remove_stale_temp_files)
+from ..utils.worker_pool import WorkerPool
+from .coco_export import write_coco_instances
+from .pseudo_label_data import classifier_for, is_coco_dataset, network_features
+
+
+@dataclass
+class Stage2Options:
+    """How to run stage 2 over a dataset.
+
+    Attributes:
+        workers: DenseCRF / retrieval processes; 0 runs them inline.
+        num_vis: overlay sheets for the first ``num_vis`` images.
+        evaluate: write ``metrics.json`` when ground truth exists.
+        grabcut: include the GrabCut baseline (5 iterations) in the scores.
+        grabcut_iterations: GrabCut iterations per box.
+        seg_subdir: ground-truth class maps of a VOC-layout ``data_root``.
+        labels: the per-image options of SPEC §2.
+    """
+    workers: int = 1
+    num_vis: int = 4
+    evaluate: bool = True
+    grabcut: bool = True
+    grabcut_iterations: int = 5
+    seg_subdir: str = 'SegmentationClass'
+    labels: PseudoLabelConfig = field(default_factory=PseudoLabelConfig)
+
+
+@dataclass
+class FinishJob:
+    """What a worker needs to finish and write one image."""
+    prep: PreparedImage
+    out_dir: str
+    stem: str
+    vis: bool
+    class_names: Tuple[str, ...]
+
+
+def finish_and_write(job: FinishJob) -> dict:
+    """DenseCRF + Yret of one image, its PNGs (and sheet); timings."""
+    result = finish_pseudo_labels(job.prep)
+    if result.yret is not None:
+        write_label_png(label_path(job.out_dir, 'Yret', job.stem),
+                        result.yret)
+    # Ycrf last: an image counts as done once its Ycrf exists.
+    write_label_png(label_path(job.out_dir, 'Ycrf', job.stem), result.ycrf)
+    if job.vis:
+        import cv2
+
+        from ..visualization import pseudo_label_sheet
+        prep = job.prep
+        sheet = pseudo_label_sheet(
+            prep.image, prep.boxes.numpy(), prep.labels.numpy(),
+            job.class_names, result.u0, result.class_ids,
+            result.unaries[1:], result.ycrf, result.yret)
+        ok, encoded = cv2.imencode('.jpg', sheet[..., ::-1],
+                                   [cv2.IMWRITE_JPEG_QUALITY, 90])
+        if ok:
+            with atomic_open(osp.join(job.out_dir, 'vis',
+                                      f'{job.stem}.jpg')) as f:
+                f.write(encoded.tobytes())
+    return dict(stem=job.stem, unary=result.unary_seconds,
+                crf=result.crf_seconds, retrieval=result.retrieval_seconds)
+
+
+def _progress(total: int):
+    from mmengine.dist import is_main_process
+    from mmengine.utils import ProgressBar
+    return ProgressBar(total) if is_main_process() and total else None
+
+
+def _log(message: str, level: int = logging.INFO) -> None:
+    from mmengine.logging import print_log
+    print_log(message, logger='current', level=level)
+
+
+def generate_label_files(model, dataset, out_dir: str,
+                         options: Optional[Stage2Options] = None,
+                         trained_classes: Optional[Sequence[str]] = None
+                         ) -> dict:
+    """Write Ycrf / Yret for this rank's shard of ``dataset``.
+
+    Returns this rank's report: ``written``, ``skipped`` (finished by an
+    earlier run), ``failed`` ({image, error}) and per-image timings.
+    """
+    from mmengine.dataset import DefaultSampler
+
+    options = options or Stage2Options()
+    data_classes = tuple(dataset.metainfo['classes'])
+    weights, agnostic = classifier_for(model, data_classes, trained_classes)
+    label_cfg = copy.deepcopy(options.labels)
+    label_cfg.agnostic_classes = tuple(sorted(
+        set(label_cfg.agnostic_classes) | set(agnostic)))
+    if agnostic:
+        _log(f'stage 2: class-agnostic unaries (1 - u0) for '
+             f'{[data_classes[a] for a in agnostic]}: not in the classifier')
+    with_yret = label_cfg.compute_yret
+    indices = list(DefaultSampler(dataset, shuffle=False, round_up=False))
+    report: Dict[str, list] = dict(written=[], skipped=[], failed=[],
+                                   network=[], unary=[], crf=[],
+                                   retrieval=[])
+    bar = _progress(len(indices))
+    model.eval()
+    start = time.perf_counter()
+
+    def collect(finished) -> None:
+        for stem, result in finished:
+            if isinstance(result, Exception):
+                report['failed'].append(dict(image=stem, error=repr(result)))
+                _log(f'stage 2: {stem} failed: {result!r}', logging.WARNING)
+            else:
+                report['written'].append(stem)
+                for key in ('unary', 'crf', 'retrieval'):
+                    report[key].append(result[key])
+            if bar is not None:
+                bar.update()
+
+    with WorkerPool(options.workers) as executor:
+        for idx in indices:
+            info = dataset.get_data_info(idx)
+            stem = image_stem(info)
+            if is_done(out_dir, stem, with_yret):
+                report['skipped'].append(stem)
+                if bar is not None:
+                    bar.update()
+                continue
+            try:
+                t0 = time.perf_counter()
+                item = dataset[idx]
+                feat, input_hw, image, boxes, labels = network_features(
+                    model, item)
+                report['network'].append(time.perf_counter() - t0)
+                prep = prepare_pseudo_labels(image, feat, weights, boxes,
+                                             labels, input_hw, label_cfg)
+            except Exception as err:  # unreadable image, bad boxes, ...
+                collect([(f'{stem} ({info["img_path"]})', err)])
+                continue
+            job = FinishJob(prep=prep, out_dir=out_dir, stem=stem,
+                            vis=idx < options.num_vis,
+                            class_names=data_classes)
+            collect(executor.submit(finish_and_write, job, stem))
+        collect(executor.drain())
+    if bar is not None:
+        bar.file.write('\n')
+    report['seconds'] = time.perf_counter() - start
+    return report
+
+
+def _mean(values: Sequence[float]) -> Optional[float]:
+    return round(float(np.mean(values)), 4) if len(values) else None
+
+
+def merge_reports(reports: Sequence[dict], workers: int) -> dict:
+    """One ``run.json`` from the reports of all ranks."""
+    merged = {key: [v for r in reports for v in r[key]]
+              for key in ('written', 'skipped', 'failed')}
+    timings = {key: [v for r in reports for v in r[key]]
+               for key in ('network', 'unary', 'crf', 'retrieval')}
+    seconds = max(r['seconds'] for r in reports)
+    written = len(merged['written'])
+    return dict(
+        images=written + len(merged['skipped']) + len(merged['failed']),
+        written=written, skipped=len(merged['skipped']),
+        failed=merged['failed'], workers=workers, world_size=len(reports),
+        seconds=round(seconds, 2),
+        seconds_per_image=round(seconds / written, 4) if written else None,
+        mean_seconds={k: _mean(v) for k, v in timings.items()},
+        per_rank=[dict(written=r['written'], skipped=r['skipped'])
+                  for r in reports])
+
+
+def run_stage2(model, dataset, out_dir: str,
+               options: Optional[Stage2Options] = None,
+               trained_classes: Optional[Sequence[str]] = None) -> dict:
+    """Generate (sharded over ranks), then on rank 0 write the COCO jsons,
+    ``metrics.json`` and ``run.json``. Returns ``run.json``'s content with
+    ``metrics`` added (on every rank)."""
+    from mmengine.dist import (all_gather_object, barrier, broadcast_object_list,
+                               get_world_size, is_main_process)
+    options = options or Stage2Options()
+    os.makedirs(out_dir, exist_ok=True)
+    if is_main_process():
+        remove_stale_temp_files(out_dir)
+    if get_world_size() > 1:
+        barrier()
+    report = generate_label_files(model, dataset, out_dir, options,
+                                  trained_classes)
+    reports = all_gather_object(report) if get_world_size() > 1 else [report]
+    run = merge_reports(reports, options.workers)
+    summary = [None]
+    if is_main_process():
+        if is_coco_dataset(dataset):
+            run['coco_json'] = write_coco_instances(dataset, out_dir)
+        if options.evaluate:
+            t0 = time.perf_counter()
+            run['metrics'] = evaluate_label_files(
+                dataset, out_dir, grabcut=options.grabcut,
+                grabcut_iterations=options.grabcut_iterations,
+                seg_subdir=options.seg_subdir, workers=options.workers,
+                coco_ann_file=(dataset.ann_file if is_coco_dataset(dataset)
+                               else None))
+            run['evaluation_seconds'] = round(time.perf_counter() - t0, 2)
+            atomic_write_text(osp.join(out_dir, 'metrics.json'),
+                              json.dumps(run['metrics'], indent=2) + '\n')
+        record = {k: v for k, v in run.items() if k != 'metrics'}
+        record['options'] = _options_record(options)
+        atomic_write_text(osp.join(out_dir, 'run.json'),
+                          json.dumps(record, indent=2) + '\n')
+        summary = [run]
+    if get_world_size() > 1:
+        broadcast_object_list(summary, src=0)
+        barrier()
+    return summary[0]
+
+
+def _options_record(options: Stage2Options) -> dict:
+    record = asdict(options)
+    record['labels'] = {k: (list(v) if isinstance(v, tuple) else v)
+                        for k, v in record['labels'].items()}
+    return record
+
+
+def describe(run: dict, out_dir: str) -> str:
+    """A few lines for the log: counts, speed, scores, where things are."""
+    lines = [f'pseudo labels in {out_dir}: {run["written"]} written, '
+             f'{run["skipped"]} already there, {len(run["failed"])} failed']
+    if run.get('seconds_per_image'):
+        t = run['mean_seconds']
+        lines.append(
+            f'  {run["seconds_per_image"]:.2f} s/image wall '
+            f'(network {t["network"]}, unaries {t["unary"]}, DenseCRF '
+            f'{t["crf"]}, retrieval {t["retrieval"]} s; '
+            f'{run["workers"]} CRF workers, {run["world_size"]} ranks)')
+    metrics = run.get('metrics') or {}
+    if metrics.get('miou'):
+        lines.append('  mIoU ' + ', '.join(
+            f'{k} {v:.3f}' for k, v in metrics['miou'].items()
+            if v is not None))
+    if metrics.get('s_share') is not None:
+        lines.append(f'  S share {metrics["s_share"]:.3f}, Ycrf accuracy on '
+                     f'S {metrics.get("s_accuracy")}')
+    for kind, ap in (metrics.get('coco_ap') or {}).items():
+        lines.append(f'  {kind} mask AP ' + ', '.join(
+            f'{k} {v}' for k, v in ap.items()))
+    if osp.isdir(osp.join(out_dir, 'vis')):
+        lines.append(f'  pictures: {osp.join(out_dir, "vis")}')
+    return '\n'.join(lines)
+

@@ -1,0 +1,147 @@
+"""Scores of stage-2 label files against ground truth (paper Tables 1-2).
+
+Reads the PNGs back from disk, so the scores are the same after a resume or
+a multi-rank run: mIoU (mmseg's IoU maths, percent) of Ycrf, Yret and the
+Box / GrabCut baselines, the share of S and the accuracy of Ycrf on S; for
+COCO input, the pseudo-mask AP of the RLE jsons (pycocotools).
+"""
+from __future__ import annotations
+
+import json
+import os.path as osp
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from ..core.baselines import box_baseline, grabcut_baseline
+from ..utils.label_io import read_label_png
+from ..utils.label_layout import MAPS, image_stem, label_path
+from ..utils.worker_pool import WorkerPool
+from .pseudo_label_metrics import AgreementScores, SemanticScores, coco_mask_ap
+
+
+@dataclass
+class EvalJob:
+    """One image's inputs to :func:`evaluation_maps`."""
+    stem: str
+    img_path: str
+    gt_path: Optional[str]
+    out_dir: str
+    boxes: np.ndarray
+    labels: np.ndarray
+    grabcut: bool
+    grabcut_iterations: int
+
+
+def evaluation_maps(job: EvalJob) -> dict:
+    """Ycrf, Yret, the Box / GrabCut baselines and the ground truth of one
+    image (GrabCut is the slow part, so this runs in the worker pool)."""
+    maps = {kind: read_label_png(label_path(job.out_dir, kind, job.stem))
+            for kind in MAPS if osp.isfile(label_path(job.out_dir, kind,
+                                                      job.stem))}
+    if 'Ycrf' not in maps:
+        return dict(stem=job.stem, missing=True)
+    hw = maps['Ycrf'].shape
+    out = dict(stem=job.stem, missing=False, ycrf=maps['Ycrf'],
+               yret=maps.get('Yret'))
+    if job.gt_path is not None:
+        gt = read_label_png(job.gt_path)
+        if gt.shape != hw:
+            raise ValueError(f'{job.gt_path}: ground truth {gt.shape} does '
+                             f'not match the image size {hw}')
+        out['gt'] = gt
+        out['box'] = box_baseline(job.boxes, job.labels, hw)
+        if job.grabcut:
+            import mmcv
+            image = mmcv.imread(job.img_path)
+            if image is None:
+                raise ValueError(f'cannot read image {job.img_path}')
+            out['grabcut'] = grabcut_baseline(image, job.boxes, job.labels,
+                                              job.grabcut_iterations)
+    return out
+
+
+def _ground_truth_path(dataset, info: dict, seg_subdir: str
+                       ) -> Optional[str]:
+    if info.get('seg_map_path'):
+        return info['seg_map_path']
+    root = getattr(dataset, 'data_root', None) or ''
+    path = osp.join(root, seg_subdir, image_stem(info) + '.png')
+    return path if osp.isfile(path) else None
+
+
+def evaluate_label_files(dataset, out_dir: str, *, grabcut: bool = True,
+                         grabcut_iterations: int = 5,
+                         seg_subdir: str = 'SegmentationClass',
+                         workers: int = 1,
+                         pool: Optional[WorkerPool] = None,
+                         coco_ann_file: Optional[str] = None) -> dict:
+    """Scores of the label files in ``out_dir`` (paper Tables 1-2).
+
+    With ground-truth class maps: mIoU (per class too) of Ycrf, Yret, Box
+    and GrabCut, the share of S and the accuracy of Ycrf on S. For COCO
+    input (``coco_ann_file``): pseudo-mask AP of the RLE jsons against the
+    json's real masks. GrabCut (the slow part) runs in ``pool`` or a pool
+    of ``workers`` processes.
+    """
+    class_names = ('background', ) + tuple(dataset.metainfo['classes'])
+    jobs = []
+    for idx in range(len(dataset)):
+        info = dataset.get_data_info(idx)
+        kept = [i for i in info['instances'] if not i.get('ignore_flag', 0)]
+        jobs.append(EvalJob(
+            stem=image_stem(info), img_path=info['img_path'],
+            gt_path=_ground_truth_path(dataset, info, seg_subdir),
+            out_dir=out_dir,
+            boxes=np.array([i['bbox'] for i in kept],
+                           dtype=np.float32).reshape(-1, 4),
+            labels=np.array([i['bbox_label'] for i in kept], dtype=np.int64),
+            grabcut=grabcut, grabcut_iterations=grabcut_iterations))
+    own = pool is None
+    pool = pool or WorkerPool(workers)
+    try:
+        results = pool.map(evaluation_maps, jobs)
+    finally:
+        if own:
+            pool.close()
+    methods = ('ycrf', 'yret', 'box', 'grabcut')
+    semantic = {m: SemanticScores(class_names) for m in methods}
+    agreement = AgreementScores()
+    missing, errors, with_gt = [], [], 0
+    for job, result in zip(jobs, results):
+        if isinstance(result, Exception):
+            errors.append(dict(image=job.stem, error=repr(result)))
+            continue
+        if result['missing']:
+            missing.append(job.stem)
+            continue
+        gt = result.get('gt')
+        if result['yret'] is not None:
+            agreement.add(result['ycrf'], result['yret'], gt)
+        if gt is None:
+            continue
+        with_gt += 1
+        for method in methods:
+            if result.get(method) is not None:
+                semantic[method].add(result[method], gt)
+    scores = {m: semantic[m].results() for m in methods}
+    metrics = dict(
+        images=len(jobs), evaluated=with_gt, missing=missing, errors=errors,
+        miou={m: scores[m]['miou'] for m in methods
+              if scores[m]['images']},
+        per_class={m: scores[m]['per_class'] for m in methods
+                   if scores[m]['images']},
+        **agreement.results())
+    if coco_ann_file is not None:
+        metrics['coco_ap'] = {}
+        for kind in MAPS:
+            path = osp.join(out_dir, f'instances_{kind.lower()}.json')
+            if osp.isfile(path):
+                with open(path) as f:
+                    pseudo = json.load(f)
+                metrics['coco_ap'][kind.lower()] = coco_mask_ap(
+                    coco_ann_file, pseudo['annotations'],
+                    [im['id'] for im in pseudo['images']])
+    return metrics
+
