@@ -9,7 +9,7 @@ import pytest
 
 from bana_mm.apis.mdh import (box_dataset, boxes_of, default_full_ids,
                               make_splits, run_proposals)
-from bana_mm.apis.pipeline import VOCLayout
+from bana_mm.apis.common import VOCLayout
 from bana_mm.utils.label_io import read_label_png
 
 TRAIN = 'ImageSets/Segmentation/train.txt'

@@ -35,11 +35,12 @@ import numpy as np
 from ..core.baselines import box_baseline, grabcut_mask
 from ..core.mdh_proposals import (check_tau, paint_by_box_area,
                                   proposal_mask, pseudo_mask_from_probs)
+from ..utils.config_path import config_file
 from ..utils.io import atomic_write_bytes, atomic_write_text
 from ..utils.label_io import read_label_png, write_label_png
+from .common import (VOCLayout, ensure_default_dataset, train_and_summarise,
+                     unique_experiment_name, update_summary)
 
-CONFIG_DIR = osp.join(osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))), 'configs', 'mdh')
 #: (AnnNet, SegNet) config of each preset.
 MDH_CONFIGS = {
     'tiny': ('annnet_tiny.py', 'segnet_tiny.py'),
@@ -270,13 +271,13 @@ def run_proposals(layout, splits: MDHSplits, out_dir: str,
 def mdh_config(name: str, layout, splits: MDHSplits, weak_label_dir: str,
                work_dir: str, max_iters: Optional[int] = None,
                cfg_options: Optional[dict] = None):
-    """An 'mdh' config (``configs/mdh/<name>``) pointed at the data: the
+    """An 'mdh' config (``configs/mdh/<name>``, found by
+    :func:`~bana_mm.utils.config_path.config_file`) pointed at the data: the
     training split with F = ``splits.full_file`` and W's labels in
     ``weak_label_dir``; val and test on the val split."""
     from mmengine.config import Config
 
-    from .pipeline import unique_experiment_name
-    cfg = Config.fromfile(osp.join(CONFIG_DIR, name))
+    cfg = Config.fromfile(config_file(f'mdh/{name}'))
     root = layout.root.rstrip('/') + '/'
     meta = dict(classes=tuple(layout.classes))
     cfg.train_dataloader.dataset.update(
@@ -309,12 +310,11 @@ def mdh_config(name: str, layout, splits: MDHSplits, weak_label_dir: str,
 
 
 def train_or_reuse(cfg, stage: str):
-    """Train ``cfg`` (:func:`~bana_mm.apis.pipeline.train_and_summarise`)
+    """Train ``cfg`` (:func:`~bana_mm.apis.common.train_and_summarise`)
     unless ``work_dir/summary_entry.json`` and its checkpoint exist from an
     earlier run; returns (runner, entry)."""
     from mmengine.runner import Runner
 
-    from .pipeline import train_and_summarise
     record = osp.join(cfg.work_dir, 'summary_entry.json')
     if osp.isfile(record):
         with open(record) as f:
@@ -453,7 +453,6 @@ def run_mdh_pipeline(work_dir: str, data_root: Optional[str] = None,
     """
     from mmengine.dist import is_main_process
 
-    from .pipeline import VOCLayout, ensure_default_dataset, update_summary
     tau = check_tau(tau)
     options = None
     if mix_ratio is not None:

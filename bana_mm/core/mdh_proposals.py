@@ -21,7 +21,7 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from .bap import box_masks_at
+from .boxes import box_masks_at
 
 IGNORE_INDEX = 255
 ArrayLike = Union[np.ndarray, torch.Tensor, Sequence]
