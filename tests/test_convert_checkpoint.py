@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 import bana_mm  # noqa: F401
 from bana_mm.models.backbones import VGG16LargeFOV
-from bana_mm.utils.convert import (CheckpointConversionError,
+from bana_mm.models.converters.bana_checkpoint import (CheckpointConversionError,
                                    convert_bana_checkpoint,
                                    convert_bana_stage1, convert_file)
 
@@ -266,9 +266,12 @@ def test_cli_reports_errors(tmp_path, authors_state, capsys):
     assert not osp.exists(dst)
     assert os.listdir(tmp_path) == ['bad.pt']
 
-    with pytest.raises(CheckpointConversionError, match='Cannot read'):
-        (tmp_path / 'garbage.pt').write_bytes(b'not a checkpoint')
+    from bana_mm.utils.checkpoint import CheckpointReadError
+    (tmp_path / 'garbage.pt').write_bytes(b'not a checkpoint')
+    with pytest.raises(CheckpointReadError,
+                       match='garbage.pt is not a readable checkpoint') as e:
         convert_file(str(tmp_path / 'garbage.pt'), dst)
+    assert 'weights_only=False' not in str(e.value)
 
 
 def test_cli_deeplabv1_in_process(tmp_path, authors_state, capsys):

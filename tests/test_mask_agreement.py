@@ -98,13 +98,17 @@ def test_loss_shape_mismatch_is_an_error():
 # ------------------------------------------------------------------ head
 def _heads(num_classes=3, **kwargs):
     from mmdet.models.roi_heads.mask_heads import FCNMaskHead
+    from mmengine.registry import DefaultScope
 
     import bana_mm.det  # noqa: F401
     from bana_mm.det import AgreementFCNMaskHead
     common = dict(num_convs=1, in_channels=4, conv_out_channels=4,
                   num_classes=num_classes)
-    agree = AgreementFCNMaskHead(**common, **kwargs)
-    plain = FCNMaskHead(**common)
+    # the heads build their losses in the current default scope: mmdet's,
+    # whatever scope an earlier test left behind
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        agree = AgreementFCNMaskHead(**common, **kwargs)
+        plain = FCNMaskHead(**common)
     plain.load_state_dict(agree.state_dict())
     return agree, plain
 
@@ -208,9 +212,11 @@ def test_head_rejects_other_losses_and_unpacked_polygons():
 
 def test_head_is_registered_in_mmdet_scope():
     from mmdet.registry import MODELS
+    from mmengine.registry import DefaultScope
 
     import bana_mm.det  # noqa: F401
-    head = MODELS.build(dict(type='AgreementFCNMaskHead', num_convs=1,
-                             in_channels=4, conv_out_channels=4,
-                             num_classes=2))
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        head = MODELS.build(dict(type='AgreementFCNMaskHead', num_convs=1,
+                                 in_channels=4, conv_out_channels=4,
+                                 num_classes=2))
     assert head.packed is True

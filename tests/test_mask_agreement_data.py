@@ -44,36 +44,49 @@ def tiny_coco(tmp_path):
     masks = {}
     for img_id in (1, 2):
         name = f'{img_id:03d}.jpg'
-        cv2.imwrite(str(tmp_path / 'images' / name),
-                    np.full((H, W, 3), 60 * img_id, np.uint8))
+        cv2.imwrite(
+            str(tmp_path / 'images' / name),
+            np.full((H, W, 3), 60 * img_id, np.uint8))
         images.append(dict(id=img_id, file_name=name, height=H, width=W))
         for k in range(img_id):
             ycrf, yret = _masks(ann_id)
             masks[ann_id] = (ycrf, yret)
             ys, xs = np.nonzero(ycrf | yret)
-            bbox = [float(xs.min()), float(ys.min()),
-                    float(xs.max() + 1 - xs.min()),
-                    float(ys.max() + 1 - ys.min())]
+            bbox = [
+                float(xs.min()),
+                float(ys.min()),
+                float(xs.max() + 1 - xs.min()),
+                float(ys.max() + 1 - ys.min())
+            ]
             for key, m in (('ycrf', ycrf), ('yret', yret)):
-                anns[key].append(dict(
-                    id=ann_id, image_id=img_id, category_id=1 + k, bbox=bbox,
-                    iscrowd=0, area=int(m.sum()), segmentation=_rle(m)))
+                anns[key].append(
+                    dict(
+                        id=ann_id,
+                        image_id=img_id,
+                        category_id=1 + k,
+                        bbox=bbox,
+                        iscrowd=0,
+                        area=int(m.sum()),
+                        segmentation=_rle(m)))
             ann_id += 1
     cats = [dict(id=1, name='cat_a'), dict(id=2, name='cat_b')]
     for key in ('ycrf', 'yret'):
         with open(tmp_path / f'instances_{key}.json', 'w') as f:
-            json.dump(dict(images=images, categories=cats,
-                           annotations=anns[key]), f)
+            json.dump(
+                dict(images=images, categories=cats, annotations=anns[key]), f)
     return tmp_path, masks
 
 
 def _dataset(root, **kwargs):
     import bana_mm.det  # noqa: F401
     from bana_mm.det import CocoAgreementDataset
-    args = dict(data_root=str(root), ann_file='instances_ycrf.json',
-                ret_ann_file='instances_yret.json',
-                data_prefix=dict(img='images/'),
-                metainfo=dict(classes=('cat_a', 'cat_b')), pipeline=[])
+    args = dict(
+        data_root=str(root),
+        ann_file='instances_ycrf.json',
+        ret_ann_file='instances_yret.json',
+        data_prefix=dict(img='images/'),
+        metainfo=dict(classes=('cat_a', 'cat_b')),
+        pipeline=[])
     args.update(kwargs)
     return CocoAgreementDataset(**args)
 
@@ -97,8 +110,8 @@ def test_dataset_pairs_masks_by_annotation_id(tiny_coco):
     for inst, ann_id in zip(instances, (11, 12)):
         ycrf, yret = masks[ann_id]
         np.testing.assert_array_equal(mask_utils.decode(inst['mask']), ycrf)
-        np.testing.assert_array_equal(mask_utils.decode(inst['mask_ret']),
-                                      yret)
+        np.testing.assert_array_equal(
+            mask_utils.decode(inst['mask_ret']), yret)
 
 
 def test_single_json_carrying_both_masks(tiny_coco):
@@ -108,11 +121,12 @@ def test_single_json_carrying_both_masks(tiny_coco):
     def merge(content):
         for ann in content['annotations']:
             ann['segmentation_ret'] = _rle(masks[ann['id']][1])
+
     _rewrite(root / 'instances_ycrf.json', merge)
     ds = _dataset(root, ret_ann_file=None)
     inst = ds.get_data_info(0)['instances'][0]
-    np.testing.assert_array_equal(mask_utils.decode(inst['mask_ret']),
-                                  masks[10][1])
+    np.testing.assert_array_equal(
+        mask_utils.decode(inst['mask_ret']), masks[10][1])
 
 
 def test_missing_json_is_named(tiny_coco):
@@ -127,8 +141,9 @@ def test_mismatched_annotation_ids_name_the_file(tiny_coco):
     root, _ = tiny_coco
     _rewrite(root / 'instances_yret.json',
              lambda c: c['annotations'][1].update(id=99))
-    with pytest.raises(BoxAnnotationError,
-                       match=r'instances_yret\.json.*annotation id 11'):
+    with pytest.raises(
+            BoxAnnotationError,
+            match=r'instances_yret\.json.*annotation id 11'):
         _dataset(root)
 
 
@@ -139,6 +154,7 @@ def test_extra_ids_in_yret_are_an_error(tiny_coco):
         extra = copy.deepcopy(content['annotations'][0])
         extra['id'] = 77
         content['annotations'].append(extra)
+
     _rewrite(root / 'instances_yret.json', add)
     with pytest.raises(BoxAnnotationError, match=r'instances_yret\.json.*77'):
         _dataset(root)
@@ -156,6 +172,33 @@ def test_category_mismatch_and_unknown_category(tiny_coco):
         _dataset(root, ret_ann_file=None)
 
 
+def test_categories_listed_out_of_order_map_by_name(tiny_coco):
+    """Issue 10.3: label i is classes[i] whatever the json's order."""
+    root, _ = tiny_coco
+    for key in ('ycrf', 'yret'):
+        _rewrite(root / f'instances_{key}.json',
+                 lambda c: c['categories'].reverse())
+    ds = _dataset(root)
+    names = {1: 'cat_a', 2: 'cat_b'}
+    with open(root / 'instances_ycrf.json') as f:
+        anns = json.load(f)['annotations']
+    got = [
+        ds.metainfo['classes'][i['bbox_label']] for info in ds
+        for i in info['instances']
+    ]
+    assert got == [names[a['category_id']] for a in anns]
+
+
+def test_yret_json_naming_a_category_differently_is_an_error(tiny_coco):
+    root, _ = tiny_coco
+    _rewrite(root / 'instances_yret.json',
+             lambda c: c['categories'][0].update(name='cat_b_old'))
+    with pytest.raises(BoxAnnotationError) as err:
+        _dataset(root)
+    assert str(root / 'instances_yret.json') in str(err.value)
+    assert 'cat_b_old' in str(err.value)
+
+
 # ------------------------------------------------------- transforms
 def _loaded(masks_by_instance, source=None):
     """Results of LoadAgreementMasks for one image (source: None = packed
@@ -164,17 +207,20 @@ def _loaded(masks_by_instance, source=None):
     instances = []
     for ycrf, yret in masks_by_instance:
         ys, xs = np.nonzero(ycrf | yret)
-        inst = dict(bbox=[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1],
-                    bbox_label=0, ignore_flag=0, mask=_rle(ycrf),
-                    mask_ret=_rle(yret))
+        inst = dict(
+            bbox=[xs.min(), ys.min(),
+                  xs.max() + 1, ys.max() + 1],
+            bbox_label=0,
+            ignore_flag=0,
+            mask=_rle(ycrf),
+            mask_ret=_rle(yret))
         if source is not None:
             inst['mask'] = _rle((ycrf, yret)[source])
             del inst['mask_ret']
         instances.append(inst)
-    img = np.random.RandomState(0).randint(0, 255, (H, W, 3)).astype(
-        np.uint8)
-    results = dict(img=img, img_shape=(H, W), ori_shape=(H, W),
-                   instances=instances)
+    img = np.random.RandomState(0).randint(0, 255, (H, W, 3)).astype(np.uint8)
+    results = dict(
+        img=img, img_shape=(H, W), ori_shape=(H, W), instances=instances)
     return TRANSFORMS.build(dict(type='LoadAgreementMasks',
                                  with_bbox=True)).transform(results)
 
@@ -206,8 +252,8 @@ TRANSFORMS_UNDER_TEST = [
 ]
 
 
-@pytest.mark.parametrize('cfg', TRANSFORMS_UNDER_TEST,
-                         ids=lambda c: f'{c["type"]}')
+@pytest.mark.parametrize(
+    'cfg', TRANSFORMS_UNDER_TEST, ids=lambda c: f'{c["type"]}')
 def test_pair_stays_aligned_through_transform(cfg):
     """The packed pair after a transform equals each source transformed on
     its own with the same random draw."""
@@ -239,8 +285,8 @@ def test_pair_stays_aligned_through_packing_and_batching():
 
     from bana_mm.det import split_packed_masks
     init_default_scope('mmdet')
-    resize = TRANSFORMS.build(dict(type='Resize', scale=(70, 70),
-                                   keep_ratio=True))
+    resize = TRANSFORMS.build(
+        dict(type='Resize', scale=(70, 70), keep_ratio=True))
     samples = []
     for pairs in (PAIRS, PAIRS[:1]):
         results = _loaded(pairs)
@@ -270,11 +316,13 @@ def test_dataset_pipeline_end_to_end(tiny_coco):
     """Dataset + LoadAgreementMasks + Resize + Flip + Pack on real files."""
     root, masks = tiny_coco
     init_default_scope('mmdet')
-    pipeline = [dict(type='LoadImageFromFile'),
-                dict(type='LoadAgreementMasks', with_bbox=True),
-                dict(type='Resize', scale=(100, 100), keep_ratio=True),
-                dict(type='RandomFlip', prob=1.0),
-                dict(type='PackDetInputs')]
+    pipeline = [
+        dict(type='LoadImageFromFile'),
+        dict(type='LoadAgreementMasks', with_bbox=True),
+        dict(type='Resize', scale=(100, 100), keep_ratio=True),
+        dict(type='RandomFlip', prob=1.0),
+        dict(type='PackDetInputs')
+    ]
     ds = _dataset(root, pipeline=pipeline)
     item = ds[1]
     packed = item['data_samples'].gt_instances.masks.masks

@@ -51,21 +51,21 @@ def unaries_of(feat, weights, boxes, labels, input_hw=None, image_hw=None,
 
 def background_unary(feat, boxes, input_hw, image_hw=None):
     return unaries_of(feat, None, boxes, [0] * len(boxes), input_hw,
-                      image_hw, threshold_reference='image')[1]
+                      image_hw)[1]
 
 
 def class_unaries(feat, weights, boxes, labels, agnostic_classes=()):
     ids, _, u = unaries_of(feat, weights, boxes, labels,
-                           agnostic_classes=tuple(agnostic_classes),
-                           threshold_reference='image')
+                           agnostic_classes=tuple(agnostic_classes))
     return ids, u
 
 
 # ------------------------------------------------------------------ config
-def test_config_defaults_follow_spec():
+def test_config_defaults_follow_the_authors():
     cfg = PseudoLabelConfig()
-    assert cfg.threshold == 0.99 and cfg.threshold_reference == 'image'
-    assert cfg.upsample == 'maps' and cfg.background == 'attention'
+    assert cfg.threshold == 0.99 and cfg.threshold_reference == 'similarity'
+    assert cfg.upsample == 'features' and cfg.align_corners is True
+    assert cfg.background == 'attention'
     assert cfg.crf_gaussian == dict(sxy=3, compat=3)
     assert cfg.crf_bilateral == dict(sxy=55, srgb=3, compat=4)
     assert cfg.crf_iterations == 10 and cfg.prob_clip == 1e-5
@@ -79,12 +79,24 @@ def test_config_defaults_follow_spec():
 
 
 # ---------------------------------------------------------------------- u0
-def test_threshold_absolute_when_background_present():
-    # A = 1 outside the boxes, so max A over the image is 1 -> 0.99.
-    sim = t([[0.5, 0.9899, 0.9901, 0.995, 0.3]])
+def test_threshold_is_relative_to_a_maximum_below_0_99():
+    # max similarity over the whole image (boxes included) is 0.9, so the
+    # threshold is 0.891, not an absolute 0.99 (which would zero every box
+    # pixel); the outside-box fill (1) does not enter the maximum.
+    sim = t([[0.5, 0.9, 0.8911, 0.8909, 0.3]])
     inside = t([[1, 1, 1, 1, 0]], torch.bool)
-    u0 = threshold_attention(sim, inside, 0.99, 'image')
-    assert torch.allclose(u0, t([[0.0, 0.0, 0.9901, 0.995, 1.0]]))
+    u0 = threshold_attention(sim, inside)
+    assert torch.allclose(u0, t([[0.0, 0.9, 0.8911, 0.0, 1.0]]))
+
+
+def test_u0_end_to_end_with_similarities_below_0_99():
+    # background (1, 0) and (0, 1): query (0.5, 0.5). Box pixels (3, 2)
+    # and (2, 1): cos = 5/(sqrt(2) sqrt(13)) = 0.98058 (the image max) and
+    # 3/(sqrt(2) sqrt(5)) = 0.94868 < 0.99 x 0.98058 -> 0.
+    feat = feat_from_rows([[[3.0, 2.0], [2.0, 1.0], [1.0, 0.0], [0.0, 1.0]]])
+    u0 = background_unary(feat, [[0, 0, 2, 1]], (1, 4))
+    assert torch.allclose(u0, t([[5 / math.sqrt(26), 0.0, 1.0, 1.0]]),
+                          atol=1e-6)
 
 
 def test_threshold_relative_references():
@@ -195,12 +207,54 @@ def test_class_agnostic_unary_is_one_minus_u0():
 
 
 def test_background_cam_unary_ablation():
+    # inside the boxes: ReLU(f . w_0) / its max there (3); outside: 1.
     cam0 = t([[2.0, 4.0, 1.0, 3.0]])
     inside = t([[0, 0, 1, 1]], torch.bool)
     assert torch.allclose(background_cam_unary(cam0, inside),
-                          t([[0.5, 1.0, 0.0, 0.0]]))
+                          t([[1.0, 1.0, 1 / 3, 1.0]]))
     zero = background_cam_unary(torch.zeros(1, 4), inside)
-    assert torch.equal(zero, torch.zeros(1, 4))
+    assert torch.equal(zero, t([[1.0, 1.0, 0.0, 0.0]]))
+
+
+def test_ycrf_without_u0_differs_from_ycrf():
+    # 1 x 6 image, box on pixels 0-3. Outside: (1, 0) = the query. In the
+    # box: object (0, 1) at pixels 0-1, ambiguous (0.8, 0.6) at 2-3.
+    # With u0: cos((0.8, 0.6), q) = 0.8 < 0.99 -> u0 = 0, the class CAM
+    # (w = (0, 1)) 0.6 / 1 wins -> class. Without u0: the background CAM
+    # (w_0 = (1, 0)) is 0.8 / 0.8 = 1 there and beats 0.6 -> background.
+    feat = feat_from_rows([[[0.0, 1.0], [0.0, 1.0], [0.8, 0.6], [0.8, 0.6],
+                            [1.0, 0.0], [1.0, 0.0]]])
+    weights = t([[1.0, 0.0], [0.0, 1.0]])
+    image = np.zeros((1, 6, 3), np.uint8)
+    no_pairwise = dict(crf_gaussian=dict(compat=0),
+                       crf_bilateral=dict(compat=0))
+    with_u0 = generate_pseudo_labels(
+        image, feat, weights, [[0, 0, 4, 1]], [0],
+        cfg=PseudoLabelConfig(**no_pairwise))
+    without = generate_pseudo_labels(
+        image, feat, weights, [[0, 0, 4, 1]], [0],
+        cfg=PseudoLabelConfig(background='cam', **no_pairwise))
+    assert with_u0.ycrf.tolist() == [[1, 1, 1, 1, 0, 0]]
+    assert without.ycrf.tolist() == [[1, 1, 0, 0, 0, 0]]
+    assert np.allclose(without.unaries[0], [[0, 0, 1, 1, 1, 1]])
+
+
+@pytest.mark.parametrize('align_corners, peak', [(True, 24), (False, 23)])
+def test_alignment_of_a_stride_8_map(align_corners, peak):
+    # 41 = 8 x 5 + 1 pixels, 6 feature cells: with align_corners=True
+    # (the authors, the default) cell i sits exactly at pixel 8i, so the
+    # CAM of a one-hot cell 3 peaks at pixel 24 with the cell's value.
+    feat = torch.zeros(1, 1, 6)
+    feat[0, 0, 3] = 2.0
+    feat = feat.expand(1, 3, 6).contiguous()
+    cfg = dict() if align_corners else dict(align_corners=False)
+    _, _, u = unaries_of(feat, t([[0.0], [1.0]]), [[0, 0, 41, 17]], [0],
+                         input_hw=(17, 41), image_hw=(17, 41), **cfg)
+    row = u[0, 8]
+    assert int(row.argmax()) == peak
+    if align_corners:
+        assert row[24] == 1.0 and row[16] == 0.0 and row[32] == 0.0
+        assert torch.allclose(row[20], t(0.5))
 
 
 def test_box_smaller_than_a_feature_cell():
@@ -305,7 +359,7 @@ def test_region_means_equal_means_of_upsampled_features():
             ref = up[:, masks[k]].mean(dim=1)
             assert torch.allclose(means[k], ref, atol=1e-5)
         assert counts[2] == 0 and torch.equal(means[2], torch.zeros(5))
-        assert torch.allclose(res.feature_norms(feat, chunk=2),
+        assert torch.allclose(res.feature_norms(feat),
                               up.norm(dim=0), atol=1e-5)
 
 
@@ -382,9 +436,10 @@ def test_generate_without_u0_variant_runs():
                                  cfg=PseudoLabelConfig(background='cam'))
     inside = np.zeros((32, 32), bool)
     inside[4:28, 4:28] = True
-    assert (out.unaries[0][inside] == 0).all()
-    assert out.unaries[0].max() == pytest.approx(1.0)
-    assert (out.ycrf[~inside] == 0).all()
+    assert (out.unaries[0][~inside] == 1).all()
+    assert out.unaries[0][inside].max() == pytest.approx(1.0)
+    assert out.unaries[0][16, 16] == 0  # object: background CAM is 0
+    assert (out.ycrf[~inside] == 0).all() and (out.ycrf[16, 16] == 3)
 
 
 def test_generate_fully_covered_image_is_finite():
@@ -429,7 +484,8 @@ def test_upsample_modes_agree_on_smooth_input():
     assert np.abs(a.retrieval_scores - b.retrieval_scores).max() < 1e-3
 
 
-def test_features_mode_equals_materialised_upsampled_features():
+@pytest.mark.parametrize('align_corners', [True, False])
+def test_features_mode_equals_materialised_upsampled_features(align_corners):
     torch.manual_seed(1)
     feat = torch.randn(8, 5, 7)
     weights = torch.randn(3, 8)
@@ -438,11 +494,12 @@ def test_features_mode_equals_materialised_upsampled_features():
     boxes, labels = [[3.0, 2.0, 30.0, 25.0], [20.0, 10.0, 50.0, 36.0]], [0, 1]
     input_hw = (40, 56)
     cfg = PseudoLabelConfig(upsample='features', threshold=0.5,
-                            threshold_reference='boxes')
+                            threshold_reference='boxes',
+                            align_corners=align_corners)
     out = generate_pseudo_labels(image, feat, weights, boxes, labels,
                                  input_hw=input_hw, cfg=cfg)
     up = F.interpolate(feat[None], size=input_hw, mode='bilinear',
-                       align_corners=False)[0, :, :37, :51]
+                       align_corners=align_corners)[0, :, :37, :51]
     ref = generate_pseudo_labels(image, up, weights, boxes, labels,
                                  cfg=PseudoLabelConfig(
                                      upsample='maps', threshold=0.5,

@@ -17,7 +17,7 @@ from mmengine.config import Config
 from mmengine.registry import MODELS
 
 import bana_mm  # noqa: F401  (registers VGG16LargeFOV)
-from bana_mm.utils.vgg_convert import (VGGConversionError, convert_vgg16,
+from bana_mm.models.converters.torchvision_vgg import (VGGConversionError, convert_vgg16,
                                        convert_vgg16_file)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))

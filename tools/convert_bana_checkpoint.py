@@ -13,8 +13,9 @@ vgg_caffe.pth) are converted by tools/model_converters/vgg16_to_largefov.py.
 import argparse
 import sys
 
-from bana_mm.utils.convert import (CONVERSIONS, CheckpointConversionError,
-                                   convert_file)
+from bana_mm.models.converters.bana_checkpoint import (
+    CONVERSIONS, CheckpointConversionError, convert_file)
+from bana_mm.utils.checkpoint import CheckpointReadError
 
 EXAMPLES = """examples:
   # the authors' stage-1 classifier (ClsNet.pt) -> BAPClassifier keys
@@ -55,7 +56,8 @@ def main(argv=None) -> int:
     try:
         ckpt = convert_file(
             args.src, args.dst, stage=args.stage, num_classes=args.num_classes)
-    except CheckpointConversionError as e:
+    except (CheckpointConversionError, CheckpointReadError,
+            FileNotFoundError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 1
     state_dict = ckpt['state_dict']

@@ -44,10 +44,22 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='DenseCRF processes per rank (0 = inline)')
     parser.add_argument('--num-vis', type=int, default=4,
                         help='overlay sheets for the first K images')
-    parser.add_argument('--upsample', choices=UPSAMPLE_MODES,
-                        default='maps')
-    parser.add_argument('--threshold-reference', choices=THRESHOLD_REFERENCES,
-                        default='image')
+    defaults = PseudoLabelConfig()
+    parser.add_argument(
+        '--upsample', choices=UPSAMPLE_MODES, default=defaults.upsample,
+        help="where the per-pixel maps are computed: 'features' (the "
+        "authors' order, exact, memory bounded) or 'maps' "
+        '(at feature resolution, then upsampled: cheaper, paper footnote 3)')
+    parser.add_argument(
+        '--threshold-reference', choices=THRESHOLD_REFERENCES,
+        default=defaults.threshold_reference,
+        help="u0 keeps values >= 0.99 x the max similarity over the whole "
+        "image ('similarity', the authors) or inside the boxes ('boxes')")
+    parser.add_argument(
+        '--align-corners', choices=('true', 'false'),
+        default=str(defaults.align_corners).lower(),
+        help='bilinear alignment of feature maps to the image; true (the '
+        'authors): feature cell i sits at pixel 8i')
     parser.add_argument('--no-u0', action='store_true',
                         help='the "Ycrf w/o u0" ablation')
     parser.add_argument('--no-eval', action='store_true',
@@ -92,6 +104,7 @@ def main(argv=None) -> dict:
         labels=PseudoLabelConfig(
             upsample=args.upsample,
             threshold_reference=args.threshold_reference,
+            align_corners=args.align_corners == 'true',
             background='cam' if args.no_u0 else 'attention'))
     logger.info(f'stage 2: {len(dataset)} images -> {args.out_dir}')
     run = run_stage2(model, dataset, args.out_dir, options,

@@ -14,8 +14,6 @@ import numpy as np
 
 from ..utils.io import atomic_write_text
 
-CONFIG_DIR = osp.join(osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))), 'configs', 'bana')
 
 
 @dataclass

@@ -2,12 +2,11 @@
 same config a user runs with ``tools/train.py``."""
 from __future__ import annotations
 
-import os.path as osp
 import time
 from typing import Optional
 
-from .common import (CONFIG_DIR, VOCLayout, train_and_summarise,
-                     unique_experiment_name)
+from ..utils.config_path import config_file
+from .common import VOCLayout, train_and_summarise, unique_experiment_name
 
 #: Stage-1 config of each preset.
 STAGE1_CONFIGS = {
@@ -21,7 +20,7 @@ def stage1_config(layout: VOCLayout, work_dir: str, preset: str = 'tiny',
                   cfg_options: Optional[dict] = None):
     """The stage-1 config of ``preset`` pointed at ``layout``."""
     from mmengine.config import Config
-    cfg = Config.fromfile(osp.join(CONFIG_DIR, STAGE1_CONFIGS[preset]))
+    cfg = Config.fromfile(config_file('bana/' + STAGE1_CONFIGS[preset]))
     root = layout.root.rstrip('/') + '/'
     data = dict(data_root=root, metainfo=dict(classes=layout.classes))
     cfg.train_dataloader.dataset.update(data, ann_file=layout.train_split)

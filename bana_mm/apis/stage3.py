@@ -11,7 +11,8 @@ from __future__ import annotations
 import os.path as osp
 from typing import Optional
 
-from .common import CONFIG_DIR, train_and_summarise, unique_experiment_name
+from ..utils.config_path import config_file
+from .common import train_and_summarise, unique_experiment_name
 
 #: Stage-3 config of each preset.
 STAGE3_CONFIGS = {
@@ -36,7 +37,7 @@ def stage3_config(data_root: str, classes: tuple, pseudo_label_dir: str,
             raise FileNotFoundError(
                 f'{pseudo_label_dir} has no {sub}/ folder of pseudo labels')
     from ..seg.datasets import with_background
-    cfg = Config.fromfile(osp.join(CONFIG_DIR, STAGE3_CONFIGS[preset]))
+    cfg = Config.fromfile(config_file('bana/' + STAGE3_CONFIGS[preset]))
     root = data_root.rstrip('/') + '/'
     meta = dict(classes=tuple(classes))
     cfg.train_dataloader.dataset.update(

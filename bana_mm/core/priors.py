@@ -113,7 +113,9 @@ def position_prior(boxes, hw: Tuple[int, int]) -> np.ndarray:
     return prior.astype(np.float32)
 
 
-def class_prior(boxes, labels, hw: Tuple[int, int],
+def class_prior(boxes,
+                labels,
+                hw: Tuple[int, int],
                 background_index: int = 0) -> np.ndarray:
     """Class-prior map (H, W) int64 (§3.2): the label of the smallest box
     covering a pixel, ``background_index`` outside every box."""
@@ -129,11 +131,11 @@ def class_prior(boxes, labels, hw: Tuple[int, int],
     return out
 
 
-def boxes_from_masks(class_mask: np.ndarray,
-                     instance_mask: Optional[np.ndarray] = None,
-                     ignore_index: int = 255,
-                     background_index: int = 0
-                     ) -> Tuple[np.ndarray, np.ndarray]:
+def boxes_from_masks(
+        class_mask: np.ndarray,
+        instance_mask: Optional[np.ndarray] = None,
+        ignore_index: int = 255,
+        background_index: int = 0) -> Tuple[np.ndarray, np.ndarray]:
     """Tight boxes ``(N, 4)`` and class labels ``(N,)`` from label masks.
 
     With an instance mask (VOC ``SegmentationObject``) one box per instance
@@ -177,5 +179,9 @@ def boxes_from_masks(class_mask: np.ndarray,
 
 def _tight_box(sel: np.ndarray) -> list:
     ys, xs = np.nonzero(sel)
-    return [float(xs.min()), float(ys.min()), float(xs.max() + 1),
-            float(ys.max() + 1)]
+    return [
+        float(xs.min()),
+        float(ys.min()),
+        float(xs.max() + 1),
+        float(ys.max() + 1)
+    ]

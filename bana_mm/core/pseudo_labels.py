@@ -39,35 +39,35 @@ from .unaries import (BACKGROUND_MODES, THRESHOLD_REFERENCES,
 
 @dataclass
 class PseudoLabelConfig:
-    """Every stage-2 option, defaulting to SPEC §2.
+    """Every stage-2 option. Defaults reproduce the authors' stage-2 code
+    (SPEC §2); the other values are the readings where the paper is silent.
 
     Attributes:
         threshold: u0 keeps, inside boxes, only values >= threshold * ref.
-        threshold_reference: ref of the threshold. ``'image'`` (SPEC): max of
-            A over the image, A = 1 outside boxes (eq. 3), so with any
-            background ref = 1 and the threshold is an absolute 0.99;
-            ``'similarity'``: max of ReLU(cos(f, q)) over the whole image
-            before A is set to 1 outside boxes; ``'boxes'``: its max inside
-            the boxes.
-        upsample: ``'maps'`` or ``'features'``
-            (:mod:`~bana_mm.core.resample`).
-        align_corners: of the bilinear upsampling.
+        threshold_reference: ref of the threshold: ``'similarity'`` (the
+            authors): max of ReLU(cos(f, q)) over the whole image, boxes
+            included, before A is set to 1 outside the boxes; ``'boxes'``:
+            its max inside the boxes.
+        upsample: ``'features'`` (the authors' order, exact and memory
+            bounded) or ``'maps'`` (paper footnote 3, cheaper), see
+            :mod:`~bana_mm.core.resample`.
+        align_corners: of the bilinear upsampling; True (the authors):
+            feature cell i sits at input pixel i * (H - 1) / (h - 1), i.e.
+            8i for inputs of size 8k + 1.
         background: ``'attention'`` (u0 = A, eq. 7) or ``'cam'`` (the
-            ``Ycrf w/o u0`` ablation: ReLU(f . w_0), zeroed inside boxes,
-            divided by its max).
+            ``Ycrf w/o u0`` ablation: ReLU(f . w_0) inside the boxes divided
+            by its max there, 1 outside).
         agnostic_classes: 0-based labels without a usable classifier weight;
             their unary is 1 - u0 inside their boxes (VOC-to-COCO). Labels
             whose row ``label + 1`` is missing from ``class_weights`` (or all
             labels if it is None) are class-agnostic too.
         crf_gaussian / crf_bilateral / crf_iterations / prob_clip: DenseCRF.
         compute_yret: skip the retrieval labels when False.
-        feature_chunk: channels upsampled at once for the feature norms of
-            ``upsample='features'`` (memory bound).
     """
     threshold: float = 0.99
-    threshold_reference: str = 'image'
-    upsample: str = 'maps'
-    align_corners: bool = False
+    threshold_reference: str = 'similarity'
+    upsample: str = 'features'
+    align_corners: bool = True
     background: str = 'attention'
     agnostic_classes: Tuple[int, ...] = ()
     crf_gaussian: Dict[str, float] = field(
@@ -77,7 +77,6 @@ class PseudoLabelConfig:
     crf_iterations: int = 10
     prob_clip: float = PROB_CLIP
     compute_yret: bool = True
-    feature_chunk: int = 64
 
     def __post_init__(self):
         check_choice('upsample', self.upsample, UPSAMPLE_MODES)
@@ -160,7 +159,7 @@ def prepare_pseudo_labels(image_rgb: np.ndarray, feat: Tensor,
         class_ids = present_class_ids(labels)
         agnostic = agnostic_class_ids(class_ids, class_weights,
                                  cfg.agnostic_classes)
-        norms = (resampler.feature_norms(feat, cfg.feature_chunk)
+        norms = (resampler.feature_norms(feat)
                  if cfg.upsample == 'features' else None)
         u0, uc, inside = image_unaries(feat, class_weights, boxes, labels,
                                        class_ids, agnostic, resampler, cfg,

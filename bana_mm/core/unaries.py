@@ -17,7 +17,7 @@ from torch import Tensor
 from .boxes import class_box_masks, pixel_box_masks
 from .resample import BilinearResampler, cam_maps, similarity_maps
 
-THRESHOLD_REFERENCES = ('image', 'similarity', 'boxes')
+THRESHOLD_REFERENCES = ('similarity', 'boxes')
 BACKGROUND_MODES = ('attention', 'cam')
 
 
@@ -28,14 +28,17 @@ def check_choice(name: str, value: str, choices: Sequence[str]) -> None:
 
 
 def threshold_attention(similarity: Optional[Tensor], inside: Tensor,
-                        threshold: float = 0.99, reference: str = 'image',
+                        threshold: float = 0.99,
+                        reference: str = 'similarity',
                         valid: Optional[Tensor] = None) -> Tensor:
     """u0 = A (eq. 7) keeping only confident background inside the boxes.
 
     A = ``similarity`` inside the boxes and 1 outside (eq. 3); inside the
     boxes every value below ``threshold * ref`` is set to 0 (the others are
-    kept as they are). ``ref`` per ``reference`` (see
-    :class:`PseudoLabelConfig`), over ``valid`` (real image) positions.
+    kept as they are). ``ref`` is the maximum of the similarity map before
+    the outside-box fill, over the whole image (``'similarity'``, the
+    authors' ``bg_attn[bg_attn < 0.99 * bg_attn.max()] = 0``) or inside the
+    boxes only (``'boxes'``), over ``valid`` (real image) positions.
     ``similarity=None`` (no background to query) gives u0 = 0 inside the
     boxes and 1 outside.
     """
@@ -44,9 +47,7 @@ def threshold_attention(similarity: Optional[Tensor], inside: Tensor,
         similarity = torch.zeros(inside.shape)
     a = torch.where(inside, similarity, torch.ones_like(similarity))
     region = (torch.ones_like(inside) if valid is None else valid)
-    if reference == 'image':
-        pool = a[region]
-    elif reference == 'similarity':
+    if reference == 'similarity':
         pool = similarity[region]
     else:
         pool = similarity[region & inside]
@@ -69,14 +70,13 @@ def normalise_per_box(cams: Tensor, box_masks: Tensor,
     covers no position).
     """
     out = torch.zeros_like(cams)
-    if len(box_masks) == 0:
-        return out
-    per_box = cams[box_channels] * box_masks.to(cams.dtype)  # (N, h, w)
-    peaks = per_box.flatten(1).amax(dim=1)  # CAMs are >= 0
-    scaled = per_box / torch.where(peaks > 0, peaks,
-                                   torch.ones_like(peaks))[:, None, None]
-    for k in torch.unique(box_channels).tolist():
-        out[k] = scaled[box_channels == k].amax(dim=0)
+    for mask, k in zip(box_masks, box_channels.tolist()):  # one (h, w) at a time
+        values = cams[k][mask]
+        peak = values.max() if values.numel() else values.new_zeros(())
+        if peak > 0:  # CAMs are >= 0
+            scaled = torch.where(mask, cams[k] / peak, torch.zeros_like(
+                cams[k]))
+            out[k] = torch.maximum(out[k], scaled)
     return out
 
 
@@ -122,15 +122,15 @@ def _weight_rows(class_weights: Optional[Tensor], class_ids: Tensor,
     return rows
 
 
-def background_cam_unary(cam0: Tensor, inside: Tensor,
-                         valid: Optional[Tensor] = None) -> Tensor:
-    """Background channel of the ``Ycrf w/o u0`` ablation: the background
-    CAM ReLU(f . w_0), zeroed inside the boxes, divided by its max over the
-    image (all zeros if that max is 0)."""
-    u = torch.where(inside, torch.zeros_like(cam0), cam0)
-    region = u if valid is None else u[valid]
-    peak = region.max() if region.numel() else u.new_zeros(())
-    return u / peak if peak > 0 else torch.zeros_like(u)
+def background_cam_unary(cam0: Tensor, inside: Tensor) -> Tensor:
+    """Background channel of the ``Ycrf w/o u0`` ablation (paper Table 1,
+    SPEC §2): u0 of eq. (7) replaced by the background-class CAM
+    ReLU(f . w_0), taken inside the boxes like the object CAMs and divided
+    by its max there (0 there if that max is 0); 1 outside the boxes."""
+    values = cam0[inside]
+    peak = values.max() if values.numel() else cam0.new_zeros(())
+    scaled = cam0 / peak if peak > 0 else torch.zeros_like(cam0)
+    return torch.where(inside, scaled, torch.ones_like(cam0))
 
 
 def image_unaries(feat: Tensor, class_weights: Optional[Tensor],

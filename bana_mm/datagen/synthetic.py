@@ -4,7 +4,10 @@ Cluttered scenes of textured, non-rectangular objects on textured backgrounds,
 written in PASCAL VOC layout (JPEG images, VOC XML boxes, class and object
 palette PNGs, split lists) plus COCO instance json files with RLE masks.
 
-Registry-free: depends only on numpy, OpenCV, Pillow and pycocotools.
+Registry-free: depends only on numpy, OpenCV, Pillow and pycocotools. One
+module on purpose (over 400 lines): the drawing primitives, the scene
+sampler and the writers share one deterministic random stream per image, and
+splitting them would spread that contract over several files.
 Generation is deterministic: each image draws from its own random stream
 seeded by ``(seed, image index)``, and every file is encoded deterministically,
 so two runs with the same arguments write byte-identical files.

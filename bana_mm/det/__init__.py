@@ -11,6 +11,7 @@ from .agreement_data import CocoAgreementDataset, LoadAgreementMasks
 from .agreement_mask_head import AgreementFCNMaskHead, split_packed_masks
 from .bap_classifier import BAPClassifier
 from .bap_head import BAPHead
+from .coco_metric import NamedCocoMetric
 from .datasets import CocoBoxDataset, VOCBoxDataset, read_class_names
 from .metrics import BoxClassificationMetric
 from .pseudo_label_hook import PseudoLabelHook
@@ -18,7 +19,7 @@ from .pseudo_label_hook import PseudoLabelHook
 __all__ = [
     'AgreementFCNMaskHead', 'BAPClassifier', 'BAPHead',
     'BoxClassificationMetric', 'CocoAgreementDataset', 'CocoBoxDataset',
-    'LoadAgreementMasks', 'PseudoLabelHook', 'VOCBoxDataset',
+    'LoadAgreementMasks', 'NamedCocoMetric', 'PseudoLabelHook', 'VOCBoxDataset',
     'read_class_names',
     'split_packed_masks'
 ]

@@ -48,10 +48,13 @@ class CocoAgreementDataset(CocoBoxDataset):
             annotations (ids, images, categories), naming ``ret_ann_file``.
     """
 
-    def __init__(self, *args, ret_ann_file: Optional[str] = None,
+    def __init__(self,
+                 *args,
+                 ret_ann_file: Optional[str] = None,
                  **kwargs) -> None:
         self.ret_ann_file = ret_ann_file
         self._ret_anns: Optional[Dict[int, dict]] = None
+        self._ret_cats: Optional[Dict[int, str]] = None
         self._pending_ret: Optional[List] = None
         super().__init__(*args, **kwargs)
 
@@ -74,7 +77,22 @@ class CocoAgreementDataset(CocoBoxDataset):
                 f'are not in {self.ann_file} (e.g. {extra}); the two pseudo '
                 'mask files must come from the same stage-2 run')
         self._ret_anns = None
+        self._check_ret_categories()
         return data_list
+
+    def _check_ret_categories(self) -> None:
+        """Both jsons give each used category id the same name (annotations
+        are paired by category id, classes are matched by name)."""
+        if self._ret_cats is None:
+            return
+        classes = self.metainfo['classes']
+        for cat_id, label in self.cat2label.items():
+            if self._ret_cats.get(cat_id) != classes[label]:
+                raise BoxAnnotationError(
+                    f'{self.ret_ann_file}: category id {cat_id} is named '
+                    f'{self._ret_cats.get(cat_id)!r}, but {classes[label]!r} '
+                    f'in {self.ann_file}')
+        self._ret_cats = None
 
     def _read_ret_anns(self) -> Dict[int, dict]:
         if not osp.isfile(self.ret_ann_file):
@@ -85,6 +103,9 @@ class CocoAgreementDataset(CocoBoxDataset):
                 with open(local_path) as f:
                     content = json.load(f)
             anns = {int(a['id']): a for a in content['annotations']}
+            self._ret_cats = {int(c['id']): c['name']
+                              for c in content.get('categories') or []} \
+                or None
         except (ValueError, KeyError, TypeError) as err:
             raise BoxAnnotationError(
                 f'{self.ret_ann_file}: malformed COCO annotation file '
@@ -121,14 +142,19 @@ class CocoAgreementDataset(CocoBoxDataset):
                 'segmentation')
         return ret['segmentation']
 
-    def _checked_instances(self, boxes, labels, width, height, source,
+    def _checked_instances(self,
+                           boxes,
+                           labels,
+                           width,
+                           height,
+                           source,
                            extra=None) -> List[dict]:
         if self._pending_ret is not None and extra is not None:
             for item, seg in zip(extra, self._pending_ret):
                 if seg is not None:
                     item['mask_ret'] = seg
-        return super()._checked_instances(boxes, labels, width, height,
-                                          source, extra)
+        return super()._checked_instances(boxes, labels, width, height, source,
+                                          extra)
 
 
 @TRANSFORMS.register_module()
@@ -175,14 +201,14 @@ class LoadAgreementMasks(LoadAnnotations):
                 raise KeyError(f'{results.get("img_path")}: an instance has '
                                'no mask (pseudo-mask json expected)')
             ycrf = self._decode(instance['mask'], height, width)
-            yret = self._decode(instance.get('mask_ret', instance['mask']),
-                                height, width)
+            yret = self._decode(
+                instance.get('mask_ret', instance['mask']), height, width)
             if ycrf is None or yret is None:
                 instance['ignore_flag'] = 1
                 ycrf = yret = np.zeros((height, width), np.uint8)
             packed.append(pack_mask_pair(ycrf, yret))
             ignore.append(instance['ignore_flag'])
         results['gt_ignore_flags'] = np.array(ignore, dtype=bool)
-        data = np.stack(packed) if packed else np.zeros((0, height, width),
-                                                        np.uint8)
+        data = np.stack(packed) if packed else np.zeros(
+            (0, height, width), np.uint8)
         results['gt_masks'] = BitmapMasks(data, height, width)

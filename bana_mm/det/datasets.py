@@ -1,25 +1,31 @@
 """Box datasets in mmdet's scope: PASCAL VOC XML and COCO json.
 
-Both validate their input the same way (SPEC "bad input"): an unknown class
-name or category is an error naming the annotation file; a missing image or
-annotation file is an error naming it; boxes outside the image or of zero area
-after clipping are dropped with a warning naming the file; images left without
-boxes are skipped with a warning when training (kept in test mode, where they
-simply yield no box).
+Both validate their input the same way (SPEC "bad input", docs/reliability.md):
+an unknown class name or category is an error naming the annotation file; a
+missing image or annotation file is an error naming it; boxes outside the
+image or of zero area after clipping are dropped with a warning naming the
+file; images left without boxes are skipped with a warning when training
+(kept in test mode, where they simply yield no box), and a dataset left with
+no image at all is an error naming the file. Boxes are clipped to the image
+as it decodes (header read at load time), not to a declared size that
+disagrees with it; COCO categories map to classes by name, never by
+position; an id listed twice in a split file is kept once.
 """
 from __future__ import annotations
 
 import logging
 import os.path as osp
-import xml.etree.ElementTree as ET
-from typing import List, Optional, Sequence
+from collections import Counter
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from mmdet.datasets import BaseDetDataset, CocoDataset
 from mmdet.registry import DATASETS
 from mmengine.fileio import get_local_path, list_from_file
 from mmengine.logging import print_log
 
-from ..core.boxes import BoxAnnotationError, clip_boxes, voc_box_to_xyxy
+from ..core.boxes import BoxAnnotationError, clip_boxes
+from ..datasets.voc_annotations import read_voc_xml
+from ..utils.io import explain_image_failure, image_size, read_split
 
 VOC_CLASSES = ('aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car',
                'cat', 'chair', 'cow', 'diningtable', 'dog', 'horse',
@@ -38,17 +44,39 @@ def read_class_names(path: str) -> tuple:
     return tuple(names)
 
 
-class _BoxCheckMixin:
-    """Shared instance validation and empty-image filtering."""
+def _warn(message: str) -> None:
+    print_log(message, logger='current', level=logging.WARNING)
 
-    def _checked_instances(self, boxes: List[Sequence[float]],
-                           labels: List[int], width: int, height: int,
-                           source: str, extra: Optional[List[dict]] = None
-                           ) -> List[dict]:
+
+def _repeated(ids: list) -> list:
+    """The ids that occur more than once, sorted."""
+    return sorted(i for i, n in Counter(ids).items() if n > 1)
+
+
+class _BoxCheckMixin:
+    """Shared instance validation, empty-image filtering and image checks."""
+
+    def _decoded_size(self, img_path: str, width: int, height: int,
+                      source: str) -> Tuple[int, int]:
+        """The image's decoded ``(width, height)``; a declared size that
+        disagrees is replaced, with a warning naming ``source``."""
+        size = image_size(img_path)
+        if size is None or size == (width, height):
+            return width, height
+        _warn(f'{source}: declares size {width}x{height} but {img_path} is '
+              f'{size[0]}x{size[1]} (WxH); boxes are clipped to the image')
+        return size
+
+    def _checked_instances(self,
+                           boxes: List[Sequence[float]],
+                           labels: List[int],
+                           width: int,
+                           height: int,
+                           source: str,
+                           extra: Optional[List[dict]] = None) -> List[dict]:
         checked = clip_boxes(boxes, labels, width, height)
         for reason in checked.dropped:
-            print_log(f'{source}: dropped {reason}', logger='current',
-                      level=logging.WARNING)
+            _warn(f'{source}: dropped {reason}')
         instances = []
         for box, label, index in zip(checked.boxes, checked.labels,
                                      checked.kept_indices):
@@ -67,10 +95,20 @@ class _BoxCheckMixin:
             if usable:
                 kept.append(info)
             else:
-                print_log(f'{info["img_path"]}: skipped for training, it '
-                          'has no usable box', logger='current',
-                          level=logging.WARNING)
+                _warn(f'{info["img_path"]}: skipped for training, it has no '
+                      'usable box')
+        if not kept:
+            raise BoxAnnotationError(
+                f'{self.ann_file}: none of its {len(self.data_list)} images '
+                'has a usable box; nothing to train on')
         return kept
+
+    def prepare_data(self, idx: int):
+        try:
+            return super().prepare_data(idx)
+        except Exception as err:  # an unreadable image is named
+            explain_image_failure(self.get_data_info(idx)['img_path'], err)
+            raise
 
 
 @DATASETS.register_module()
@@ -84,13 +122,16 @@ class VOCBoxDataset(_BoxCheckMixin, BaseDetDataset):
         metainfo: ``dict(classes=...)``; defaults to the 20 VOC classes.
 
     Boxes are converted from VOC's 1-based inclusive integers to continuous
-    ``(x1, y1, x2, y2)``; difficult objects are kept (their box is still a box).
+    ``(x1, y1, x2, y2)``; difficult objects are kept (their box is still a
+    box).
     """
 
     METAINFO = dict(classes=VOC_CLASSES)
 
-    def __init__(self, img_subdir: str = 'JPEGImages',
-                 ann_subdir: str = 'Annotations', img_suffix: str = '.jpg',
+    def __init__(self,
+                 img_subdir: str = 'JPEGImages',
+                 ann_subdir: str = 'Annotations',
+                 img_suffix: str = '.jpg',
                  **kwargs) -> None:
         self.img_subdir = img_subdir
         self.ann_subdir = ann_subdir
@@ -100,11 +141,9 @@ class VOCBoxDataset(_BoxCheckMixin, BaseDetDataset):
     def load_data_list(self) -> List[dict]:
         classes = self._metainfo['classes']
         self.cat2label = {name: i for i, name in enumerate(classes)}
-        if not osp.isfile(self.ann_file):
-            raise FileNotFoundError(f'image list not found: {self.ann_file}')
-        img_ids = [i.strip() for i in list_from_file(self.ann_file)
-                   if i.strip()]
-        return [self._parse_image(img_id) for img_id in img_ids]
+        return [
+            self._parse_image(img_id) for img_id in read_split(self.ann_file)
+        ]
 
     def _parse_image(self, img_id: str) -> dict:
         root = self.data_root or ''
@@ -115,32 +154,19 @@ class VOCBoxDataset(_BoxCheckMixin, BaseDetDataset):
                                     f'(listed in {self.ann_file})')
         if not osp.isfile(xml_path):
             raise FileNotFoundError(f'annotation file not found: {xml_path}')
-        try:
-            with get_local_path(xml_path) as local_path:
-                tree = ET.parse(local_path).getroot()
-            width = int(tree.find('size/width').text)
-            height = int(tree.find('size/height').text)
-            boxes, labels = [], []
-            for obj in tree.findall('object'):
-                name = obj.find('name').text.strip()
-                if name not in self.cat2label:
-                    raise BoxAnnotationError(
-                        f'{xml_path}: unknown class {name!r}; known classes: '
-                        f'{", ".join(self.cat2label)}')
-                bnd = obj.find('bndbox')
-                coords = [float(bnd.find(k).text)
-                          for k in ('xmin', 'ymin', 'xmax', 'ymax')]
-                boxes.append(voc_box_to_xyxy(*coords))
-                labels.append(self.cat2label[name])
-        except (ET.ParseError, AttributeError, TypeError, ValueError) as err:
-            if isinstance(err, BoxAnnotationError):
-                raise
-            raise BoxAnnotationError(
-                f'{xml_path}: malformed VOC annotation ({err})') from err
+        ann = read_voc_xml(xml_path, self.cat2label)
+        width, height, boxes, labels = (ann.width, ann.height, ann.boxes,
+                                        ann.labels)
+        width, height = self._decoded_size(img_path, width, height, xml_path)
         instances = self._checked_instances(boxes, labels, width, height,
                                             xml_path)
-        return dict(img_path=img_path, img_id=img_id, xml_path=xml_path,
-                    height=height, width=width, instances=instances)
+        return dict(
+            img_path=img_path,
+            img_id=img_id,
+            xml_path=xml_path,
+            height=height,
+            width=width,
+            instances=instances)
 
 
 @DATASETS.register_module()
@@ -153,14 +179,72 @@ class CocoBoxDataset(_BoxCheckMixin, CocoDataset):
     """
 
     def load_data_list(self) -> List[dict]:
+        if not osp.isfile(self.ann_file):
+            raise FileNotFoundError(
+                f'annotation file not found: {self.ann_file}')
         try:
-            return super().load_data_list()
-        except (ValueError, KeyError, TypeError) as err:
+            with get_local_path(
+                    self.ann_file, backend_args=self.backend_args) as path:
+                self.coco = self.COCOAPI(path)
+            return self._parse_coco()
+        except (ValueError, KeyError, TypeError, AssertionError) as err:
             if isinstance(err, BoxAnnotationError):
                 raise
             raise BoxAnnotationError(
                 f'{self.ann_file}: malformed COCO annotation file '
                 f'({type(err).__name__}: {err})') from err
+        finally:
+            self.coco = None
+
+    def _parse_coco(self) -> List[dict]:
+        content = self.coco.dataset
+        if not content.get('images'):
+            raise BoxAnnotationError(
+                f'{self.ann_file}: no images (its "images" list is missing '
+                'or empty)')
+        self.cat2label = self._category_labels(content.get('categories'))
+        self.cat_ids = sorted(self.cat2label, key=self.cat2label.get)
+        listed = [img['id'] for img in content['images']]
+        repeated = _repeated(listed)
+        if repeated:
+            _warn(f'{self.ann_file}: image id(s) listed more than once, each '
+                  f'kept once: {repeated[:10]}')
+        repeated = _repeated(
+            [ann['id'] for ann in content.get('annotations', [])])
+        if repeated:
+            raise BoxAnnotationError(
+                f'{self.ann_file}: annotation ids are not unique: '
+                f'{repeated[:10]}')
+        data_list = []
+        for img_id in dict.fromkeys(listed):
+            raw_img_info = dict(self.coco.imgs[img_id], img_id=img_id)
+            anns = self.coco.load_anns(self.coco.get_ann_ids(img_ids=[img_id]))
+            data_list.append(
+                self.parse_data_info(
+                    dict(raw_ann_info=anns, raw_img_info=raw_img_info)))
+        return data_list
+
+    def _category_labels(self, categories: Optional[list]) -> Dict[int, int]:
+        """``category_id -> label`` with ``label`` the index of the
+        category's *name* in ``metainfo['classes']`` (the json's order of
+        categories does not matter). Categories that are not classes get no
+        label (their annotations are an error in :meth:`parse_data_info`)."""
+        if not categories:
+            raise BoxAnnotationError(f'{self.ann_file}: no "categories" list')
+        classes = list(self.metainfo['classes'])
+        by_name: Dict[str, int] = {}
+        for cat in categories:
+            name = cat['name']
+            if name in by_name:
+                raise BoxAnnotationError(
+                    f'{self.ann_file}: category name {name!r} is used by '
+                    f'ids {by_name[name]} and {cat["id"]}')
+            by_name[name] = cat['id']
+        absent = [c for c in classes if c not in by_name]
+        if absent:
+            _warn(f'{self.ann_file}: no category named {absent}; no box '
+                  'will have these classes')
+        return {by_name[c]: i for i, c in enumerate(classes) if c in by_name}
 
     def parse_data_info(self, raw_data_info: dict) -> dict:
         img_info = raw_data_info['raw_img_info']
@@ -187,9 +271,15 @@ class CocoBoxDataset(_BoxCheckMixin, CocoDataset):
             if ann.get('segmentation'):
                 item['mask'] = ann['segmentation']
             extra.append(item)
-        instances = self._checked_instances(
-            boxes, labels, img_info['width'], img_info['height'],
-            f'{self.ann_file} ({img_info["file_name"]})', extra)
-        return dict(img_path=img_path, img_id=img_info['img_id'],
-                    seg_map_path=None, height=img_info['height'],
-                    width=img_info['width'], instances=instances)
+        source = f'{self.ann_file} ({img_info["file_name"]})'
+        width, height = self._decoded_size(img_path, img_info['width'],
+                                           img_info['height'], source)
+        instances = self._checked_instances(boxes, labels, width, height,
+                                            source, extra)
+        return dict(
+            img_path=img_path,
+            img_id=img_info['img_id'],
+            seg_map_path=None,
+            height=height,
+            width=width,
+            instances=instances)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..core.class_mapping import map_class_weights
+from ..utils.cli import resolve_split
 from .bap_head import gt_boxes_of
 
 #: Used when a config has no test / val dataloader: the image at its own size.
@@ -45,7 +46,7 @@ def label_dataset_config(cfg, data_root: Optional[str] = None,
     if data_root is not None:
         dataset['data_root'] = data_root.rstrip('/') + '/'
     if split is not None:
-        dataset['ann_file'] = split
+        dataset['ann_file'] = resolve_split(dataset.get('data_root'), split)
     return dataset
 
 

@@ -5,6 +5,7 @@ Never imports mmdet.
 """
 import bana_mm  # noqa: F401  (root registries, checkpoint loading)
 
+from . import mdh  # noqa: F401  (MDH, SPEC §5)
 from .data_preprocessor import TwoMapSegDataPreProcessor
 from .datasets import PseudoLabelVOCDataset, with_background
 from .heads import (DeepLabV1Head, DeepLabV2Head, NALASPPHead,
@@ -14,7 +15,6 @@ from .hooks import ConfidenceMapHook
 from .losses import NoiseAwareLoss
 from .segmentors import CRFEncoderDecoder, CRFSegTTAModel
 from .transforms import LoadPseudoLabels, PackTwoMapSegInputs, PadSegFields
-from . import mdh  # noqa: F401,E402  (MDH, SPEC §5)
 
 __all__ = [
     'TwoMapSegDataPreProcessor', 'PseudoLabelVOCDataset', 'with_background',

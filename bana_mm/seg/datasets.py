@@ -6,16 +6,21 @@ from ``PSEUDO_LABEL_DIR/{Ycrf,Yret}/<id>.png``. Without a pseudo-label
 folder the dataset reads the ground truth ``SegmentationClass/<id>.png``
 (validation). Semi-supervised mode (paper Tables 4-5): ids listed in
 ``gt_ids`` use their ground-truth mask as both maps.
+
+Bad input (docs/reliability.md): a missing file is an error listing the
+files; an id listed twice in a split file is kept once with a warning; an
+empty split file is an error naming it; an image that cannot be decoded at
+loading time is an error naming it.
 """
 from __future__ import annotations
 
 import os.path as osp
 from typing import List, Optional, Sequence, Union
 
-from mmengine.fileio import list_from_file
-
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
+
+from ..utils.io import explain_image_failure, read_split
 
 BACKGROUND_NAMES = ('background', '__background__')
 
@@ -26,11 +31,6 @@ def with_background(classes: Sequence[str]) -> tuple:
     if classes and classes[0].lower() in BACKGROUND_NAMES:
         return classes
     return ('background', ) + classes
-
-
-def read_ids(path: str) -> List[str]:
-    """Image ids of a split list (one per line, first token)."""
-    return [line.split()[0] for line in list_from_file(path) if line.strip()]
 
 
 @DATASETS.register_module()
@@ -53,14 +53,18 @@ class PseudoLabelVOCDataset(BaseSegDataset):
 
     METAINFO = dict()
 
-    def __init__(self, ann_file: str = 'ImageSets/Segmentation/train.txt',
+    def __init__(self,
+                 ann_file: str = 'ImageSets/Segmentation/train.txt',
                  pseudo_label_dir: Optional[str] = None,
-                 ycrf_dir: str = 'Ycrf', yret_dir: str = 'Yret',
+                 ycrf_dir: str = 'Ycrf',
+                 yret_dir: str = 'Yret',
                  gt_ids: Optional[Union[str, Sequence[str]]] = None,
-                 data_prefix: dict = dict(img_path='JPEGImages',
-                                          seg_map_path='SegmentationClass'),
-                 img_suffix: str = '.jpg', seg_map_suffix: str = '.png',
-                 metainfo: Optional[dict] = None, **kwargs) -> None:
+                 data_prefix: dict = dict(
+                     img_path='JPEGImages', seg_map_path='SegmentationClass'),
+                 img_suffix: str = '.jpg',
+                 seg_map_suffix: str = '.png',
+                 metainfo: Optional[dict] = None,
+                 **kwargs) -> None:
         metainfo = dict(metainfo or {})
         if 'classes' not in metainfo:
             raise ValueError('PseudoLabelVOCDataset needs metainfo=dict('
@@ -71,9 +75,13 @@ class PseudoLabelVOCDataset(BaseSegDataset):
         self.ycrf_dir = ycrf_dir
         self.yret_dir = yret_dir
         self.gt_ids = gt_ids
-        super().__init__(ann_file=ann_file, data_prefix=data_prefix,
-                         img_suffix=img_suffix, seg_map_suffix=seg_map_suffix,
-                         metainfo=metainfo, **kwargs)
+        super().__init__(
+            ann_file=ann_file,
+            data_prefix=data_prefix,
+            img_suffix=img_suffix,
+            seg_map_suffix=seg_map_suffix,
+            metainfo=metainfo,
+            **kwargs)
 
     def _root_join(self, path: str) -> str:
         if osp.isabs(path) or not self.data_root:
@@ -84,20 +92,19 @@ class PseudoLabelVOCDataset(BaseSegDataset):
         if self.gt_ids is None:
             return set()
         if isinstance(self.gt_ids, str):
-            return set(read_ids(self._root_join(self.gt_ids)))
+            return set(read_split(self._root_join(self.gt_ids)))
         return set(self.gt_ids)
 
     def load_data_list(self) -> List[dict]:
-        """One entry per id of ``ann_file``; every file must exist."""
-        if not osp.isfile(self.ann_file):
-            raise FileNotFoundError(f'split list {self.ann_file} not found')
+        """One entry per id of ``ann_file`` (kept once); every file must
+        exist."""
         img_dir = self.data_prefix.get('img_path', '')
         gt_dir = self.data_prefix.get('seg_map_path', '')
-        pl_root = (None if self.pseudo_label_dir is None else
-                   self._root_join(self.pseudo_label_dir))
+        pl_root = (None if self.pseudo_label_dir is None else self._root_join(
+            self.pseudo_label_dir))
         gt_set = self._gt_id_set()
         data_list, missing = [], []
-        for img_id in read_ids(self.ann_file):
+        for img_id in read_split(self.ann_file):
             img_path = osp.join(img_dir, img_id + self.img_suffix)
             gt_path = osp.join(gt_dir, img_id + self.seg_map_suffix)
             if pl_root is None or img_id in gt_set:
@@ -109,12 +116,17 @@ class PseudoLabelVOCDataset(BaseSegDataset):
             for path in dict.fromkeys((img_path, crf_path, ret_path)):
                 if not osp.isfile(path):
                     missing.append(path)
-            data_list.append(dict(
-                img_path=img_path, seg_map_path=crf_path,
-                ret_map_path=ret_path, img_id=img_id,
-                uses_gt=crf_path == gt_path,
-                label_map=self.label_map,
-                reduce_zero_label=self.reduce_zero_label, seg_fields=[]))
+            data_list.append(
+                dict(
+                    img_path=img_path,
+                    seg_map_path=crf_path,
+                    ret_map_path=ret_path,
+                    img_id=img_id,
+                    uses_gt=crf_path == gt_path,
+                    num_classes=len(self.metainfo['classes']),
+                    label_map=self.label_map,
+                    reduce_zero_label=self.reduce_zero_label,
+                    seg_fields=[]))
         if missing:
             shown = '\n  '.join(missing[:10])
             more = f'\n  ... and {len(missing) - 10} more' \
@@ -127,3 +139,10 @@ class PseudoLabelVOCDataset(BaseSegDataset):
             raise ValueError(f'gt_ids names images not in {self.ann_file}: '
                              f'{sorted(unknown)[:10]}')
         return data_list
+
+    def prepare_data(self, idx: int):
+        try:
+            return super().prepare_data(idx)
+        except Exception as err:  # an unreadable image is named
+            explain_image_failure(self.get_data_info(idx)['img_path'], err)
+            raise

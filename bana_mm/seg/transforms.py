@@ -16,13 +16,10 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 from mmcv.transforms import Pad as MMCVPad
 from mmengine.structures import PixelData
-
 from mmseg.datasets.transforms import PackSegInputs
 from mmseg.registry import TRANSFORMS
 
-from ..utils.label_io import read_label_png
-
-IGNORE_INDEX = 255
+from ..utils.label_io import IGNORE_INDEX, check_label_values, read_label_png
 
 
 @TRANSFORMS.register_module()
@@ -33,17 +30,32 @@ class LoadPseudoLabels(BaseTransform):
     ``results`` and to ``seg_fields``. Run it after ``LoadImageFromFile``:
     a map whose size differs from the image raises ``ValueError`` naming the
     file. Without ``ret_map_path`` (a ground-truth dataset) Yret = Ycrf.
+
+    A truncated or non-PNG file, and a value that is neither a class index
+    (``< num_classes``) nor 255, raise ``ValueError`` naming the file (and
+    the values). ``num_classes`` comes from the dataset
+    (``results['num_classes']``, set by ``PseudoLabelVOCDataset``) or from
+    the argument; with neither, values are not checked.
+
+    Args:
+        backend_args: mmengine file backend arguments.
+        num_classes: classes including background, if the dataset does not
+            provide it.
     """
 
-    def __init__(self, backend_args: Optional[dict] = None) -> None:
+    def __init__(self,
+                 backend_args: Optional[dict] = None,
+                 num_classes: Optional[int] = None) -> None:
+        self.num_classes = num_classes
         self.backend_args = backend_args
 
     def transform(self, results: dict) -> dict:
-        paths = dict(gt_seg_map=results['seg_map_path'],
-                     gt_ret_map=results.get('ret_map_path')
-                     or results['seg_map_path'])
+        paths = dict(
+            gt_seg_map=results['seg_map_path'],
+            gt_ret_map=results.get('ret_map_path') or results['seg_map_path'])
         img_hw = results['img'].shape[:2] if 'img' in results else None
         label_map = results.get('label_map')
+        num_classes = results.get('num_classes', self.num_classes)
         for key, path in paths.items():
             seg = read_label_png(path, self.backend_args)
             if img_hw is not None and seg.shape != img_hw:
@@ -56,6 +68,8 @@ class LoadPseudoLabels(BaseTransform):
                 for old, new in label_map.items():
                     mapped[seg == old] = new
                 seg = mapped
+            if num_classes is not None:
+                check_label_values(seg, num_classes, path)
             results[key] = seg
             fields = results.setdefault('seg_fields', [])
             if key not in fields:
@@ -74,8 +88,10 @@ class PadSegFields(MMCVPad):
             if results.get(key) is None:
                 continue
             results[key] = mmcv.impad(
-                results[key], shape=results['pad_shape'][:2],
-                pad_val=pad_val, padding_mode=self.padding_mode)
+                results[key],
+                shape=results['pad_shape'][:2],
+                pad_val=pad_val,
+                padding_mode=self.padding_mode)
 
 
 @TRANSFORMS.register_module()

@@ -1,4 +1,4 @@
-"""Load mmengine checkpoints on torch >= 2.6 without turning off ``weights_only``.
+"""Load mmengine checkpoints on torch >= 2.6 with ``weights_only`` on.
 
 torch 2.6 made ``torch.load(weights_only=True)`` the default. mmengine 0.10.7's
 checkpoints carry a few non-tensor objects in ``meta`` (the message hub's
@@ -7,18 +7,71 @@ checkpoints carry a few non-tensor objects in ``meta`` (the message hub's
 
 Instead of asking users to set ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` (which
 re-enables arbitrary code execution), we allowlist exactly those objects.
-``HistoryBuffer`` pickles bound methods as ``getattr(buffer, name)``; we map the
-pickle's ``builtins.getattr`` to a getter that only resolves HistoryBuffer
+``HistoryBuffer`` pickles bound methods as ``getattr(buffer, name)``; we map
+the pickle's ``builtins.getattr`` to a getter that only resolves HistoryBuffer
 statistics methods, so the allowlist does not open general attribute access.
+
+Every local checkpoint that mmengine loads (``load_from``, resume,
+``tools/test.py``, stage 2, ``init_cfg`` pretrained weights) goes through
+:func:`read_checkpoint`: a truncated, empty or non-checkpoint file is a
+:class:`CheckpointReadError` naming the file, without torch's advice to load
+with ``weights_only=False``.
 """
 from __future__ import annotations
 
+import os.path as osp
+import re
 from typing import Any
 
 import numpy as np
 import torch
 
 _ALLOWED = False
+
+
+class CheckpointReadError(RuntimeError):
+    """A file that is not a readable checkpoint; the message names it."""
+
+
+def _reason(err: Exception) -> str:
+    """A short cause from a ``torch.load`` error, without its advice to
+    turn off ``weights_only`` (which would allow arbitrary code)."""
+    text = str(err)
+    match = re.search(
+        r'WeightsUnpickler error:\s*(.+?)(?:\s+Please use|\n\n|$)', text, re.S)
+    if match:
+        text = match.group(1)
+    text = ' '.join(text.split())
+    sentence = text.split('. ')[0].rstrip('.')
+    if not sentence or 'weights_only' in sentence:
+        sentence = ''
+    name = type(err).__name__
+    return f'{name}: {sentence[:200]}' if sentence else name
+
+
+def read_checkpoint(filename: str, map_location: Any = None) -> Any:
+    """``torch.load`` of a local file (torch's default ``weights_only``).
+
+    Raises:
+        FileNotFoundError naming a missing file; :class:`CheckpointReadError`
+        naming a file that is empty, truncated, not a torch file, or holds
+        objects outside the allowlist.
+    """
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'checkpoint {filename} not found')
+    if osp.getsize(filename) == 0:
+        raise CheckpointReadError(
+            f'{filename} is not a readable checkpoint: the file is empty')
+    try:
+        return torch.load(filename, map_location=map_location)
+    except MemoryError:
+        raise
+    except Exception as err:  # torch raises many types for a bad file
+        raise CheckpointReadError(
+            f'{filename} is not a readable checkpoint (truncated, not saved '
+            f'by torch, or holding objects other than weights and mmengine '
+            f'metadata): {_reason(err)}') from None
 
 
 def _history_buffer_getattr(obj: Any, name: str) -> Any:
@@ -55,14 +108,27 @@ def _numpy_globals() -> list:
     return entries
 
 
+def load_from_local(filename: str, map_location: Any = None) -> Any:
+    """mmengine's local-file checkpoint loader, as :func:`read_checkpoint`."""
+    return read_checkpoint(filename, map_location)
+
+
 def allow_mmengine_checkpoints() -> None:
-    """Allowlist the objects of mmengine checkpoints for ``weights_only`` load.
+    """Allowlist the objects of mmengine checkpoints for ``weights_only`` load
+    and route mmengine's local checkpoint loading through
+    :func:`read_checkpoint`.
 
     Idempotent and cheap; called when :mod:`bana_mm` is imported, which every
     config of this project does through ``custom_imports``.
     """
     global _ALLOWED
-    if _ALLOWED or not hasattr(torch.serialization, 'add_safe_globals'):
+    if _ALLOWED:
+        return
+    from mmengine.runner.checkpoint import CheckpointLoader
+    CheckpointLoader.register_scheme(
+        prefixes='', loader=load_from_local, force=True)
+    if not hasattr(torch.serialization, 'add_safe_globals'):
+        _ALLOWED = True
         return
     from mmengine.logging import HistoryBuffer
     torch.serialization.add_safe_globals([

@@ -1,22 +1,54 @@
-"""Atomic file writes: a reader never sees a half-written file."""
+"""File I/O shared by the project: atomic writes (a reader never sees a
+half-written file), split lists, and cheap checks of image files."""
 from __future__ import annotations
 
+import logging
 import os
 import os.path as osp
 import tempfile
 from contextlib import contextmanager
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterator, List, Optional, Tuple
+
+
+# ------------------------------------------------------------ atomic writes
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux allows
+    (``/proc/self/status``); elsewhere set and restored at once."""
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('Umask:'):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _new_file_mode(path: str) -> int:
+    """The mode ``open(path, 'w')`` would give: an existing file keeps its
+    permissions, a new one gets ``0o666`` minus the umask."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~current_umask()
 
 
 @contextmanager
 def atomic_open(path: str) -> Iterator[BinaryIO]:
     """Open a temp file beside ``path`` for binary writing; on success it is
-    synced and renamed to ``path``, on error removed."""
+    synced and renamed to ``path``, on error removed.
+
+    ``mkstemp`` creates the temp file with mode 0600; it is given the mode a
+    plain ``open`` would (umask respected, e.g. 0644) before the rename.
+    """
     folder = osp.dirname(osp.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + osp.basename(path),
-                               suffix='.tmp')
+    fd, tmp = tempfile.mkstemp(
+        dir=folder, prefix='.' + osp.basename(path), suffix='.tmp')
     try:
+        os.fchmod(fd, _new_file_mode(path))
         with os.fdopen(fd, 'wb') as f:
             yield f
             f.flush()
@@ -37,3 +69,93 @@ def atomic_write_bytes(path: "str | os.PathLike", data: bytes) -> None:
 def atomic_write_text(path: str, text: str) -> None:
     """Text version of :func:`atomic_write_bytes` (UTF-8)."""
     atomic_write_bytes(path, text.encode('utf-8'))
+
+
+# -------------------------------------------------------------- split lists
+def read_split(path: str) -> List[str]:
+    """Image ids of a split list, one per line (first token of the line).
+
+    An id listed twice is kept once, with one warning naming the file and
+    the ids (a repeated id would be trained, labelled and scored twice).
+
+    Raises:
+        FileNotFoundError / ValueError (no id at all) naming ``path``.
+    """
+    from mmengine.fileio import list_from_file
+    from mmengine.logging import print_log
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'split list {path} not found')
+    ids = [line.split()[0] for line in list_from_file(path) if line.strip()]
+    if not ids:
+        raise ValueError(f'split list {path} is empty: it lists no image id')
+    unique = list(dict.fromkeys(ids))
+    if len(unique) != len(ids):
+        seen, repeated = set(), []
+        for img_id in ids:
+            if img_id in seen and img_id not in repeated:
+                repeated.append(img_id)
+            seen.add(img_id)
+        shown = ', '.join(repeated[:10])
+        more = f' and {len(repeated) - 10} more' if len(repeated) > 10 else ''
+        print_log(
+            f'{path}: {len(repeated)} id(s) listed more than once, '
+            f'each kept once: {shown}{more}',
+            logger='current',
+            level=logging.WARNING)
+    return unique
+
+
+# ------------------------------------------------------------- image files
+class ImageReadError(OSError):
+    """An image file that cannot be read or decoded; names the file."""
+
+
+def image_size(path: str) -> Optional[Tuple[int, int]]:
+    """``(width, height)`` of an image as OpenCV / mmcv decode it (EXIF
+    rotation applied), read from the file header only; None if the header
+    cannot be read (the loading pipeline then reports the file)."""
+    from PIL import Image
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            try:
+                orientation = image.getexif().get(0x0112, 1)
+            except Exception:  # malformed EXIF: cv2 ignores it too
+                orientation = 1
+    except Exception:
+        return None
+    # EXIF orientations 5-8 are transposed (cv2.IMREAD_COLOR applies them).
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def image_file_problem(path: str) -> Optional[str]:
+    """Why ``path`` cannot be used as an image (decoded as mmcv's
+    ``LoadImageFromFile`` does), or None if it decodes."""
+    import cv2
+    import numpy as np
+    if not osp.isfile(path):
+        return 'does not exist'
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as err:
+        return f'cannot be read ({err.strerror or err})'
+    if data.size == 0:
+        return 'is empty (0 bytes)'
+    try:
+        decoded = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except cv2.error:
+        decoded = None
+    if decoded is None:
+        return f'cannot be decoded as an image ({data.size} bytes)'
+    return None
+
+
+def explain_image_failure(path: str, err: BaseException) -> None:
+    """Raise :class:`ImageReadError` naming ``path`` if the image file is
+    what broke the pipeline (``err``: the pipeline's exception); return
+    quietly otherwise so the caller re-raises ``err``."""
+    if isinstance(err, ImageReadError):
+        return
+    problem = image_file_problem(path)
+    if problem is not None:
+        raise ImageReadError(f'image {path} {problem}') from err

@@ -14,17 +14,29 @@ norm_cfg = dict(type='BN', requires_grad=True)
 model = dict(
     pretrained=None,
     data_preprocessor=dict(size=crop_size),
-    backbone=dict(depth=18, stem_channels=16, base_channels=16,
-                  dilations=(1, 1, 1, 2), strides=(1, 2, 2, 1),
-                  norm_cfg=norm_cfg),
-    decode_head=dict(in_channels=128, c1_in_channels=16, c1_channels=12,
-                     channels=64, dilations=(1, 2, 3, 4), norm_cfg=norm_cfg))
+    backbone=dict(
+        depth=18,
+        stem_channels=16,
+        base_channels=16,
+        dilations=(1, 1, 1, 2),
+        strides=(1, 2, 2, 1),
+        norm_cfg=norm_cfg),
+    decode_head=dict(
+        in_channels=128,
+        c1_in_channels=16,
+        c1_channels=12,
+        channels=64,
+        dilations=(1, 2, 3, 4),
+        norm_cfg=norm_cfg))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),
-    dict(type='RandomResize', scale=test_scale, ratio_range=(0.5, 2.0),
-         keep_ratio=True),
+    dict(
+        type='RandomResize',
+        scale=test_scale,
+        ratio_range=(0.5, 2.0),
+        keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PhotoMetricDistortion'),
@@ -40,21 +52,28 @@ train_dataloader = dict(
     batch_size=8,
     num_workers=0,
     persistent_workers=False,
-    dataset=dict(data_root=data_root,
-                 ann_file='ImageSets/Segmentation/train.txt',
-                 full_split='ImageSets/Segmentation/full.txt',
-                 weak_label_dir='mdh/pseudo_masks',
-                 pipeline=train_pipeline))
+    dataset=dict(
+        data_root=data_root,
+        ann_file='ImageSets/Segmentation/train.txt',
+        full_split='ImageSets/Segmentation/full.txt',
+        weak_label_dir='mdh/pseudo_masks',
+        pipeline=train_pipeline))
 val_dataloader = dict(
     num_workers=0,
     persistent_workers=False,
     dataset=dict(data_root=data_root, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
-optim_wrapper = dict(optimizer=dict(lr=0.01), clip_grad=dict(_delete_=True, max_norm=10.0))
+optim_wrapper = dict(
+    optimizer=dict(lr=0.01), clip_grad=dict(_delete_=True, max_norm=10.0))
 param_scheduler = [
-    dict(type='PolyLR', eta_min=0.0, power=0.9, begin=0, end=max_iters,
-         by_epoch=False)
+    dict(
+        type='PolyLR',
+        eta_min=0.0,
+        power=0.9,
+        begin=0,
+        end=max_iters,
+        by_epoch=False)
 ]
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 default_hooks = dict(

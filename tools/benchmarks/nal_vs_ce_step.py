@@ -3,7 +3,8 @@
 Same DeepLab-V1 LargeFOV model, same batch, same optimizer; the decode head's
 loss is swapped between NoiseAwareLoss(mode='nal') and mmseg's
 CrossEntropyLoss every step (interleaved, so CPU load from other processes
-hits both alike). Prints the median step times and their ratio.
+hits both alike; ``bana_mm.utils.benchmark.interleaved``). Prints the median
+step times, their ratio and the median of the per-round ratios.
 
     python tools/benchmarks/nal_vs_ce_step.py [--width-mult 1.0]
         [--crop 321] [--batch 2] [--classes 21] [--steps 4]
@@ -11,9 +12,7 @@ hits both alike). Prints the median step times and their ratio.
 import argparse
 import copy
 import os.path as osp
-import statistics
 import sys
-import time
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(
     __file__)))))
@@ -23,6 +22,8 @@ from mmengine.config import Config  # noqa: E402
 from mmengine.optim import OptimWrapper  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 from mmengine.structures import PixelData  # noqa: E402
+
+from bana_mm.utils.benchmark import interleaved, paired_ratio  # noqa: E402
 
 CONFIG = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(
     __file__)))), 'configs', 'bana', 'deeplabv1_nal_voc.py')
@@ -79,26 +80,24 @@ def main(argv=None) -> float:
     optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=1e-4,
                                          momentum=0.9))
     batch = make_batch(args.batch, args.crop, args.classes)
-    times = {k: [] for k in losses}
-    for step in range(args.warmup + args.steps):
-        order = ('nal', 'ce') if step % 2 == 0 else ('ce', 'nal')
-        for name in order:
-            head.loss_decode = losses[name]
-            start = time.perf_counter()
-            log = model.train_step(copy.deepcopy(batch), optim)
-            elapsed = time.perf_counter() - start
-            if not torch.isfinite(log['loss']):
-                raise RuntimeError(f'{name} loss is not finite')
-            if step >= args.warmup:
-                times[name].append(elapsed)
-    nal, ce = (statistics.median(times[k]) for k in ('nal', 'ce'))
+
+    def step(name: str) -> None:
+        head.loss_decode = losses[name]
+        log = model.train_step(copy.deepcopy(batch), optim)
+        if not torch.isfinite(log['loss']):
+            raise RuntimeError(f'{name} loss is not finite')
+
+    times = interleaved({k: (lambda k=k: step(k)) for k in ('nal', 'ce')},
+                        args.steps, args.warmup, 'NAL vs CE step')
+    nal, ce = times['nal'].median, times['ce'].median
     ratio = nal / ce
     print(f'model: DeepLab-V1 LargeFOV width x{args.width_mult}, batch '
           f'{args.batch}, crop {args.crop}, {args.classes} classes, '
           f'{args.steps} steps each (interleaved)')
     print(f'median step time: NAL {nal * 1000:.1f} ms, CE {ce * 1000:.1f} ms')
     print(f'NAL / CE step-time ratio: {ratio:.3f} '
-          f'({(ratio - 1) * 100:+.1f}% extra)')
+          f'({(ratio - 1) * 100:+.1f}% extra; paired '
+          f'{paired_ratio(times["nal"], times["ce"]):.3f})')
     return ratio
 
 

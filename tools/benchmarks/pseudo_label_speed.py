@@ -8,7 +8,9 @@ classes. Feature extraction is not timed. For every ``upsample`` mode the
 script prints mean ± std over the timed repetitions of the three parts that
 ``generate_pseudo_labels`` reports: unaries (u0, u_c, CRF input), DenseCRF
 (10 mean-field iterations, pydensecrf, single-threaded) and retrieval (Yret).
-Modes are interleaved per repetition so machine load hits all alike.
+Modes are interleaved per repetition so machine load hits all alike
+(``bana_mm.utils.benchmark.interleaved``; the parts are the generator's own
+timings, the total is the ``torch.utils.benchmark`` measurement).
 
     cd /work/main && PYTHONPATH=. .venv/bin/python \
         tools/benchmarks/pseudo_label_speed.py [--repeats 5] [--threads 2]
@@ -17,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import cv2
 import numpy as np
@@ -25,6 +26,7 @@ import torch
 
 from bana_mm.core.pseudo_labels import (UPSAMPLE_MODES, PseudoLabelConfig,
                                         generate_pseudo_labels)
+from bana_mm.utils.benchmark import interleaved
 
 
 def random_inputs(seed: int, height: int, width: int, dim: int, stride: int,
@@ -76,22 +78,21 @@ def main() -> None:
           f'features {tuple(feat.shape)}, {len(boxes)} boxes of classes '
           f'{sorted(set(labels))}, torch threads {torch.get_num_threads()}')
     cfgs = {m: PseudoLabelConfig(upsample=m) for m in args.modes}
-    times = {m: dict(unary=[], crf=[], retrieval=[], total=[])
+    parts = {m: dict(unary=[], crf=[], retrieval=[]) for m in args.modes}
+
+    def run(mode: str) -> None:
+        out = generate_pseudo_labels(image, feat, weights, boxes, labels,
+                                     cfg=cfgs[mode])
+        parts[mode]['unary'].append(out.unary_seconds)
+        parts[mode]['crf'].append(out.crf_seconds)
+        parts[mode]['retrieval'].append(out.retrieval_seconds)
+
+    totals = interleaved({m: (lambda m=m: run(m)) for m in args.modes},
+                         args.repeats, args.warmup, 'pseudo labels')
+    times = {m: {k: v[args.warmup:] for k, v in parts[m].items()}
              for m in args.modes}
-    for rep in range(args.warmup + args.repeats):
-        order = args.modes if rep % 2 == 0 else args.modes[::-1]
-        for mode in order:
-            start = time.perf_counter()
-            out = generate_pseudo_labels(image, feat, weights, boxes, labels,
-                                         cfg=cfgs[mode])
-            total = time.perf_counter() - start
-            if rep < args.warmup:
-                continue
-            t = times[mode]
-            t['unary'].append(out.unary_seconds)
-            t['crf'].append(out.crf_seconds)
-            t['retrieval'].append(out.retrieval_seconds)
-            t['total'].append(total)
+    for m in args.modes:
+        times[m]['total'] = totals[m].times
 
     def fmt(values):
         sd = statistics.stdev(values) if len(values) > 1 else 0.0

@@ -8,7 +8,7 @@ checkpoint. DST loads with ``init_cfg=dict(type='Pretrained', checkpoint=DST)``
 (the ``pretrained`` variable of the stage-1 and DeepLab-V1 paper configs).
 torchvision weights get conv1_1 folded for Caffe-style BGR input and fc6/fc7
 decimated to 1024 channels as DeepLab-LargeFOV did
-(bana_mm/utils/vgg_convert.py documents every step).
+(bana_mm/models/converters/torchvision_vgg.py documents every step).
 """
 import argparse
 import os.path as osp
@@ -17,7 +17,7 @@ import sys
 sys.path.insert(
     0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from bana_mm.utils.vgg_convert import (VGGConversionError,  # noqa: E402
+from bana_mm.models.converters.torchvision_vgg import (VGGConversionError,  # noqa: E402
                                        convert_vgg16_file)
 
 

@@ -26,11 +26,11 @@ from mmengine.model import normal_init
 from torch import Tensor
 
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
-from mmseg.models.losses import accuracy
 from mmseg.models.utils import resize
 from mmseg.registry import MODELS
 
 from ...core.nal import cosine_map, dot_logits
+from ..losses import pixel_accuracy
 
 CLASSIFIER_TYPES = ('cosine', 'dot')
 
@@ -157,8 +157,7 @@ class NoiseAwareHeadMixin:
                     logits, ycrf, ignore_index=self.ignore_index)}
             for key, value in parts.items():
                 losses[key] = losses[key] + value if key in losses else value
-        losses['acc_seg'] = accuracy(logits, ycrf,
-                                     ignore_index=self.ignore_index)
+        losses['acc_seg'] = pixel_accuracy(logits, ycrf, self.ignore_index)
         return losses
 
     def predict_by_feat(self, seg_logits: Union[NALOutput, Tensor],

@@ -8,15 +8,16 @@ from .data_preprocessor import MultiChannelSegDataPreProcessor
 from .dataset import MDHVOCDataset, read_voc_boxes
 from .heads import (HEAD_MODES, MDHASPPHead, MDHDepthwiseSeparableASPPHead,
                     MDHFCNHead, MDHPSPHead, MixedDualHeadMixin,
-                    mixed_dual_head)
+                    strong_state_dict)
+from .init import PretrainedExtraChannels, widen_input_channels
 from .sampler import MixedBatchSampler
 from .transforms import (MDH_META_KEYS, AddBoxPriors, BoxRandomCrop,
                          LoadOptionalAnnotations)
 
 __all__ = [
     'MultiChannelSegDataPreProcessor', 'MDHVOCDataset', 'read_voc_boxes',
-    'HEAD_MODES', 'MDHASPPHead', 'MDHDepthwiseSeparableASPPHead',
-    'MDHFCNHead', 'MDHPSPHead', 'MixedDualHeadMixin', 'mixed_dual_head',
-    'MixedBatchSampler', 'MDH_META_KEYS', 'AddBoxPriors', 'BoxRandomCrop',
-    'LoadOptionalAnnotations'
+    'HEAD_MODES', 'MDHASPPHead', 'MDHDepthwiseSeparableASPPHead', 'MDHFCNHead',
+    'MDHPSPHead', 'MixedDualHeadMixin', 'strong_state_dict',
+    'PretrainedExtraChannels', 'widen_input_channels', 'MixedBatchSampler',
+    'MDH_META_KEYS', 'AddBoxPriors', 'BoxRandomCrop', 'LoadOptionalAnnotations'
 ]

@@ -17,49 +17,34 @@ from __future__ import annotations
 
 import logging
 import os.path as osp
-import xml.etree.ElementTree as ET
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 from mmengine.logging import print_log
-
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
-from ...core.boxes import BoxAnnotationError, clip_boxes, voc_box_to_xyxy
+from ...core.boxes import clip_boxes
+from ...datasets.voc_annotations import read_voc_xml
 from ...core.priors import boxes_from_masks
+from ...utils.io import read_split
 from ...utils.label_io import read_label_png
-from ..datasets import read_ids, with_background
+from ..datasets import with_background
 
 
-def read_voc_boxes(xml_path: str, class_index: dict
-                   ) -> Tuple[np.ndarray, np.ndarray]:
+def read_voc_boxes(xml_path: str,
+                   class_index: dict) -> Tuple[np.ndarray, np.ndarray]:
     """Boxes ``(N, 4)`` and segmentation class indices from a VOC XML file;
     boxes outside the image are dropped with a warning naming the file."""
-    try:
-        root = ET.parse(xml_path).getroot()
-        width = int(root.find('size/width').text)
-        height = int(root.find('size/height').text)
-        boxes, labels = [], []
-        for obj in root.findall('object'):
-            name = obj.find('name').text.strip()
-            if name not in class_index:
-                raise BoxAnnotationError(
-                    f'{xml_path}: unknown class {name!r}; known classes: '
-                    f'{", ".join(class_index)}')
-            bnd = obj.find('bndbox')
-            boxes.append(voc_box_to_xyxy(*(float(bnd.find(k).text) for k in
-                                           ('xmin', 'ymin', 'xmax', 'ymax'))))
-            labels.append(class_index[name])
-    except (ET.ParseError, AttributeError, TypeError, ValueError) as err:
-        if isinstance(err, BoxAnnotationError):
-            raise
-        raise BoxAnnotationError(
-            f'{xml_path}: malformed VOC annotation ({err})') from err
+    ann = read_voc_xml(xml_path, class_index)
+    width, height, boxes, labels = (ann.width, ann.height, ann.boxes,
+                                    ann.labels)
     checked = clip_boxes(boxes, labels, width, height)
     for reason in checked.dropped:
-        print_log(f'{xml_path}: dropped {reason}', logger='current',
-                  level=logging.WARNING)
+        print_log(
+            f'{xml_path}: dropped {reason}',
+            logger='current',
+            level=logging.WARNING)
     return (np.asarray(checked.boxes, np.float32).reshape(-1, 4),
             np.asarray(checked.labels, np.int64))
 
@@ -81,15 +66,18 @@ class MDHVOCDataset(BaseSegDataset):
 
     METAINFO = dict()
 
-    def __init__(self, ann_file: str = 'ImageSets/Segmentation/train.txt',
+    def __init__(self,
+                 ann_file: str = 'ImageSets/Segmentation/train.txt',
                  full_split: Optional[str] = None,
                  weak_label_dir: Optional[str] = None,
                  box_dir: str = 'Annotations',
                  instance_dir: str = 'SegmentationObject',
-                 data_prefix: dict = dict(img_path='JPEGImages',
-                                          seg_map_path='SegmentationClass'),
-                 img_suffix: str = '.jpg', seg_map_suffix: str = '.png',
-                 metainfo: Optional[dict] = None, **kwargs) -> None:
+                 data_prefix: dict = dict(
+                     img_path='JPEGImages', seg_map_path='SegmentationClass'),
+                 img_suffix: str = '.jpg',
+                 seg_map_suffix: str = '.png',
+                 metainfo: Optional[dict] = None,
+                 **kwargs) -> None:
         metainfo = dict(metainfo or {})
         if 'classes' not in metainfo:
             raise ValueError('MDHVOCDataset needs metainfo=dict(classes=...)'
@@ -99,9 +87,13 @@ class MDHVOCDataset(BaseSegDataset):
         self.weak_label_dir = weak_label_dir
         self.box_dir = box_dir
         self.instance_dir = instance_dir
-        super().__init__(ann_file=ann_file, data_prefix=data_prefix,
-                         img_suffix=img_suffix, seg_map_suffix=seg_map_suffix,
-                         metainfo=metainfo, **kwargs)
+        super().__init__(
+            ann_file=ann_file,
+            data_prefix=data_prefix,
+            img_suffix=img_suffix,
+            seg_map_suffix=seg_map_suffix,
+            metainfo=metainfo,
+            **kwargs)
 
     def _root_join(self, path: str) -> str:
         if osp.isabs(path) or not self.data_root:
@@ -114,24 +106,19 @@ class MDHVOCDataset(BaseSegDataset):
         path = self._root_join(self.full_split)
         if not osp.isfile(path):
             raise FileNotFoundError(f'full split {path} not found')
-        full = read_ids(path)
+        full = read_split(path)
         unknown = sorted(set(full) - set(ids))
         if unknown:
             raise ValueError(f'full split {path} lists ids that are not in '
                              f'the training split {self.ann_file}: '
                              f'{unknown[:10]}')
-        if not full:
-            raise ValueError(f'full split {path} is empty: F needs at least '
-                             'one id')
-        return set(full)
+        return set(full)  # read_split refuses an empty list, naming it
 
     def load_data_list(self) -> List[dict]:
-        if not osp.isfile(self.ann_file):
-            raise FileNotFoundError(f'split list {self.ann_file} not found')
-        ids = read_ids(self.ann_file)
+        ids = read_split(self.ann_file)
         full = self._full_ids(ids)
-        weak_root = (None if self.weak_label_dir is None else
-                     self._root_join(self.weak_label_dir))
+        weak_root = (None if self.weak_label_dir is None else self._root_join(
+            self.weak_label_dir))
         if self.full_split is not None and weak_root is None \
                 and len(full) < len(ids):
             raise ValueError('MDHVOCDataset: weak_label_dir is required for '
@@ -158,14 +145,20 @@ class MDHVOCDataset(BaseSegDataset):
                 if not osp.isfile(seg_path):
                     missing_weak.append(seg_path)
             boxes, labels = self._boxes(img_id, gt_path, class_index)
-            data_list.append(dict(
-                img_path=img_path, seg_map_path=seg_path, img_id=img_id,
-                is_full=bool(is_full), gt_bboxes=boxes,
-                gt_bboxes_labels=labels, label_map=self.label_map,
-                reduce_zero_label=self.reduce_zero_label, seg_fields=[]))
+            data_list.append(
+                dict(
+                    img_path=img_path,
+                    seg_map_path=seg_path,
+                    img_id=img_id,
+                    is_full=bool(is_full),
+                    gt_bboxes=boxes,
+                    gt_bboxes_labels=labels,
+                    label_map=self.label_map,
+                    reduce_zero_label=self.reduce_zero_label,
+                    seg_fields=[]))
         for what, paths in (('image', missing_img),
-                            ('ground-truth PNG of an F id', missing_gt),
-                            ('weak mask', missing_weak)):
+                            ('ground-truth PNG of an F id',
+                             missing_gt), ('weak mask', missing_weak)):
             if paths:
                 raise FileNotFoundError(
                     f'{len(paths)} {what} file(s) missing for '
@@ -181,16 +174,19 @@ class MDHVOCDataset(BaseSegDataset):
         if osp.isfile(gt_path):  # derive from the masks (no box file)
             inst_path = osp.join(root, self.instance_dir,
                                  img_id + self.seg_map_suffix)
-            inst = (read_label_png(inst_path) if osp.isfile(inst_path)
-                    else None)
+            inst = (
+                read_label_png(inst_path) if osp.isfile(inst_path) else None)
             boxes, labels = boxes_from_masks(read_label_png(gt_path), inst)
             return boxes.astype(np.float32), labels
-        print_log(f'{img_id}: no box file {xml_path} and no mask to derive '
-                  'boxes from; it gets background priors', logger='current',
-                  level=logging.WARNING)
+        print_log(
+            f'{img_id}: no box file {xml_path} and no mask to derive '
+            'boxes from; it gets background priors',
+            logger='current',
+            level=logging.WARNING)
         return np.zeros((0, 4), np.float32), np.zeros((0, ), np.int64)
 
     def full_flags(self) -> List[bool]:
         """``is_full`` of every entry, in index order."""
-        return [bool(self.get_data_info(i)['is_full'])
-                for i in range(len(self))]
+        return [
+            bool(self.get_data_info(i)['is_full']) for i in range(len(self))
+        ]

@@ -18,23 +18,23 @@ mmseg head computes before ``cls_seg``):
 * ``'dual'`` (b): strong head on F only, weak head on W only;
 * ``'single'`` (a): one head (no weak head) on all samples.
 
-Samples are routed by their ``is_full`` metainfo (see ``MDH_META_KEYS``).
+Samples are routed by their ``is_full`` metainfo (see ``MDH_META_KEYS``);
+each head runs (and batch-normalises) only the samples it is trained on.
 Each head's loss is mmseg's ``loss_by_feat`` over its own samples; the two
 losses are summed with equal weight (the paper gives none).
 """
 from __future__ import annotations
 
-from typing import Dict, List, Sequence, Tuple, Type
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 from mmcv.cnn import ConvModule
 from mmengine.model import normal_init
-from torch import Tensor
-
 from mmseg.models.decode_heads import (ASPPHead, DepthwiseSeparableASPPHead,
                                        FCNHead, PSPHead)
 from mmseg.registry import MODELS
+from torch import Tensor
 
 from .sampler import check_ratio
 
@@ -51,8 +51,11 @@ class MixedDualHeadMixin:
         mix_ratio: F:W ratio in the strong head's samples (mixed mode).
     """
 
-    def __init__(self, *args, head_mode: str = 'mixed',
-                 mix_ratio: Sequence[float] = (7, 1), **kwargs) -> None:
+    def __init__(self,
+                 *args,
+                 head_mode: str = 'mixed',
+                 mix_ratio: Sequence[float] = (7, 1),
+                 **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if head_mode not in HEAD_MODES:
             raise ValueError(f'head_mode must be one of {HEAD_MODES}, got '
@@ -66,13 +69,16 @@ class MixedDualHeadMixin:
         else:
             self.weak_pre = self._pre_block()
             self.weak_seg = nn.Conv2d(self.channels, self.out_channels, 1)
-        self._both = False
+        self._route: Tuple[List[int], List[int]] | None = None
 
     def _pre_block(self) -> ConvModule:
-        return ConvModule(self.channels, self.channels, 1,
-                          conv_cfg=self.conv_cfg,
-                          norm_cfg=self.norm_cfg or dict(type='BN'),
-                          act_cfg=self.act_cfg or dict(type='ReLU'))
+        return ConvModule(
+            self.channels,
+            self.channels,
+            1,
+            conv_cfg=self.conv_cfg,
+            norm_cfg=self.norm_cfg or dict(type='BN'),
+            act_cfg=self.act_cfg or dict(type='ReLU'))
 
     def init_weights(self) -> None:
         super().init_weights()
@@ -80,14 +86,25 @@ class MixedDualHeadMixin:
             if conv is not None:
                 normal_init(conv, mean=0, std=0.01)
 
-    def cls_seg(self, feat: Tensor) -> Tensor:
-        """Strong logits; during ``loss`` strong and weak concatenated."""
+    def cls_seg(self, feat: Tensor):
+        """Strong logits; inside ``loss`` a pair (strong logits of the strong
+        samples, weak logits of the weak samples), each head normalising
+        (BN) only the samples it is trained on."""
         if self.dropout is not None:
             feat = self.dropout(feat)
-        strong = self.conv_seg(self.strong_pre(feat))
-        if not self._both:
-            return strong
-        return torch.cat([strong, self.weak_seg(self.weak_pre(feat))], 1)
+        if self._route is None:
+            return self.conv_seg(self.strong_pre(feat))
+        outs = []
+        for index, pre, seg in ((self._route[0], self.strong_pre,
+                                 self.conv_seg),
+                                (self._route[1], self.weak_pre,
+                                 self.weak_seg)):
+            if not index or pre is None:
+                outs.append(None)
+                continue
+            sel = torch.as_tensor(index, device=feat.device)
+            outs.append(seg(pre(feat.index_select(0, sel))))
+        return tuple(outs)
 
     # -------------------------------------------------------------- routing
     def route(self, is_full: Sequence[bool]) -> Tuple[List[int], List[int]]:
@@ -103,37 +120,28 @@ class MixedDualHeadMixin:
         n_mix = int(want) + int(torch.rand(()).item() < want - int(want))
         return sorted(full + weak[:min(n_mix, len(weak))]), weak
 
-    def _forward_both(self, inputs) -> Tuple[Tensor, Tensor | None]:
-        self._both = self.weak_seg is not None
-        try:
-            logits = self.forward(inputs)
-        finally:
-            self._both = False
-        if self.weak_seg is None:
-            return logits, None
-        return logits[:, :self.out_channels], logits[:, self.out_channels:]
-
-    def _head_loss(self, logits: Tensor, samples, index: List[int],
+    def _head_loss(self, logits: Tensor | None, samples, index: List[int],
+                   modules: Sequence[nn.Module],
                    suffix: str) -> Dict[str, Tensor]:
-        if not index:  # keeps the graph: zero loss, zero gradient
-            zero = logits.sum() * 0.0
-            names = [m.loss_name for m in (
-                self.loss_decode if isinstance(self.loss_decode,
-                                               nn.ModuleList)
-                else [self.loss_decode])]
+        """mmseg losses of one head over its samples, keys ``<name>_<head>``.
+        A head without samples gets zero losses that still touch its
+        parameters (zero gradient, no unused parameters)."""
+        if logits is None:
+            zero = sum(p.sum() for m in modules for p in m.parameters()) * 0.0
+            names = [
+                m.loss_name for m in (self.loss_decode if isinstance(
+                    self.loss_decode, nn.ModuleList) else [self.loss_decode])
+            ]
             out = {f'{n}_{suffix}': zero for n in names}
             out[f'acc_seg_{suffix}'] = zero.detach()
             return out
-        sel = torch.as_tensor(index, device=logits.device)
-        losses = self.loss_by_feat(logits.index_select(0, sel),
-                                   [samples[i] for i in index])
+        losses = self.loss_by_feat(logits, [samples[i] for i in index])
         return {f'{k}_{suffix}': v for k, v in losses.items()}
 
     def loss(self, inputs: Tuple[Tensor], batch_data_samples,
              train_cfg) -> Dict[str, Tensor]:
-        strong, weak = self._forward_both(inputs)
         if self.head_mode == 'single':
-            return self.loss_by_feat(strong, batch_data_samples)
+            return self.loss_by_feat(self.forward(inputs), batch_data_samples)
         tags = [s.metainfo.get('is_full') for s in batch_data_samples]
         if any(t is None for t in tags):
             raise KeyError(f'{self.head_mode}-head training needs an '
@@ -141,23 +149,45 @@ class MixedDualHeadMixin:
                            '(MDHVOCDataset + PackSegInputs(meta_keys='
                            'MDH_META_KEYS))')
         strong_idx, weak_idx = self.route([bool(t) for t in tags])
+        self._route = (strong_idx, weak_idx)
+        try:
+            strong, weak = self.forward(inputs)
+        finally:
+            self._route = None
         losses = self._head_loss(strong, batch_data_samples, strong_idx,
-                                 'strong')
-        losses.update(self._head_loss(weak, batch_data_samples, weak_idx,
-                                      'weak'))
+                                 (self.strong_pre, self.conv_seg), 'strong')
+        losses.update(
+            self._head_loss(weak, batch_data_samples, weak_idx,
+                            (self.weak_pre, self.weak_seg), 'weak'))
         return losses
 
 
-def mixed_dual_head(base: Type) -> Type:
-    """Register and return ``MDH<base name>`` = mixin + mmseg head."""
-    cls = type(f'MDH{base.__name__}', (MixedDualHeadMixin, base),
-               dict(__doc__=f'{base.__name__} with strong/weak heads '
-                            '(MDH §3.3).', __module__=__name__))
-    MODELS.register_module(module=cls)
-    return cls
+def strong_state_dict(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    """The inference model's weights: everything but the weak head. Loads
+    strictly into the same config with ``head_mode='single'``."""
+    return {
+        k: v
+        for k, v in state_dict.items()
+        if '.weak_pre.' not in k and '.weak_seg.' not in k
+    }
 
 
-MDHFCNHead = mixed_dual_head(FCNHead)
-MDHASPPHead = mixed_dual_head(ASPPHead)
-MDHDepthwiseSeparableASPPHead = mixed_dual_head(DepthwiseSeparableASPPHead)
-MDHPSPHead = mixed_dual_head(PSPHead)
+@MODELS.register_module()
+class MDHFCNHead(MixedDualHeadMixin, FCNHead):
+    """mmseg's FCNHead (HRNetV2 AnnNet) with strong/weak heads."""
+
+
+@MODELS.register_module()
+class MDHASPPHead(MixedDualHeadMixin, ASPPHead):
+    """mmseg's ASPPHead (DeepLab-V3) with strong/weak heads."""
+
+
+@MODELS.register_module()
+class MDHDepthwiseSeparableASPPHead(MixedDualHeadMixin,
+                                    DepthwiseSeparableASPPHead):
+    """mmseg's DeepLab-V3+ head (SegNet) with strong/weak heads."""
+
+
+@MODELS.register_module()
+class MDHPSPHead(MixedDualHeadMixin, PSPHead):
+    """mmseg's PSPHead with strong/weak heads."""

@@ -15,9 +15,8 @@ from typing import Iterator, List, Sequence, Tuple
 
 import torch
 from mmengine.dist import get_dist_info, sync_random_seed
-from torch.utils.data import BatchSampler, Sampler
-
 from mmseg.registry import DATA_SAMPLERS
+from torch.utils.data import BatchSampler, Sampler
 
 
 def check_ratio(ratio: Sequence[float], name: str) -> Tuple[float, float]:
@@ -54,8 +53,8 @@ class _Stream:
         out = []
         while len(out) < count:
             if not self.order:
-                perm = torch.randperm(len(self.indices),
-                                      generator=self.generator).tolist()
+                perm = torch.randperm(
+                    len(self.indices), generator=self.generator).tolist()
                 self.order = [self.indices[i] for i in perm]
             out.append(self.order.pop())
         return out
@@ -74,12 +73,16 @@ class MixedBatchSampler(BatchSampler):
         seed: shuffling seed; default the sampler's seed (or a synced one).
 
     One epoch is ``ceil(len(dataset) / (batch_size * world_size))`` batches.
+    Each rank draws its own streams (seed offset by rank), so ranks may
+    repeat a sample within an epoch; F is tiny and recycled anyway.
     Raises ``ValueError`` naming the split when F or W is empty.
     """
 
-    def __init__(self, sampler: Sampler, batch_size: int,
+    def __init__(self,
+                 sampler: Sampler,
+                 batch_size: int,
                  batch_ratio: Sequence[float] = (1, 1),
-                 seed: int | None = None, drop_last: bool = True) -> None:
+                 seed: int | None = None) -> None:
         dataset = getattr(sampler, 'dataset', None)
         if dataset is None:
             raise TypeError('MixedBatchSampler needs a sampler with a '
@@ -88,9 +91,11 @@ class MixedBatchSampler(BatchSampler):
         self.batch_size = int(batch_size)
         self.ratio = check_ratio(batch_ratio, 'batch_ratio')
         self.num_full = split_batch(self.batch_size, self.ratio)
-        flags = (dataset.full_flags() if hasattr(dataset, 'full_flags') else
-                 [bool(dataset.get_data_info(i).get('is_full'))
-                  for i in range(len(dataset))])
+        flags = (
+            dataset.full_flags() if hasattr(dataset, 'full_flags') else [
+                bool(dataset.get_data_info(i).get('is_full'))
+                for i in range(len(dataset))
+            ])
         self.full = [i for i, f in enumerate(flags) if f]
         self.weak = [i for i, f in enumerate(flags) if not f]
         source = getattr(dataset, 'ann_file', type(dataset).__name__)
@@ -105,7 +110,7 @@ class MixedBatchSampler(BatchSampler):
             seed = getattr(sampler, 'seed', None)
         self.seed = sync_random_seed() if seed is None else int(seed)
         self._calls = 0
-        self.drop_last = drop_last
+        self.drop_last = False  # every batch is full by construction
 
     def __len__(self) -> int:
         per_step = self.batch_size * self.world_size

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 from mmcv.transforms import BaseTransform
-
 from mmseg.datasets.transforms import LoadAnnotations, RandomCrop
 from mmseg.registry import TRANSFORMS
 
@@ -72,7 +71,8 @@ class AddBoxPriors(BaseTransform):
         keep_priors: also keep ``results['priors']`` (2, H, W) for pictures.
     """
 
-    def __init__(self, background_index: int = 0,
+    def __init__(self,
+                 background_index: int = 0,
                  keep_priors: bool = False) -> None:
         self.background_index = int(background_index)
         self.keep_priors = keep_priors

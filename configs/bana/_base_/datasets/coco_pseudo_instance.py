@@ -3,7 +3,8 @@
 # stage-2 `instances_ycrf.json` (ann_file) and `instances_yret.json`
 # (ret_ann_file), both relative to data_root unless absolute. They are packed
 # as one BitmapMasks (Ycrf + 2*Yret) so mmdet's transforms keep them paired.
-# Evaluation is mmdet's CocoMetric (bbox + segm) on the REAL ground truth.
+# Evaluation is mmdet's CocoMetric (bbox + segm) on the REAL ground truth,
+# with categories matched to classes by name (NamedCocoMetric).
 dataset_type = 'CocoAgreementDataset'
 data_root = 'data/coco/'
 # `python tools/gen_pseudo_labels.py ... --out-dir data/coco/pseudo_masks`
@@ -60,7 +61,7 @@ val_dataloader = dict(
         backend_args=backend_args))
 test_dataloader = val_dataloader
 val_evaluator = dict(
-    type='CocoMetric',
+    type='NamedCocoMetric',
     ann_file=data_root + val_ann_file,
     metric=['bbox', 'segm'],
     format_only=False,

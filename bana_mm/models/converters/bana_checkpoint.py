@@ -22,6 +22,7 @@ from torch import Tensor
 
 from bana_mm.models.backbones.vgg16_largefov import \
     vgg16_largefov_param_shapes
+from bana_mm.utils.checkpoint import read_checkpoint
 from bana_mm.utils.io import atomic_open
 
 #: Top-level / state-dict entries of training checkpoints that are not model
@@ -237,12 +238,7 @@ def convert_file(src: str,
     Returns:
         dict: The converted checkpoint.
     """
-    try:
-        src_state = torch.load(src, map_location='cpu', weights_only=True)
-    except Exception as e:  # noqa: BLE001 - re-raised with context
-        raise CheckpointConversionError(
-            f'Cannot read {src} as a weights-only torch checkpoint: '
-            f'{e}') from e
+    src_state = read_checkpoint(src, map_location='cpu')
     checkpoint = convert_bana_checkpoint(
         src_state, stage=stage, source=src, num_classes=num_classes)
     save_checkpoint_atomic(checkpoint, dst)
