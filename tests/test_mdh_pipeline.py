@@ -59,7 +59,7 @@ def test_make_splits_bad_input(synthetic_root, tmp_path):
     with pytest.raises(ValueError, match='empty'):
         make_splits(synthetic_root, TRAIN, out, _write(tmp_path / 'c.txt',
                                                        []))
-    with pytest.raises(FileNotFoundError, match='id list not found'):
+    with pytest.raises(FileNotFoundError, match='not found'):
         make_splits(synthetic_root, TRAIN, out, str(tmp_path / 'none.txt'))
     # an F id whose ground truth is missing is named
     root = str(tmp_path / 'copy')

@@ -36,7 +36,7 @@ from ..core.baselines import box_baseline, grabcut_mask
 from ..core.mdh_proposals import (check_tau, paint_by_box_area,
                                   proposal_mask, pseudo_mask_from_probs)
 from ..utils.config_path import config_file
-from ..utils.io import atomic_write_bytes, atomic_write_text
+from ..utils.io import atomic_write_bytes, atomic_write_text, read_split
 from ..utils.label_io import read_label_png, write_label_png
 from .common import (VOCLayout, ensure_default_dataset, train_and_summarise,
                      unique_experiment_name, update_summary)
@@ -75,13 +75,6 @@ def default_full_ids(train_ids: Sequence[str],
     return [ids[i * len(ids) // n_full] for i in range(n_full)]
 
 
-def _read_ids(path: str) -> List[str]:
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'id list not found: {path}')
-    with open(path) as f:
-        return [ln.split()[0] for ln in f if ln.strip()]
-
-
 def make_splits(data_root: str, train_split: str, out_dir: str,
                 full_split: Optional[str] = None) -> MDHSplits:
     """Check F (``full_split``, default :func:`default_full_ids`) against
@@ -89,17 +82,14 @@ def make_splits(data_root: str, train_split: str, out_dir: str,
     ``weak.txt`` (absolute paths returned).
 
     Raises:
-        ValueError: F ids not in the training split, empty F or W.
-        FileNotFoundError: F ids without a ground-truth PNG (named).
+        ValueError: F ids not in the training split, an empty F (by
+            :func:`~bana_mm.utils.io.read_split`) or W.
+        FileNotFoundError: a missing list; F ids without a ground-truth
+            PNG (named).
     """
-    train = list(dict.fromkeys(_read_ids(osp.join(data_root, train_split))))
-    if full_split is None:
-        full = default_full_ids(train)
-    else:
-        full = list(dict.fromkeys(_read_ids(full_split)))
-    if not full:
-        raise ValueError(f'the full split {full_split} is empty: MDH needs '
-                         'at least one fully labelled image')
+    train = read_split(osp.join(data_root, train_split))
+    full = (default_full_ids(train) if full_split is None
+            else read_split(full_split))  # raises if empty or missing
     unknown = [i for i in full if i not in set(train)]
     if unknown:
         raise ValueError(f'{len(unknown)} id(s) of the full split '
