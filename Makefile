@@ -44,6 +44,12 @@ demo: $(STAMP)
 	$(PY) tools/run_pipeline.py --work-dir $(DEMO_DIR) --preset tiny \
 		--stages $(DEMO_STAGES)
 
+.PHONY: demo-mdh
+# the MDH job (docs/mdh.md) on the embedded dataset
+demo-mdh: $(STAMP)
+	$(PY) tools/run_pipeline.py --method mdh --work-dir $(DEMO_DIR)-mdh \
+		--preset tiny
+
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 

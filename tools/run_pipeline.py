@@ -3,6 +3,12 @@
     python tools/run_pipeline.py [--data-root DIR] --work-dir DIR
                                  [--preset tiny|full] [--stages 1,2,3]
                                  [--workers N] [--max-iters N]
+    python tools/run_pipeline.py --method mdh [--data-root DIR] --work-dir DIR
+                                 [--preset tiny|full] [--full-split FILE]
+                                 [--rounds K] [--max-iters N]
+
+--method mdh runs the MDH job instead (docs/mdh.md): proposals, AnnNet,
+pseudo masks (K rounds), SegNet; --full-split lists the fully labelled ids.
 
 Without --data-root, the embedded synthetic dataset is generated in
 WORK/synthetic_data. --data-root takes a PASCAL-VOC-layout folder (JPEGImages,
@@ -43,7 +49,21 @@ def main(argv=None) -> dict:
                         help='DenseCRF processes of stage 2')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='stage-1 config overrides, key=value')
+    parser.add_argument('--method', default='bana', choices=['bana', 'mdh'],
+                        help='bana (default) or mdh (docs/mdh.md)')
+    parser.add_argument('--full-split', help='mdh: file of fully labelled '
+                        'ids (default: a fixed share, docs/mdh.md)')
+    parser.add_argument('--rounds', type=int, default=1,
+                        help='mdh: AnnNet rounds (paper Table 6)')
     args = parser.parse_args(argv)
+    if args.method == 'mdh':
+        from bana_mm.apis.mdh import run_mdh_pipeline
+        summary = run_mdh_pipeline(
+            args.work_dir, args.data_root, args.preset, args.full_split,
+            args.rounds, max_iters=args.max_iters)
+        print(json.dumps(summary.get('mdh'), indent=2))
+        print(f'summary written to {osp.join(args.work_dir, "summary.json")}')
+        return summary
     try:
         stages = parse_stages(args.stages)
     except ValueError as err:

@@ -1,0 +1,182 @@
+"""MDH pipeline side (bana_mm.apis.mdh): F/W splits and their bad input,
+proposal files (resumable, scored), the Ycrf second proposal, sheets."""
+import os
+import os.path as osp
+import shutil
+
+import numpy as np
+import pytest
+
+from bana_mm.apis.mdh import (box_dataset, boxes_of, default_full_ids,
+                              make_splits, run_proposals)
+from bana_mm.apis.common import VOCLayout
+from bana_mm.utils.label_io import read_label_png
+
+TRAIN = 'ImageSets/Segmentation/train.txt'
+
+
+def _ids(root):
+    with open(osp.join(root, TRAIN)) as f:
+        return [ln.strip() for ln in f if ln.strip()]
+
+
+def _write(path, ids):
+    with open(path, 'w') as f:
+        f.write('\n'.join(ids) + '\n')
+    return str(path)
+
+
+def test_default_full_ids_fixed_and_even():
+    ids = [f'{i:03d}' for i in range(71)]
+    full = default_full_ids(list(reversed(ids)))
+    assert full == default_full_ids(ids)  # order of the list is irrelevant
+    assert len(full) == 10  # round(71 * 1464 / 10582)
+    assert full[0] == '000' and full == sorted(full)
+    assert default_full_ids(['a']) == ['a']
+
+
+def test_make_splits(synthetic_root, tmp_path):
+    train = _ids(synthetic_root)
+    splits = make_splits(synthetic_root, TRAIN, str(tmp_path / 's'),
+                         _write(tmp_path / 'f.txt', train[:3] + train[:1]))
+    assert splits.full == train[:3] and splits.weak == train[3:]
+    with open(splits.weak_file) as f:
+        assert f.read().split() == train[3:]
+    default = make_splits(synthetic_root, TRAIN, str(tmp_path / 'd'))
+    assert default.full == default_full_ids(train)
+    assert set(default.full) | set(default.weak) == set(train)
+
+
+def test_make_splits_bad_input(synthetic_root, tmp_path):
+    train = _ids(synthetic_root)
+    out = str(tmp_path / 's')
+    with pytest.raises(ValueError, match='not in the training split'):
+        make_splits(synthetic_root, TRAIN, out,
+                    _write(tmp_path / 'a.txt', [train[0], 'nope_17']))
+    with pytest.raises(ValueError, match='W is empty'):
+        make_splits(synthetic_root, TRAIN, out,
+                    _write(tmp_path / 'b.txt', train))
+    with pytest.raises(ValueError, match='empty'):
+        make_splits(synthetic_root, TRAIN, out, _write(tmp_path / 'c.txt',
+                                                       []))
+    with pytest.raises(FileNotFoundError, match='not found'):
+        make_splits(synthetic_root, TRAIN, out, str(tmp_path / 'none.txt'))
+    # an F id whose ground truth is missing is named
+    root = str(tmp_path / 'copy')
+    shutil.copytree(synthetic_root, root)
+    os.unlink(osp.join(root, 'SegmentationClass', f'{train[1]}.png'))
+    with pytest.raises(FileNotFoundError, match=f'{train[1]}.png'):
+        make_splits(root, TRAIN, out, _write(tmp_path / 'd.txt', train[:2]))
+
+
+@pytest.fixture(scope='module')
+def layout_and_splits(synthetic_root, tmp_path_factory):
+    layout = VOCLayout.inspect(synthetic_root)
+    train = _ids(synthetic_root)
+    work = tmp_path_factory.mktemp('mdh')
+    splits = make_splits(synthetic_root, TRAIN, str(work / 'splits'),
+                         _write(work / 'full.txt', train[:4]))
+    return layout, splits, work
+
+
+def test_proposals_written_scored_and_resumed(layout_and_splits):
+    layout, splits, work = layout_and_splits
+    out = str(work / 'proposals')
+    entry = run_proposals(layout, splits, out, grabcut_iterations=2)
+    assert entry['second'] == 'box' and entry['ycrf_dir'] is None
+    assert entry['written'] == len(splits.weak) and entry['skipped'] == 0
+    assert entry['evaluated'] == len(splits.weak)
+    for stem in splits.weak:
+        mask = read_label_png(osp.join(out, 'masks', f'{stem}.png'))
+        gc = read_label_png(osp.join(out, 'grabcut', f'{stem}.png'))
+        # box fallback: object pixels are GrabCut foreground, background
+        # is GrabCut background, the rest of each box is ignored
+        assert (gc[(mask != 0) & (mask != 255)] != 0).all()
+        assert (gc[mask == 0] == 0).all()
+        assert (mask == 255).any()
+    assert 0 < entry['ignored_share'] < 1
+    assert 0 < entry['miou'] <= 100 and 0 < entry['baselines']['box'] <= 100
+    assert entry['baselines']['grabcut'] is not None
+    assert osp.isfile(osp.join(out, 'run.json'))
+    again = run_proposals(layout, splits, out, grabcut_iterations=2)
+    assert again['written'] == 0 and again['skipped'] == len(splits.weak)
+    assert again['miou'] == entry['miou']
+
+
+def test_proposals_with_ground_truth_as_ycrf_are_exact(layout_and_splits):
+    """With Ycrf = the ground truth, every pixel the fusion keeps is right
+    (agreement, ignore priority and paste order together)."""
+    layout, splits, work = layout_and_splits
+    bana = work / 'bana'
+    shutil.copytree(osp.join(layout.root, 'SegmentationClass'),
+                    bana / 'Ycrf')
+    entry = run_proposals(layout, splits, str(work / 'prop_ycrf'),
+                          str(bana / 'Ycrf'), grabcut_iterations=2)
+    assert entry['second'] == 'ycrf'
+    assert entry['miou_labelled'] == 100.0
+    assert entry['miou'] < 100.0  # the disagreements are ignored
+    with pytest.raises(FileNotFoundError, match='Ycrf folder not found'):
+        run_proposals(layout, splits, str(work / 'x'), str(work / 'none'))
+
+
+def test_mdh_sheet(layout_and_splits):
+    from bana_mm.visualization.mdh_sheet import mdh_sheet
+    layout, splits, work = layout_and_splits
+    dataset = box_dataset(layout.root, splits.weak_file, layout.classes)
+    info = dataset.get_data_info(0)
+    boxes, labels = boxes_of(info)
+    import mmcv
+    image = mmcv.imread(info['img_path'], channel_order='rgb')
+    mask = np.zeros(image.shape[:2], np.uint8)
+    mask[:4] = 255
+    sheet = mdh_sheet(image, boxes, labels, layout.classes,
+                      np.full(mask.shape, 128.0), mask, mask, mask, mask)
+    assert sheet.dtype == np.uint8 and sheet.ndim == 3
+    assert sheet.shape[0] == 2 * (200 + 22)  # 7 panels on 2 rows of 4
+
+
+def test_run_mdh_pipeline_rounds_and_resume(synthetic_root, tmp_path):
+    """The whole job on the synthetic set (2 iterations per network, 2
+    rounds): summary keys, round 2 trained on round 1's pseudo masks,
+    sheets, then a rerun reuses every result."""
+    from bana_mm.apis.mdh import run_mdh_pipeline
+    work = str(tmp_path / 'w')
+    summary = run_mdh_pipeline(work, synthetic_root, rounds=2, max_iters=2,
+                               num_vis=1, tau=0.5, grabcut_iterations=1)
+    mdh = summary['mdh']
+    assert mdh['full'] == 2 and mdh['weak'] == 14
+    for key in ('miou', 'ignored_share'):
+        assert mdh['proposals'][key] is not None
+        assert mdh['pseudo'][key] is not None
+    for net in ('annnet', 'segnet'):
+        assert mdh[net]['iters'] == 2
+        assert np.isfinite([mdh[net]['loss_first'], mdh[net]['loss_last']]
+                           ).all()
+    assert 0 <= mdh['segnet']['miou_val'] <= 100
+    assert set(mdh['baselines']) == {'box', 'grabcut'}
+    first, second = mdh['history']
+    assert first['trained_on'] == mdh['proposals']['out_dir']
+    assert second['trained_on'] == first['pseudo']['out_dir']
+    assert mdh['pseudo'] == second['pseudo']
+    assert len(os.listdir(second['pseudo']['out_dir'])) == 14
+    assert len(mdh['pictures']) == 1 and osp.isfile(mdh['pictures'][0])
+    ckpt = mdh['annnet']['checkpoint']
+    stamp = os.path.getmtime(ckpt)
+    again = run_mdh_pipeline(work, synthetic_root, rounds=2, max_iters=2,
+                             num_vis=0, tau=0.5)['mdh']
+    assert os.path.getmtime(ckpt) == stamp  # not retrained
+    assert again['pseudo']['skipped'] == 14 and again['pseudo']['written'] == 0
+    assert again['proposals']['skipped'] == 14
+    assert again['segnet']['loss_last'] == mdh['segnet']['loss_last']
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(tau=1.0), r'\(0, 1\)'), (dict(tau=0.0), r'\(0, 1\)'),
+    (dict(rounds=0), 'rounds'), (dict(preset='huge'), 'preset'),
+    (dict(mix_ratio=(7, 0)), 'zero')])
+def test_run_mdh_pipeline_bad_arguments(synthetic_root, tmp_path, kwargs,
+                                        match):
+    from bana_mm.apis.mdh import run_mdh_pipeline
+    with pytest.raises(ValueError, match=match):
+        run_mdh_pipeline(str(tmp_path), synthetic_root, **kwargs)
+    assert not osp.isdir(osp.join(tmp_path, 'proposals'))
