@@ -1,4 +1,5 @@
-"""bana-mm: box-supervised segmentation (BANA, CVPR 2021) as an OpenMMLab plugin.
+"""bana-mm: box-supervised segmentation (BANA, CVPR 2021; MDH) as an
+OpenMMLab plugin.
 
 Importing the top-level package is cheap and scope-neutral: it registers the
 scope-free modules (VGG-16 LargeFOV backbone, RandomRescale, ProgressBarHook)

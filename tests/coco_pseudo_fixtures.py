@@ -16,8 +16,9 @@ from typing import Tuple
 import numpy as np
 
 
-def write_dev_pseudo_pair(src_ann_file: str, out_dir: str, erode: int = 3
-                          ) -> Tuple[str, str]:
+def write_dev_pseudo_pair(src_ann_file: str,
+                          out_dir: str,
+                          erode: int = 3) -> Tuple[str, str]:
     """Write ``out_dir/instances_{ycrf,yret}.json`` from a GT COCO json."""
     import cv2
     from pycocotools import mask as mask_utils
@@ -42,14 +43,21 @@ def write_dev_pseudo_pair(src_ann_file: str, out_dir: str, erode: int = 3
         for key, mask in (('ycrf', ycrf), ('yret', yret)):
             enc = mask_utils.encode(np.asfortranarray(mask))
             enc['counts'] = enc['counts'].decode('ascii')
-            new = dict(id=ann['id'], image_id=ann['image_id'],
-                       category_id=ann['category_id'], bbox=ann['bbox'],
-                       iscrowd=0, area=int(mask.sum()), segmentation=enc)
+            new = dict(
+                id=ann['id'],
+                image_id=ann['image_id'],
+                category_id=ann['category_id'],
+                bbox=ann['bbox'],
+                iscrowd=0,
+                area=int(mask.sum()),
+                segmentation=enc)
             outs[key].append(new)
     paths = []
     for key in ('ycrf', 'yret'):
-        content = copy.deepcopy({k: v for k, v in src.items()
-                                 if k != 'annotations'})
+        content = copy.deepcopy({
+            k: v
+            for k, v in src.items() if k != 'annotations'
+        })
         content['annotations'] = outs[key]
         path = osp.join(out_dir, f'instances_{key}.json')
         with open(path, 'w') as f:

@@ -16,12 +16,19 @@ PACKAGE = osp.join(REPO, 'bana_mm')
 #: below, or stay inside its own package.
 LAYERS = {
     'core': 0,
-    'utils': 1, 'version': 1,
-    'evaluation': 2, 'visualization': 2, 'datagen': 2.5,
-    'models': 3, 'datasets': 3, 'engine': 3,
+    'utils': 1,
+    'version': 1,
+    'evaluation': 2,
+    'visualization': 2,
+    'datagen': 2.5,
+    'models': 3,
+    'datasets': 3,
+    'engine': 3,
     '': 3.5,  # bana_mm/__init__: registers the scope-neutral modules
-    'det': 4, 'seg': 4,
-    'apis': 5, 'tools': 6,
+    'det': 4,
+    'seg': 4,
+    'apis': 5,
+    'tools': 6,
 }
 
 
@@ -51,8 +58,9 @@ def _project_imports(module: str, path: str):
                 base = package.split('.')
                 base = base[:len(base) - node.level + 1]
                 prefix = '.'.join(base)
-                targets = [f'{prefix}.{node.module}' if node.module
-                           else prefix]
+                targets = [
+                    f'{prefix}.{node.module}' if node.module else prefix
+                ]
                 if not node.module:  # from . import a, b
                     targets = [f'{prefix}.{a.name}' for a in node.names]
             else:
@@ -101,9 +109,12 @@ def test_no_import_cycle_between_modules():
                 graph[module].add(target)
     # a package importing its own submodules in __init__ is not a cycle
     for module in list(graph):
-        graph[module] = {t for t in graph[module]
-                         if not (known[module].endswith('__init__.py')
-                                 and t.startswith(module + '.'))}
+        graph[module] = {
+            t
+            for t in graph[module]
+            if not (known[module].endswith('__init__.py')
+                    and t.startswith(module + '.'))
+        }
     state, stack = {}, []
 
     def visit(node):
@@ -139,8 +150,9 @@ def test_every_registered_class_is_decorated_where_it_is_defined():
             for key, cls in registry.module_dict.items():
                 if not getattr(cls, '__module__', '').startswith('bana_mm'):
                     continue
-                source = open(__import__(
-                    cls.__module__, fromlist=['_']).__file__).read()
+                source = open(
+                    __import__(cls.__module__,
+                               fromlist=['_']).__file__).read()
                 pattern = (r'@\w+\.register_module\([^)]*\)\s*\n'
                            rf'class {re.escape(cls.__name__)}\b')
                 assert re.search(pattern, source), (

@@ -34,8 +34,8 @@ def build_head(**kwargs):
 
 
 def make_sample(boxes, labels, img_shape=(16, 16), batch_shape=(16, 16)):
-    sample = DetDataSample(metainfo=dict(img_shape=img_shape,
-                                         batch_input_shape=batch_shape))
+    sample = DetDataSample(
+        metainfo=dict(img_shape=img_shape, batch_input_shape=batch_shape))
     sample.gt_instances = InstanceData(
         bboxes=torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
         labels=torch.tensor(labels, dtype=torch.long))
@@ -44,21 +44,36 @@ def make_sample(boxes, labels, img_shape=(16, 16), batch_shape=(16, 16)):
 
 def hand_ce(vectors, targets):
     """Mean (L+1)-way softmax cross-entropy with the hand-set weights W."""
-    logits = torch.stack([torch.as_tensor(v, dtype=torch.float64)
-                          for v in vectors]) @ W.double().t()
+    logits = torch.stack(
+        [torch.as_tensor(v, dtype=torch.float64)
+         for v in vectors]) @ W.double().t()
     targets = torch.tensor(targets)
-    return (logits.logsumexp(dim=1)
-            - logits[torch.arange(len(targets)), targets]).mean()
+    return (logits.logsumexp(dim=1) -
+            logits[torch.arange(len(targets)), targets]).mean()
 
 
 def feat_a():
     """Box (0,0,8,8) cells (1,0) (0,1) / (2,0) (1,-1); with N=2 the valid
     background grid cells give queries q1=(0,2), q2=(1,1), q3=(-1,0)."""
     f = torch.zeros(2, 4, 4)
-    cells = {(0, 0): (1, 0), (0, 1): (0, 1), (1, 0): (2, 0), (1, 1): (1, -1),
-             (0, 2): (0, 1), (0, 3): (0, 1), (1, 2): (0, 3), (1, 3): (0, 3),
-             (2, 0): (1, 1), (2, 1): (1, 1), (3, 0): (1, 1), (3, 1): (1, 1),
-             (2, 2): (-1, 0), (2, 3): (-2, 0), (3, 2): (-1, 0), (3, 3): (0, 0)}
+    cells = {
+        (0, 0): (1, 0),
+        (0, 1): (0, 1),
+        (1, 0): (2, 0),
+        (1, 1): (1, -1),
+        (0, 2): (0, 1),
+        (0, 3): (0, 1),
+        (1, 2): (0, 3),
+        (1, 3): (0, 3),
+        (2, 0): (1, 1),
+        (2, 1): (1, 1),
+        (3, 0): (1, 1),
+        (3, 1): (1, 1),
+        (2, 2): (-1, 0),
+        (2, 3): (-2, 0),
+        (3, 2): (-1, 0),
+        (3, 3): (0, 0)
+    }
     for (i, j), v in cells.items():
         f[:, i, j] = torch.tensor(v, dtype=torch.float32)
     return f
@@ -95,8 +110,10 @@ def test_loss_bap_repeats_target_per_bin():
     per box, target label + 1), plus every valid background query."""
     head = build_head(grid_size=2)
     feats = torch.stack([feat_a(), feat_a()])
-    samples = [make_sample([[0, 0, 8, 8]], [1]),
-               make_sample([[8, 8, 16, 16]], [2])]
+    samples = [
+        make_sample([[0, 0, 8, 8]], [1]),
+        make_sample([[8, 8, 16, 16]], [2])
+    ]
     losses = head.loss(feats, samples)
     box_b_cells = [(-1, 0), (-2, 0), (-1, 0), (0, 0)]
     queries_b = [(1, 0), (0, 2), (1, 1)]  # grid cells 0, 1, 2 of image 2
@@ -108,8 +125,10 @@ def test_loss_bap_repeats_target_per_bin():
 def test_loss_gap_mode_has_no_background_queries():
     head = build_head(mode='gap', grid_size=2)
     feats = torch.stack([feat_a(), feat_a()])
-    samples = [make_sample([[0, 0, 8, 8]], [1]),
-               make_sample([[8, 8, 16, 16]], [2])]
+    samples = [
+        make_sample([[0, 0, 8, 8]], [1]),
+        make_sample([[8, 8, 16, 16]], [2])
+    ]
     pooled = head.pool(feats, samples, 2)
     assert all(r['queries'].shape == (0, 2) for r in pooled)
     losses = head.loss(feats, samples)
@@ -120,18 +139,22 @@ def test_loss_gap_mode_has_no_background_queries():
     head = build_head(mode='gap', roi_size=None)
     losses = head.loss(feats[:1], samples[:1])
     gap = feat_a()[:, :2, :2].mean(dim=(1, 2))
-    assert torch.allclose(losses['loss_cls'].double(),
-                          hand_ce([gap], [2]), atol=1e-5)
+    assert torch.allclose(
+        losses['loss_cls'].double(), hand_ce([gap], [2]), atol=1e-5)
 
 
 def test_loss_with_image_fully_covered_by_boxes():
     """The covered image adds its GAP box vector and no query."""
     head = build_head(grid_size=2, roi_size=None)
-    feat_b = torch.stack([torch.arange(16.0).reshape(4, 4) / 8,
-                          1 - torch.arange(16.0).reshape(4, 4) / 16])
+    feat_b = torch.stack([
+        torch.arange(16.0).reshape(4, 4) / 8,
+        1 - torch.arange(16.0).reshape(4, 4) / 16
+    ])
     feats = torch.stack([feat_a(), feat_b])
-    samples = [make_sample([[0, 0, 8, 8]], [1]),
-               make_sample([[0, 0, 16, 16]], [0])]
+    samples = [
+        make_sample([[0, 0, 8, 8]], [1]),
+        make_sample([[0, 0, 16, 16]], [0])
+    ]
     losses = head.loss(feats, samples)
     assert torch.isfinite(losses['loss_cls'])
     expected = hand_ce([r_box_a()] + QUERIES_A + [feat_b.mean(dim=(1, 2))],
@@ -141,9 +164,10 @@ def test_loss_with_image_fully_covered_by_boxes():
 
     # every image covered, default (2, 2) bins: still finite
     head = build_head()
-    losses = head.loss(feats, [make_sample([[0, 0, 16, 16]], [0]),
-                               make_sample([[0, 0, 16, 16], [0, 0, 8, 8]],
-                                           [2, 1])])
+    losses = head.loss(feats, [
+        make_sample([[0, 0, 16, 16]], [0]),
+        make_sample([[0, 0, 16, 16], [0, 0, 8, 8]], [2, 1])
+    ])
     assert torch.isfinite(losses['loss_cls'])
 
 
@@ -151,8 +175,10 @@ def test_loss_gradients_reach_features_and_classifier():
     head = build_head()
     g = torch.Generator().manual_seed(0)
     feats = torch.randn(2, 2, 4, 4, generator=g).requires_grad_()
-    samples = [make_sample([[0, 0, 8, 8], [6, 2, 14, 10]], [1, 2]),
-               make_sample([[4, 4, 16, 12]], [0])]
+    samples = [
+        make_sample([[0, 0, 8, 8], [6, 2, 14, 10]], [1, 2]),
+        make_sample([[4, 4, 16, 12]], [0])
+    ]
     losses = head.loss(feats, samples)
     losses['loss_cls'].backward()
     assert feats.grad is not None and torch.isfinite(feats.grad).all()
@@ -170,10 +196,10 @@ def test_padding_is_neither_box_nor_background():
     feats[0, :, 3] = torch.tensor([50.0, -50.0])[:, None]
     pooled = head.pool(feats, samples, 2)[0]
     assert not pooled['background'][3].any()
-    assert torch.equal(pooled['background'][:3],
-                       torch.tensor([[0, 0, 1, 1],
-                                     [0, 0, 1, 1],
-                                     [1, 1, 1, 1]], dtype=torch.bool))
+    assert torch.equal(
+        pooled['background'][:3],
+        torch.tensor([[0, 0, 1, 1], [0, 0, 1, 1], [1, 1, 1, 1]],
+                     dtype=torch.bool))
     # grid cells 2 and 3 only see row 2: (1,1) and mean((-1,0), (-2,0))
     queries = [(0, 2), (1, 1), (-1.5, 0)]
     assert torch.allclose(pooled['queries'], torch.tensor(queries))
@@ -181,8 +207,8 @@ def test_padding_is_neither_box_nor_background():
     expected = hand_ce([r_box_a()] + queries, [2, 0, 0, 0])
     assert torch.allclose(losses['loss_cls'].double(), expected, atol=1e-5)
     feats[0, :, 3] = torch.tensor([-7.0, 3.0])[:, None]
-    assert torch.allclose(head.loss(feats, samples)['loss_cls'],
-                          losses['loss_cls'])
+    assert torch.allclose(
+        head.loss(feats, samples)['loss_cls'], losses['loss_cls'])
 
 
 def test_predict():
@@ -193,15 +219,17 @@ def test_predict():
     feats[0, 0, 2:, 2:] = 1.0  # background (1, 1): N=1 query = (1/3, 1)
     feats[1, :, 2:, 2:] = torch.tensor([0.2, 1.0])[:, None, None]
     feats[1, :, 2:, :2] = torch.tensor([1.0, 0.0])[:, None, None]
-    samples = [make_sample([[0, 0, 8, 8]], [1]),
-               make_sample([[8, 8, 16, 16], [0, 8, 8, 16]], [2, 0])]
+    samples = [
+        make_sample([[0, 0, 8, 8]], [1]),
+        make_sample([[8, 8, 16, 16], [0, 8, 8, 16]], [2, 0])
+    ]
     out = head.predict(feats, samples)
     assert out[0].pred_instances.scores.shape == (1, 4)
     assert out[1].pred_instances.scores.shape == (2, 4)
     for sample, feat in zip(out, feats):
         inst = sample.pred_instances
-        assert torch.allclose(inst.scores.sum(dim=1),
-                              torch.ones(len(inst.scores)))
+        assert torch.allclose(
+            inst.scores.sum(dim=1), torch.ones(len(inst.scores)))
         assert ((inst.labels >= -1) & (inst.labels <= 2)).all()
         assert torch.equal(inst.labels, inst.scores.argmax(dim=1) - 1)
         assert sample.feat_map.shape == (2, 4, 4)
@@ -210,8 +238,8 @@ def test_predict():
     # image 0: A = cos((1,0), (1/3,1)) = 1/sqrt10 in the box (N=4 would
     # give 1/(3 sqrt2)); one sample per bin, so r = (1, 0), logits W[:, 0]
     expected0 = torch.tensor([0.0, 1.0, 0.5, -1.0]).softmax(0)
-    assert torch.allclose(out[0].pred_instances.scores[0], expected0,
-                          atol=1e-6)
+    assert torch.allclose(
+        out[0].pred_instances.scores[0], expected0, atol=1e-6)
     assert out[0].pred_instances.labels.tolist() == [0]
     att0 = torch.ones(4, 4)
     att0[:2, :2] = 1 / math.sqrt(10)
@@ -219,8 +247,8 @@ def test_predict():
     # image 1: box 0 is background-like, logits W @ (0.2, 1) = (1, .2, -.4,
     # .3) -> label -1; box 1 is (1, 0) -> label 0
     expected1 = torch.tensor([1.0, 0.2, -0.4, 0.3]).softmax(0)
-    assert torch.allclose(out[1].pred_instances.scores[0], expected1,
-                          atol=1e-5)
+    assert torch.allclose(
+        out[1].pred_instances.scores[0], expected1, atol=1e-5)
     assert out[1].pred_instances.labels.tolist() == [-1, 0]
     att1 = torch.ones(4, 4)
     att1[2:, 2:] = 1 / math.sqrt(1.04)

@@ -5,7 +5,6 @@ follow the paper's formulas, never with the functions under test.
 """
 import math
 
-import pytest
 import torch
 from mmcv.ops import roi_align
 
@@ -41,10 +40,9 @@ def ref_inside(box, i, j, H, W, h, w):
 
 
 def ref_masks(boxes, H, W, h, w):
-    return torch.tensor(
-        [[[ref_inside(b, i, j, H, W, h, w) for j in range(w)]
-          for i in range(h)] for b in boxes.tolist()],
-        dtype=torch.bool).reshape(len(boxes), h, w)
+    return torch.tensor([[[ref_inside(b, i, j, H, W, h, w) for j in range(w)]
+                          for i in range(h)] for b in boxes.tolist()],
+                        dtype=torch.bool).reshape(len(boxes), h, w)
 
 
 def ref_queries(feat, background, n):
@@ -110,28 +108,24 @@ def mmcv_roi_align(feat, boxes, input_hw, roi_size):
 def test_box_masks_at_exact_cells():
     masks = box_masks_at(boxes_t([4, 0, 12, 8]), (16, 16), (4, 4))
     assert masks.dtype == torch.bool and masks.shape == (1, 4, 4)
-    expected = bool_t([[0, 1, 1, 0],
-                       [0, 1, 1, 0],
-                       [0, 0, 0, 0],
-                       [0, 0, 0, 0]])
+    expected = bool_t([[0, 1, 1, 0], [0, 1, 1, 0], [0, 0, 0, 0], [0, 0, 0, 0]])
     assert torch.equal(masks[0], expected)
 
 
 def test_box_masks_at_fractional_coords():
     """Sampling points 0.5, 4.5, 8.5, 12.5: x1/y1 closed, x2/y2 open."""
-    boxes = boxes_t([0.6, 3.9, 9.0, 13.0],   # rows 1-3, cols 1-2
-                    [4.5, 4.5, 4.6, 4.6],    # only the point (4.5, 4.5)
-                    [4.6, 0.0, 8.5, 16.0],   # 4.5 < x1, 8.5 == x2 (open)
-                    [0.0, 4.6, 16.0, 8.5])   # 4.5 < y1, 8.5 == y2 (open)
+    boxes = boxes_t(
+        [0.6, 3.9, 9.0, 13.0],  # rows 1-3, cols 1-2
+        [4.5, 4.5, 4.6, 4.6],  # only the point (4.5, 4.5)
+        [4.6, 0.0, 8.5, 16.0],  # 4.5 < x1, 8.5 == x2 (open)
+        [0.0, 4.6, 16.0, 8.5])  # 4.5 < y1, 8.5 == y2 (open)
     masks = box_masks_at(boxes, (16, 16), (4, 4))
-    assert torch.equal(masks[0], bool_t([[0, 0, 0, 0],
-                                         [0, 1, 1, 0],
-                                         [0, 1, 1, 0],
-                                         [0, 1, 1, 0]]))
-    assert torch.equal(masks[1], bool_t([[0, 0, 0, 0],
-                                         [0, 1, 0, 0],
-                                         [0, 0, 0, 0],
-                                         [0, 0, 0, 0]]))
+    assert torch.equal(
+        masks[0],
+        bool_t([[0, 0, 0, 0], [0, 1, 1, 0], [0, 1, 1, 0], [0, 1, 1, 0]]))
+    assert torch.equal(
+        masks[1],
+        bool_t([[0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]))
     assert not masks[2].any() and not masks[3].any()
 
 
@@ -146,16 +140,14 @@ def test_box_masks_at_non_divisible_sizes():
     """H=10, W=7 -> h=4, w=3: rows sample y = 0.5, 2.5, 5.5, 7.5 and
     columns x = 0.5, 2.5, 4.5."""
     masks = box_masks_at(boxes_t([2, 5, 5, 8]), (10, 7), (4, 3))
-    assert torch.equal(masks[0], bool_t([[0, 0, 0],
-                                         [0, 0, 0],
-                                         [0, 1, 1],
-                                         [0, 1, 1]]))
+    assert torch.equal(masks[0],
+                       bool_t([[0, 0, 0], [0, 0, 0], [0, 1, 1], [0, 1, 1]]))
     g = torch.Generator().manual_seed(0)
     xy1 = torch.rand(20, 2, generator=g) * torch.tensor([7., 10.])
     wh = torch.rand(20, 2, generator=g) * torch.tensor([7., 10.])
     boxes = torch.cat([xy1, xy1 + wh], dim=1)
-    assert torch.equal(box_masks_at(boxes, (10, 7), (4, 3)),
-                       ref_masks(boxes, 10, 7, 4, 3))
+    assert torch.equal(
+        box_masks_at(boxes, (10, 7), (4, 3)), ref_masks(boxes, 10, 7, 4, 3))
 
 
 def test_box_masks_at_no_boxes():
@@ -165,31 +157,20 @@ def test_box_masks_at_no_boxes():
 
 # ------------------------------------------------------- definite_background
 def test_definite_background_without_and_with_valid():
-    masks = bool_t([[[1, 1, 0, 0],
-                     [1, 1, 0, 0],
-                     [0, 0, 0, 0],
-                     [0, 0, 0, 0]],
-                    [[0, 0, 0, 0],
-                     [0, 1, 1, 0],
-                     [0, 1, 1, 0],
-                     [0, 0, 0, 0]]])
-    expected = bool_t([[0, 0, 1, 1],
-                       [0, 0, 0, 1],
-                       [1, 0, 0, 1],
-                       [1, 1, 1, 1]])
+    masks = bool_t([[[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]],
+                    [[0, 0, 0, 0], [0, 1, 1, 0], [0, 1, 1, 0], [0, 0, 0, 0]]])
+    expected = bool_t([[0, 0, 1, 1], [0, 0, 0, 1], [1, 0, 0, 1], [1, 1, 1, 1]])
     assert torch.equal(definite_background(masks), expected)
     valid = bool_t([[1, 1, 1, 0]] * 3 + [[0, 0, 0, 0]])
-    expected_valid = bool_t([[0, 0, 1, 0],
-                             [0, 0, 0, 0],
-                             [1, 0, 0, 0],
+    expected_valid = bool_t([[0, 0, 1, 0], [0, 0, 0, 0], [1, 0, 0, 0],
                              [0, 0, 0, 0]])
     assert torch.equal(definite_background(masks, valid), expected_valid)
 
 
 def test_definite_background_no_boxes():
     masks = torch.zeros(0, 3, 4, dtype=torch.bool)
-    assert torch.equal(definite_background(masks),
-                       torch.ones(3, 4, dtype=torch.bool))
+    assert torch.equal(
+        definite_background(masks), torch.ones(3, 4, dtype=torch.bool))
     valid = bool_t([[1, 1, 0, 0]] * 3)
     assert torch.equal(definite_background(masks, valid), valid)
 
@@ -198,16 +179,12 @@ def test_definite_background_no_boxes():
 def test_grid_queries_masked_means_2x2():
     c0 = torch.arange(16, dtype=torch.float32).reshape(4, 4)
     feat = torch.stack([c0, 1 - c0])
-    background = bool_t([[1, 1, 0, 1],
-                         [0, 1, 0, 0],
-                         [0, 0, 1, 1],
+    background = bool_t([[1, 1, 0, 1], [0, 1, 0, 0], [0, 0, 1, 1],
                          [0, 0, 1, 0]])
     queries, valid = grid_queries(feat, background, 2)
     # cell 0 (top-left): 0, 1, 5; cell 1 (top-right): 3; cell 2: none;
     # cell 3 (bottom-right): 10, 11, 14.
-    expected = torch.tensor([[2.0, -1.0],
-                             [3.0, -2.0],
-                             [0.0, 0.0],
+    expected = torch.tensor([[2.0, -1.0], [3.0, -2.0], [0.0, 0.0],
                              [35 / 3, -32 / 3]])
     assert torch.equal(valid, torch.tensor([True, True, False, True]))
     assert torch.allclose(queries, expected, atol=1e-5)
@@ -222,8 +199,7 @@ def test_grid_queries_pads_to_multiple_of_n():
     assert valid.all()
     # (0+1+2+5+6+7+10+11+12)/9, (3+4+8+9+13+14)/6,
     # (15+16+17+20+21+22)/6, (18+19+23+24)/4
-    expected = torch.tensor([[6.0, 1.0], [8.5, 1.0], [18.5, 1.0],
-                             [21.0, 1.0]])
+    expected = torch.tensor([[6.0, 1.0], [8.5, 1.0], [18.5, 1.0], [21.0, 1.0]])
     assert torch.allclose(queries, expected, atol=1e-5)
 
     # N=4: padded to 8x8 with 2x2 cells; grid row/col 3 is pure padding.
@@ -255,10 +231,9 @@ def test_grid_queries_n1_is_mean_of_background():
     background = torch.rand(5, 7, generator=g) > 0.5
     queries, valid = grid_queries(feat, background, 1)
     assert queries.shape == (1, 4) and valid.tolist() == [True]
-    assert torch.allclose(queries[0], feat[:, background].mean(dim=1),
-                          atol=1e-5)
-    queries, valid = grid_queries(feat, torch.zeros(5, 7, dtype=torch.bool),
-                                  1)
+    assert torch.allclose(
+        queries[0], feat[:, background].mean(dim=1), atol=1e-5)
+    queries, valid = grid_queries(feat, torch.zeros(5, 7, dtype=torch.bool), 1)
     assert valid.tolist() == [False]
     assert torch.equal(queries, torch.zeros(1, 4))
 
@@ -266,10 +241,10 @@ def test_grid_queries_n1_is_mean_of_background():
 # ------------------------------------------------------ background_attention
 def test_background_attention_hand_computed():
     feat = torch.zeros(2, 2, 2)
-    feat[:, 0, 0] = torch.tensor([1.0, 0.0])    # outside the boxes
-    feat[:, 0, 1] = torch.tensor([0.0, 1.0])    # cos 0 and 1
-    feat[:, 1, 0] = torch.tensor([3.0, 3.0])    # cos 1/sqrt2 twice
-    feat[:, 1, 1] = torch.tensor([-1.0, 0.0])   # cos -1 -> 0 and 0
+    feat[:, 0, 0] = torch.tensor([1.0, 0.0])  # outside the boxes
+    feat[:, 0, 1] = torch.tensor([0.0, 1.0])  # cos 0 and 1
+    feat[:, 1, 0] = torch.tensor([3.0, 3.0])  # cos 1/sqrt2 twice
+    feat[:, 1, 1] = torch.tensor([-1.0, 0.0])  # cos -1 -> 0 and 0
     queries = torch.tensor([[2.0, 0.0], [0.0, 3.0]])
     inside = bool_t([[0, 1], [1, 1]])
     att = background_attention(feat, queries, inside)
@@ -286,12 +261,14 @@ def test_background_attention_relu_then_mean_over_all_queries():
     # (1,2): cos 1/sqrt5, 2/sqrt5, -1/sqrt5 -> (3/sqrt5)/3
     # (-1,-1): -1/sqrt2, -1/sqrt2, 1/sqrt2 -> (1/sqrt2)/3
     # (5,-5): 1/sqrt2, -1/sqrt2, -1/sqrt2 -> (1/sqrt2)/3
-    expected = torch.tensor([[1 / math.sqrt(5), 1 / (3 * math.sqrt(2)),
-                              1 / (3 * math.sqrt(2))]])
+    expected = torch.tensor(
+        [[1 / math.sqrt(5), 1 / (3 * math.sqrt(2)), 1 / (3 * math.sqrt(2))]])
     assert torch.allclose(att, expected, atol=1e-6)
     att = background_attention(feat, queries[:1], inside)
-    assert torch.allclose(att, torch.tensor([[1 / math.sqrt(5), 0.0,
-                                              1 / math.sqrt(2)]]), atol=1e-6)
+    assert torch.allclose(
+        att,
+        torch.tensor([[1 / math.sqrt(5), 0.0, 1 / math.sqrt(2)]]),
+        atol=1e-6)
     assert (att >= 0).all()
 
 
@@ -301,22 +278,21 @@ def test_background_attention_matches_loop_reference():
     queries = torch.randn(4, 3, generator=g)
     inside = torch.rand(5, 6, generator=g) > 0.3
     att = background_attention(feat, queries, inside)
-    assert torch.allclose(att.double(), ref_attention(feat, queries, inside),
-                          atol=1e-5)
+    assert torch.allclose(
+        att.double(), ref_attention(feat, queries, inside), atol=1e-5)
 
 
 def test_background_attention_without_queries():
     feat = torch.randn(3, 2, 3)
     inside = bool_t([[1, 0, 1], [0, 1, 1]])
     att = background_attention(feat, torch.zeros(0, 3), inside)
-    assert torch.equal(att, torch.tensor([[0.0, 1.0, 0.0],
-                                          [1.0, 0.0, 0.0]]))
+    assert torch.equal(att, torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]))
 
 
 # --------------------------------------------------------- weighted_box_pool
 def test_weighted_box_pool_exact_eq4():
     c0 = torch.arange(16, dtype=torch.float32).reshape(4, 4)
-    feat = torch.stack([c0, c0 ** 2])
+    feat = torch.stack([c0, c0**2])
     weight = torch.full((4, 4), 7.0)  # values outside the boxes must not count
     weight[0, 1], weight[0, 2], weight[1, 1], weight[1, 2] = 1.0, 0.5, 0.25, 0
     weight[2, 0], weight[3, 0] = 0.5, 1.0
@@ -364,16 +340,16 @@ def test_weighted_box_pool_ones_equals_roi_align():
     boxes = boxes_t([0, 0, 32, 32], [3.3, 5.1, 17.9, 29.0], [8, 8, 16, 12],
                     [20.5, 1.2, 31.0, 9.7])
     for roi_size in ((1, 1), (2, 2)):
-        out = weighted_box_pool(feat, torch.ones(8, 8), boxes, (32, 32),
-                                roi_size=roi_size)
+        out = weighted_box_pool(
+            feat, torch.ones(8, 8), boxes, (32, 32), roi_size=roi_size)
         ref = mmcv_roi_align(feat, boxes, (32, 32), roi_size)
         assert out.shape == (4, roi_size[0] * roi_size[1], 3)
         assert torch.allclose(out, ref, atol=1e-5)
     # uniform (not one) weight: the weighted average is still RoIAlign of f
-    out = weighted_box_pool(feat, torch.full((8, 8), 0.3), boxes, (32, 32),
-                            roi_size=(2, 2))
-    assert torch.allclose(out, mmcv_roi_align(feat, boxes, (32, 32), (2, 2)),
-                          atol=1e-5)
+    out = weighted_box_pool(
+        feat, torch.full((8, 8), 0.3), boxes, (32, 32), roi_size=(2, 2))
+    assert torch.allclose(
+        out, mmcv_roi_align(feat, boxes, (32, 32), (2, 2)), atol=1e-5)
 
 
 def test_weighted_box_pool_constant_features():
@@ -382,10 +358,10 @@ def test_weighted_box_pool_constant_features():
     weight = torch.rand(6, 6, generator=g) * 0.9 + 0.1
     boxes = boxes_t([0, 0, 24, 24], [2.2, 3.7, 13.1, 21.9], [12, 0, 24, 8])
     for roi_size in ((1, 1), (2, 2), (3, 2), None):
-        out = weighted_box_pool(feat, weight, boxes, (24, 24),
-                                roi_size=roi_size)
-        assert torch.allclose(out, torch.tensor([2.5, -1.0]).expand_as(out),
-                              atol=1e-5)
+        out = weighted_box_pool(
+            feat, weight, boxes, (24, 24), roi_size=roi_size)
+        assert torch.allclose(
+            out, torch.tensor([2.5, -1.0]).expand_as(out), atol=1e-5)
 
 
 def test_weighted_box_pool_zero_weight_gives_zeros():
@@ -394,8 +370,7 @@ def test_weighted_box_pool_zero_weight_gives_zeros():
     weight[:2, :2] = 0  # the box (0, 0, 8, 8) covers exactly these cells
     box = boxes_t([0, 0, 8, 8])
     for roi_size in ((1, 1), (2, 2), None):
-        out = weighted_box_pool(feat, weight, box, (16, 16),
-                                roi_size=roi_size)
+        out = weighted_box_pool(feat, weight, box, (16, 16), roi_size=roi_size)
         assert torch.isfinite(out).all()
         assert torch.equal(out, torch.zeros_like(out))
     out = weighted_box_pool(feat, torch.zeros(4, 4),
@@ -407,8 +382,9 @@ def test_weighted_box_pool_no_boxes():
     feat = torch.randn(3, 4, 4)
     assert weighted_box_pool(feat, torch.ones(4, 4), torch.zeros(0, 4),
                              (16, 16)).shape == (0, 4, 3)
-    assert weighted_box_pool(feat, torch.ones(4, 4), torch.zeros(0, 4),
-                             (16, 16), roi_size=None).shape == (0, 1, 3)
+    assert weighted_box_pool(
+        feat, torch.ones(4, 4), torch.zeros(0, 4), (16, 16),
+        roi_size=None).shape == (0, 1, 3)
 
 
 # ----------------------------------------------------- background_aware_pool
@@ -422,9 +398,10 @@ def test_bap_gap_mode():
     assert out['fallback'] is False
     assert torch.equal(out['background'],
                        ~ref_masks(boxes, 16, 16, 4, 4).any(0))
-    assert torch.allclose(out['box_feats'],
-                          mmcv_roi_align(feat, boxes, (16, 16), (2, 2)),
-                          atol=1e-5)
+    assert torch.allclose(
+        out['box_feats'],
+        mmcv_roi_align(feat, boxes, (16, 16), (2, 2)),
+        atol=1e-5)
     assert torch.allclose(
         out['box_feats'],
         weighted_box_pool(feat, torch.ones(4, 4), boxes, (16, 16)))
@@ -435,8 +412,8 @@ def test_bap_matches_loop_reference():
     g = torch.Generator().manual_seed(8)
     feat = torch.rand(3, 6, 6, generator=g) + 0.05
     boxes = boxes_t([0, 0, 6, 8], [5, 3, 11, 10])
-    out = background_aware_pool(feat, boxes, (12, 12), grid_size=2,
-                                roi_size=None)
+    out = background_aware_pool(
+        feat, boxes, (12, 12), grid_size=2, roi_size=None)
     masks = ref_masks(boxes, 12, 12, 6, 6)
     background = ~masks.any(0)
     ref_q, ref_v = ref_queries(feat, background, 2)
@@ -461,8 +438,8 @@ def test_bap_fallback_at_exact_threshold():
     assert int(out['background'].sum()) == 8
     assert torch.allclose(out['box_feats'], gap['box_feats'])
     # N=4 on 8x8: 2x2 cells; only grid row 3 holds background (image row 7)
-    expected_q = torch.stack([feat[:, 7, 2 * c:2 * c + 2].mean(1)
-                              for c in range(4)])
+    expected_q = torch.stack(
+        [feat[:, 7, 2 * c:2 * c + 2].mean(1) for c in range(4)])
     assert torch.allclose(out['queries'], expected_q, atol=1e-6)
     assert torch.isfinite(out['attention']).all()
 
@@ -479,8 +456,8 @@ def test_bap_no_fallback_slightly_above_threshold():
     assert (out['attention'][:7, :7] > 0).all()
     assert not torch.allclose(out['box_feats'], gap['box_feats'], atol=1e-3)
     # the threshold is a parameter
-    out = background_aware_pool(feat, boxes, (8, 8),
-                                min_background_share=9 / 64)
+    out = background_aware_pool(
+        feat, boxes, (8, 8), min_background_share=9 / 64)
     assert out['fallback'] is True
     assert torch.allclose(out['box_feats'], gap['box_feats'])
 
@@ -492,13 +469,13 @@ def test_bap_share_is_relative_to_valid_cells():
     feat = torch.rand(3, 4, 4, generator=g) + 0.1
     valid = bool_t([[1, 1, 0, 0]] * 4)
     boxes = boxes_t([0, 0, 8, 12])  # rows 0-2, cols 0-1
-    out = background_aware_pool(feat, boxes, (16, 16), valid=valid,
-                                grid_size=2)
-    assert torch.equal(out['background'], bool_t([[0, 0, 0, 0]] * 3 +
-                                                 [[1, 1, 0, 0]]))
+    out = background_aware_pool(
+        feat, boxes, (16, 16), valid=valid, grid_size=2)
+    assert torch.equal(out['background'],
+                       bool_t([[0, 0, 0, 0]] * 3 + [[1, 1, 0, 0]]))
     assert out['fallback'] is False
-    assert torch.allclose(out['queries'], feat[:, 3, :2].mean(1)[None],
-                          atol=1e-6)
+    assert torch.allclose(
+        out['queries'], feat[:, 3, :2].mean(1)[None], atol=1e-6)
 
 
 def test_bap_image_fully_covered():
@@ -507,13 +484,13 @@ def test_bap_image_fully_covered():
     boxes = boxes_t([0, 0, 16, 16], [2, 3, 9, 12])
     for roi_size in ((2, 2), None):
         out = background_aware_pool(feat, boxes, (16, 16), roi_size=roi_size)
-        gap = background_aware_pool(feat, boxes, (16, 16), roi_size=roi_size,
-                                    use_attention=False)
+        gap = background_aware_pool(
+            feat, boxes, (16, 16), roi_size=roi_size, use_attention=False)
         assert out['queries'].shape == (0, 3)
         assert out['fallback'] is True
         assert not out['background'].any()
         assert torch.equal(out['attention'], torch.zeros(4, 4))
         assert torch.isfinite(out['box_feats']).all()
         assert torch.allclose(out['box_feats'], gap['box_feats'])
-    assert torch.allclose(out['box_feats'][0, 0], feat.mean(dim=(1, 2)),
-                          atol=1e-6)
+    assert torch.allclose(
+        out['box_feats'][0, 0], feat.mean(dim=(1, 2)), atol=1e-6)

@@ -56,8 +56,8 @@ def _options(root, ycrf, yret, work_dir):
         'default_hooks.checkpoint.interval': 2,
         'default_hooks.logger.interval': 1,
     }
-    return ['--work-dir', work_dir, '--cfg-options'] + [
-        f'{k}={_fmt(v)}' for k, v in opts.items()]
+    return ['--work-dir', work_dir, '--cfg-options'
+            ] + [f'{k}={_fmt(v)}' for k, v in opts.items()]
 
 
 def _fmt(value) -> str:
@@ -68,20 +68,19 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def test_train_and_test_tools_on_coco128(coco128_coco, dev_pseudo,
-                                         tmp_path):
+def test_train_and_test_tools_on_coco128(coco128_coco, dev_pseudo, tmp_path):
     from tools import test as test_tool
     from tools import train as train_tool
     ycrf, yret = dev_pseudo
     work = str(tmp_path / 'mask_rcnn')
-    runner = train_tool.main([TINY] + _options(coco128_coco, ycrf, yret,
-                                               work))
+    runner = train_tool.main([TINY] + _options(coco128_coco, ycrf, yret, work))
     scalars = runner.message_hub.log_scalars
     loss_mask = scalars['train/loss_mask'].current()
     assert 0 < loss_mask < 5
     ckpt = osp.join(work, 'iter_2.pth')
     assert osp.isfile(ckpt)
-    metrics = test_tool.main([TINY, ckpt] + _options(
-        coco128_coco, ycrf, yret, str(tmp_path / 'test')))
+    metrics = test_tool.main(
+        [TINY, ckpt] +
+        _options(coco128_coco, ycrf, yret, str(tmp_path / 'test')))
     for key in ('coco/bbox_mAP', 'coco/segm_mAP', 'coco/segm_mAP_50'):
         assert key in metrics and 0.0 <= metrics[key] <= 1.0

@@ -25,8 +25,7 @@ def test_hand_computation_bgr():
     assert out.dtype == np.uint8
     np.testing.assert_array_equal(out, expected_rgb[..., ::-1])
     # the same image given in RGB order gives the same colours
-    rgb_out = BANAColorJitter(channel_order='rgb').jitter(RGB,
-                                                          (1.2, 0.5, 1.5))
+    rgb_out = BANAColorJitter(channel_order='rgb').jitter(RGB, (1.2, 0.5, 1.5))
     np.testing.assert_array_equal(rgb_out, expected_rgb)
 
 
@@ -34,18 +33,15 @@ def test_each_op_by_hand():
     jit = BANAColorJitter(channel_order='rgb')
     # brightness 0.5 alone: x * 0.5 truncated
     np.testing.assert_array_equal(
-        jit.jitter(RGB, (0.5, None, None)),
-        [[[50, 25, 100], [5, 120, 15]]])
+        jit.jitter(RGB, (0.5, None, None)), [[[50, 25, 100], [5, 120, 15]]])
     # contrast 1.5 alone: grey 82, 147 -> mean 114.5 -> 115;
     # 115 + 1.5 (x - 115) clipped: 92.5, 17.5, 242.5 / -42.5, 302.5, -12.5
     np.testing.assert_array_equal(
-        jit.jitter(RGB, (None, 1.5, None)),
-        [[[92, 17, 242], [0, 255, 0]]])
+        jit.jitter(RGB, (None, 1.5, None)), [[[92, 17, 242], [0, 255, 0]]])
     # saturation 0 gives the grey image in every channel:
     # round(29.9 + 29.35 + 22.8) = 82, round(2.99 + 140.88 + 3.42) = 147
     np.testing.assert_array_equal(
-        jit.jitter(RGB, (None, None, 0.0)),
-        [[[82, 82, 82], [147, 147, 147]]])
+        jit.jitter(RGB, (None, None, 0.0)), [[[82, 82, 82], [147, 147, 147]]])
 
 
 def test_order_matters():
@@ -69,9 +65,8 @@ def test_matches_pil_image_enhance():
         rgb = rng.integers(0, 256, (17, 23, 3), dtype=np.uint8)
         factors = rng.uniform(0.5, 1.5, 3)
         pil = Image.fromarray(rgb)
-        for enhancer, f in zip((ImageEnhance.Brightness,
-                                ImageEnhance.Contrast, ImageEnhance.Color),
-                               factors):
+        for enhancer, f in zip((ImageEnhance.Brightness, ImageEnhance.Contrast,
+                                ImageEnhance.Color), factors):
             pil = enhancer(pil).enhance(float(f))
         ours = BANAColorJitter().jitter(rgb[..., ::-1].copy(),
                                         [float(f) for f in factors])
@@ -100,8 +95,8 @@ def test_invalid_args():
     with pytest.raises(ValueError, match='channel_order'):
         BANAColorJitter(channel_order='hsv')
     with pytest.raises(ValueError, match='a.png'):
-        BANAColorJitter()(dict(img=np.zeros((4, 4), np.uint8),
-                               img_path='a.png'))
+        BANAColorJitter()(
+            dict(img=np.zeros((4, 4), np.uint8), img_path='a.png'))
 
 
 @pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])
@@ -109,7 +104,11 @@ def test_builds_in_both_scopes(scope):
     import bana_mm  # noqa: F401
     init_default_scope(scope)
     registry = importlib.import_module(f'{scope}.registry').TRANSFORMS
-    t = registry.build(dict(type='BANAColorJitter', brightness=0.5,
-                            contrast=0.5, saturation=0.5))
+    t = registry.build(
+        dict(
+            type='BANAColorJitter',
+            brightness=0.5,
+            contrast=0.5,
+            saturation=0.5))
     assert isinstance(t, BANAColorJitter)
     assert t.strengths == (0.5, 0.5, 0.5)

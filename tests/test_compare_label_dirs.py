@@ -62,8 +62,10 @@ def test_agreement_per_image_and_overall(two_dirs, capsys):
     rc = cmp.main([a, b, '--subdirs-a', 'Y_crf', 'Y_ret', '--per-image'])
     assert rc == 0
     out = capsys.readouterr().out
-    reports = [cmp.compare_kind(a, b, 'Ycrf', 'Y_crf', 'Ycrf'),
-               cmp.compare_kind(a, b, 'Yret', 'Y_ret', 'Yret')]
+    reports = [
+        cmp.compare_kind(a, b, 'Ycrf', 'Y_crf', 'Ycrf'),
+        cmp.compare_kind(a, b, 'Yret', 'Y_ret', 'Yret')
+    ]
     ycrf, yret = reports
     # image a: 3 of 20 pixels differ; image b: all 4 agree
     assert ycrf.images['a']['agreement'] == pytest.approx(85.0)
@@ -81,8 +83,10 @@ def test_agreement_per_image_and_overall(two_dirs, capsys):
 def test_box_split_and_edge_free_agreement(two_dirs, tmp_path):
     a, b, voc = two_dirs
     out_json = str(tmp_path / 'figures.json')
-    assert cmp.main([a, b, '--subdirs-a', 'Y_crf', 'Y_ret',
-                     '--voc-root', voc, '--json', out_json]) == 0
+    assert cmp.main([
+        a, b, '--subdirs-a', 'Y_crf', 'Y_ret', '--voc-root', voc, '--json',
+        out_json
+    ]) == 0
     figures = json.load(open(out_json))
     ycrf, yret = figures['kinds']
     # Ycrf: the 3 disagreeing pixels lie on the box's top edge (inside)
@@ -103,8 +107,8 @@ def test_box_split_and_edge_free_agreement(two_dirs, tmp_path):
 
 
 def test_box_region_masks_by_hand():
-    inside, band = cmp.box_region_masks(np.array([[2., 2., 5., 5.]]),
-                                        (8, 8), border=1)
+    inside, band = cmp.box_region_masks(
+        np.array([[2., 2., 5., 5.]]), (8, 8), border=1)
     expected_inside = np.zeros((8, 8), bool)
     expected_inside[2:6, 2:6] = True
     expected_band = np.zeros((8, 8), bool)
@@ -112,16 +116,16 @@ def test_box_region_masks_by_hand():
     expected_band[3:5, 3:5] = False
     np.testing.assert_array_equal(inside, expected_inside)
     np.testing.assert_array_equal(band, expected_band)
-    _, no_band = cmp.box_region_masks(np.array([[2., 2., 5., 5.]]), (8, 8),
-                                      border=0)
+    _, no_band = cmp.box_region_masks(
+        np.array([[2., 2., 5., 5.]]), (8, 8), border=0)
     assert not no_band.any()
 
 
 def test_read_voc_boxes_is_zero_based(tmp_path):
     path = tmp_path / 'x.xml'
     path.write_text(XML.format(w=9, h=9, objects=OBJ.format(1, 2, 9, 8)))
-    np.testing.assert_array_equal(cmp.read_voc_boxes(str(path)),
-                                  [[0, 1, 8, 7]])
+    np.testing.assert_array_equal(
+        cmp.read_voc_boxes(str(path)), [[0, 1, 8, 7]])
 
 
 def test_errors_name_the_files(two_dirs, tmp_path):
@@ -130,8 +134,7 @@ def test_errors_name_the_files(two_dirs, tmp_path):
     with pytest.raises(ValueError, match=r'Y_crf/b\.png is \(2, 2\)'):
         cmp.compare_kind(a, b, 'Ycrf', 'Y_crf', 'Ycrf')
     with pytest.raises(FileNotFoundError, match='nowhere'):
-        cmp.compare_kind(a, str(tmp_path / 'nowhere'), 'Ycrf', 'Y_crf',
-                         'Ycrf')
+        cmp.compare_kind(a, str(tmp_path / 'nowhere'), 'Ycrf', 'Y_crf', 'Ycrf')
     os.makedirs(osp.join(b, 'empty'))
     with pytest.raises(ValueError, match='no common'):
         cmp.compare_kind(a, b, 'Ycrf', 'Y_crf', 'empty')

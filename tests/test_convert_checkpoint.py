@@ -12,9 +12,9 @@ import torch.nn.functional as F
 
 import bana_mm  # noqa: F401
 from bana_mm.models.backbones import VGG16LargeFOV
-from bana_mm.models.converters.bana_checkpoint import (CheckpointConversionError,
-                                   convert_bana_checkpoint,
-                                   convert_bana_stage1, convert_file)
+from bana_mm.models.converters.bana_checkpoint import (
+    CheckpointConversionError, convert_bana_checkpoint, convert_bana_stage1,
+    convert_file)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOOL = osp.join(REPO, 'tools', 'convert_bana_checkpoint.py')
@@ -268,8 +268,9 @@ def test_cli_reports_errors(tmp_path, authors_state, capsys):
 
     from bana_mm.utils.checkpoint import CheckpointReadError
     (tmp_path / 'garbage.pt').write_bytes(b'not a checkpoint')
-    with pytest.raises(CheckpointReadError,
-                       match='garbage.pt is not a readable checkpoint') as e:
+    with pytest.raises(
+            CheckpointReadError,
+            match='garbage.pt is not a readable checkpoint') as e:
         convert_file(str(tmp_path / 'garbage.pt'), dst)
     assert 'weights_only=False' not in str(e.value)
 

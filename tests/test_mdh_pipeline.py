@@ -7,9 +7,9 @@ import shutil
 import numpy as np
 import pytest
 
+from bana_mm.apis.common import VOCLayout
 from bana_mm.apis.mdh import (box_dataset, boxes_of, default_full_ids,
                               make_splits, run_proposals)
-from bana_mm.apis.common import VOCLayout
 from bana_mm.utils.label_io import read_label_png
 
 TRAIN = 'ImageSets/Segmentation/train.txt'
@@ -57,8 +57,7 @@ def test_make_splits_bad_input(synthetic_root, tmp_path):
         make_splits(synthetic_root, TRAIN, out,
                     _write(tmp_path / 'b.txt', train))
     with pytest.raises(ValueError, match='empty'):
-        make_splits(synthetic_root, TRAIN, out, _write(tmp_path / 'c.txt',
-                                                       []))
+        make_splits(synthetic_root, TRAIN, out, _write(tmp_path / 'c.txt', []))
     with pytest.raises(FileNotFoundError, match='not found'):
         make_splits(synthetic_root, TRAIN, out, str(tmp_path / 'none.txt'))
     # an F id whose ground truth is missing is named
@@ -108,10 +107,13 @@ def test_proposals_with_ground_truth_as_ycrf_are_exact(layout_and_splits):
     (agreement, ignore priority and paste order together)."""
     layout, splits, work = layout_and_splits
     bana = work / 'bana'
-    shutil.copytree(osp.join(layout.root, 'SegmentationClass'),
-                    bana / 'Ycrf')
-    entry = run_proposals(layout, splits, str(work / 'prop_ycrf'),
-                          str(bana / 'Ycrf'), grabcut_iterations=2)
+    shutil.copytree(osp.join(layout.root, 'SegmentationClass'), bana / 'Ycrf')
+    entry = run_proposals(
+        layout,
+        splits,
+        str(work / 'prop_ycrf'),
+        str(bana / 'Ycrf'),
+        grabcut_iterations=2)
     assert entry['second'] == 'ycrf'
     assert entry['miou_labelled'] == 100.0
     assert entry['miou'] < 100.0  # the disagreements are ignored
@@ -141,8 +143,14 @@ def test_run_mdh_pipeline_rounds_and_resume(synthetic_root, tmp_path):
     sheets, then a rerun reuses every result."""
     from bana_mm.apis.mdh import run_mdh_pipeline
     work = str(tmp_path / 'w')
-    summary = run_mdh_pipeline(work, synthetic_root, rounds=2, max_iters=2,
-                               num_vis=1, tau=0.5, grabcut_iterations=1)
+    summary = run_mdh_pipeline(
+        work,
+        synthetic_root,
+        rounds=2,
+        max_iters=2,
+        num_vis=1,
+        tau=0.5,
+        grabcut_iterations=1)
     mdh = summary['mdh']
     assert mdh['full'] == 2 and mdh['weak'] == 14
     for key in ('miou', 'ignored_share'):
@@ -150,8 +158,8 @@ def test_run_mdh_pipeline_rounds_and_resume(synthetic_root, tmp_path):
         assert mdh['pseudo'][key] is not None
     for net in ('annnet', 'segnet'):
         assert mdh[net]['iters'] == 2
-        assert np.isfinite([mdh[net]['loss_first'], mdh[net]['loss_last']]
-                           ).all()
+        assert np.isfinite([mdh[net]['loss_first'],
+                            mdh[net]['loss_last']]).all()
     assert 0 <= mdh['segnet']['miou_val'] <= 100
     assert set(mdh['baselines']) == {'box', 'grabcut'}
     first, second = mdh['history']
@@ -162,18 +170,19 @@ def test_run_mdh_pipeline_rounds_and_resume(synthetic_root, tmp_path):
     assert len(mdh['pictures']) == 1 and osp.isfile(mdh['pictures'][0])
     ckpt = mdh['annnet']['checkpoint']
     stamp = os.path.getmtime(ckpt)
-    again = run_mdh_pipeline(work, synthetic_root, rounds=2, max_iters=2,
-                             num_vis=0, tau=0.5)['mdh']
+    again = run_mdh_pipeline(
+        work, synthetic_root, rounds=2, max_iters=2, num_vis=0, tau=0.5)['mdh']
     assert os.path.getmtime(ckpt) == stamp  # not retrained
     assert again['pseudo']['skipped'] == 14 and again['pseudo']['written'] == 0
     assert again['proposals']['skipped'] == 14
     assert again['segnet']['loss_last'] == mdh['segnet']['loss_last']
 
 
-@pytest.mark.parametrize('kwargs, match', [
-    (dict(tau=1.0), r'\(0, 1\)'), (dict(tau=0.0), r'\(0, 1\)'),
-    (dict(rounds=0), 'rounds'), (dict(preset='huge'), 'preset'),
-    (dict(mix_ratio=(7, 0)), 'zero')])
+@pytest.mark.parametrize('kwargs, match', [(dict(tau=1.0), r'\(0, 1\)'),
+                                           (dict(tau=0.0), r'\(0, 1\)'),
+                                           (dict(rounds=0), 'rounds'),
+                                           (dict(preset='huge'), 'preset'),
+                                           (dict(mix_ratio=(7, 0)), 'zero')])
 def test_run_mdh_pipeline_bad_arguments(synthetic_root, tmp_path, kwargs,
                                         match):
     from bana_mm.apis.mdh import run_mdh_pipeline

@@ -7,17 +7,14 @@ import torch
 from bana_mm.core.mdh_proposals import (FusedObject, constrain_to_boxes,
                                         fuse_object, ignored_share,
                                         paste_objects, paste_order,
-                                        proposal_mask,
-                                        pseudo_mask_from_probs)
+                                        proposal_mask, pseudo_mask_from_probs)
 
 IG = 255
 
 
 def test_fuse_keeps_only_agreement():
-    gc = np.array([[1, 1, 0, 0],
-                   [0, 1, 0, 0]], bool)
-    second = np.array([[1, 0, 0, 0],
-                       [1, 1, 0, 0]], bool)
+    gc = np.array([[1, 1, 0, 0], [0, 1, 0, 0]], bool)
+    second = np.array([[1, 0, 0, 0], [1, 1, 0, 0]], bool)
     obj = fuse_object(gc, second, label=3)
     np.testing.assert_array_equal(obj.fg, [[1, 0, 0, 0], [0, 1, 0, 0]])
     np.testing.assert_array_equal(obj.ignore, [[0, 1, 0, 0], [1, 0, 0, 0]])
@@ -51,13 +48,10 @@ def test_paste_small_on_top_ignore_lowest():
     # of its ignored pixels; it ignores a pixel of the big foreground
     small = _obj(4, [[0, 0, 0, 0], [0, 0, 1, 1], [0, 0, 0, 0], [0, 0, 0, 0]],
                  [[1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 1]])
-    expected = np.array([[1, 1, 1, IG],
-                         [1, 1, 5, 5],
-                         [1, 1, 1, IG],
-                         [0, 0, 0, IG]], np.uint8)
+    expected = np.array(
+        [[1, 1, 1, IG], [1, 1, 5, 5], [1, 1, 1, IG], [0, 0, 0, IG]], np.uint8)
     for objects in ([big, small], [small, big]):
-        np.testing.assert_array_equal(paste_objects(objects, (4, 4)),
-                                      expected)
+        np.testing.assert_array_equal(paste_objects(objects, (4, 4)), expected)
     assert paste_order([small, big]).tolist() == [1, 0]
 
 
@@ -72,9 +66,8 @@ def test_proposal_mask_box_fallback():
     gc = np.zeros((3, 5), bool)
     gc[0, 1:3] = True
     out = proposal_mask([gc], [[1, 0, 4, 2]], [2], (3, 5))
-    np.testing.assert_array_equal(out, [[0, 3, 3, IG, 0],
-                                        [0, IG, IG, IG, 0],
-                                        [0, 0, 0, 0, 0]])
+    np.testing.assert_array_equal(
+        out, [[0, 3, 3, IG, 0], [0, IG, IG, IG, 0], [0, 0, 0, 0, 0]])
     assert ignored_share(out) == pytest.approx(4 / 15)
 
 
@@ -103,10 +96,9 @@ def test_proposal_mask_no_boxes_is_background():
 
 def test_tau_rule():
     # 3 classes on a 2x2 image; max probabilities 0.95, 0.9, 0.5, 0.91
-    probs = torch.tensor([
-        [[0.95, 0.05], [0.25, 0.04]],
-        [[0.03, 0.90], [0.50, 0.05]],
-        [[0.02, 0.05], [0.25, 0.91]]])
+    probs = torch.tensor([[[0.95, 0.05], [0.25, 0.04]],
+                          [[0.03, 0.90], [0.50, 0.05]],
+                          [[0.02, 0.05], [0.25, 0.91]]])
     out = pseudo_mask_from_probs(probs, tau=0.9)
     np.testing.assert_array_equal(out, [[0, IG], [IG, 2]])
     out = pseudo_mask_from_probs(probs.numpy(), tau=0.4)
@@ -140,6 +132,5 @@ def test_grabcut_baseline_from_masks_smaller_box_on_top():
     small[1, 1:] = True
     boxes = [[1, 1, 4, 2], [0, 0, 3, 3]]  # small box first
     out = paint_by_box_area([small, big], boxes, [4, 0], (3, 4))
-    np.testing.assert_array_equal(out, [[1, 1, 1, 0],
-                                        [1, 5, 5, 5],
-                                        [1, 1, 1, 0]])
+    np.testing.assert_array_equal(out,
+                                  [[1, 1, 1, 0], [1, 5, 5, 5], [1, 1, 1, 0]])

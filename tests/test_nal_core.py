@@ -37,8 +37,10 @@ def cos_t(pixels):
 # Ycrf = [[0, 1], [1, 0]], Yret = [[0, 1], [0, 1]]:
 #   S = {(0,0), (0,1)}, ~S = {(1,0), (1,1)}.
 WEIGHT = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
-PHI = torch.tensor([[[1.0, 3.0], [4.0, 0.0]],      # feature dim 0
-                    [[0.0, 4.0], [3.0, -2.0]]])[None]  # feature dim 1
+PHI = torch.tensor([
+    [[1.0, 3.0], [4.0, 0.0]],  # feature dim 0
+    [[0.0, 4.0], [3.0, -2.0]]
+])[None]  # feature dim 1
 COS = cos_t([[[1.0, 0.0], [0.6, 0.8]], [[0.8, 0.6], [0.0, -1.0]]])
 YCRF = labels_t([[0, 1], [1, 0]])
 YRET = labels_t([[0, 1], [0, 1]])
@@ -53,11 +55,11 @@ def test_cosine_and_dot_logits_by_hand():
     cos = cosine_map(PHI, WEIGHT)
     assert torch.allclose(cos, COS, atol=1e-6)
     assert torch.allclose(cosine_logits(PHI, WEIGHT), 20 * COS, atol=1e-5)
-    assert torch.allclose(cosine_logits(PHI, WEIGHT, tau=3.0), 3 * COS,
-                          atol=1e-6)
+    assert torch.allclose(
+        cosine_logits(PHI, WEIGHT, tau=3.0), 3 * COS, atol=1e-6)
     # a 1x1 conv weight is accepted
-    assert torch.allclose(cosine_logits(PHI, WEIGHT[:, :, None, None]),
-                          20 * COS, atol=1e-5)
+    assert torch.allclose(
+        cosine_logits(PHI, WEIGHT[:, :, None, None]), 20 * COS, atol=1e-5)
     # DP: phi . W_c, e.g. (3, 4) . (0, 2) = 8, (0, -2) . (0, 2) = -4
     dot = dot_logits(PHI, WEIGHT)
     expected = cos_t([[[1, 0], [3, 8]], [[4, 6], [0, -4]]])
@@ -88,14 +90,14 @@ def test_nal_value_by_hand():
     # ~S: (1,0) label 1, margin 0.6 - 0.8; D = (1.8, 1.6), sigma = (1.6/1.8)^2
     #     (1,1) label 0, margin 0 - (-1);  D = (1.0, 0.0), sigma = 1
     ce_ns = [ce2(-0.2, tau), ce2(1.0, tau)]
-    sig = [(1.6 / 1.8) ** 2, 1.0]
+    sig = [(1.6 / 1.8)**2, 1.0]
     assert sig[0] == pytest.approx(64 / 81)
     l_ce = sum(ce_s) / 2
     l_wce = (sig[0] * ce_ns[0] + sig[1] * ce_ns[1]) / (sig[0] + sig[1])
     # the same numbers written out
     assert l_ce == pytest.approx((0.126928 + 0.513015) / 2, abs=1e-6)
-    assert l_wce == pytest.approx((64 / 81 * 0.913015 + 0.126928)
-                                  / (64 / 81 + 1), abs=1e-6)
+    assert l_wce == pytest.approx(
+        (64 / 81 * 0.913015 + 0.126928) / (64 / 81 + 1), abs=1e-6)
 
     out = noise_aware_loss(COS, YCRF, YRET, tau=tau, gamma=gamma, lam=lam)
     assert out['loss_ce'].item() == pytest.approx(l_ce, rel=1e-5)
@@ -106,8 +108,8 @@ def test_nal_value_by_hand():
     assert torch.allclose(out['sigma'],
                           torch.tensor([[[0.0, 0.0], [64 / 81, 1.0]]]))
     # same via the dispatcher, with cos inferred from the cosine logits
-    via = region_loss(tau * COS, YCRF, YRET, mode='nal', tau=tau,
-                      gamma=gamma, lam=lam)
+    via = region_loss(
+        tau * COS, YCRF, YRET, mode='nal', tau=tau, gamma=gamma, lam=lam)
     assert via['loss'].item() == pytest.approx(out['loss'].item(), rel=1e-6)
 
 
@@ -136,8 +138,8 @@ def test_sigma_ties_give_one():
         sigma = confidence_from_cos(cos, ycrf, gamma=gamma)
         assert sigma[0, 0, 0].item() == 1.0
         assert sigma[0, 0, 1].item() == 1.0
-        assert sigma[0, 0, 2].item() == pytest.approx((0.5 / 1.3) ** gamma,
-                                                      rel=1e-5, abs=1e-30)
+        assert sigma[0, 0, 2].item() == pytest.approx(
+            (0.5 / 1.3)**gamma, rel=1e-5, abs=1e-30)
 
 
 def test_sigma_large_gamma_is_binary():
@@ -152,7 +154,7 @@ def test_sigma_large_gamma_is_binary():
     assert sigma[0, 1, 0].item() < 1e-10  # (1.1/1.4)^500
     # the default gamma 7 is not binary
     soft = confidence_from_cos(cos, ycrf, gamma=7.0)
-    assert soft[0, 0, 1].item() == pytest.approx((1.8 / 1.9) ** 7, rel=1e-5)
+    assert soft[0, 0, 1].item() == pytest.approx((1.8 / 1.9)**7, rel=1e-5)
 
 
 def test_lambda_zero_equals_ignore_and_plain_ce():
@@ -203,27 +205,27 @@ def test_entropy_regularisation_by_hand():
     out = region_loss(BASE_LOGITS, BASE_YCRF, BASE_YRET, mode='entropy')
     assert out['loss_ce'].item() == pytest.approx(math.log(2), rel=1e-6)
     assert out['loss_er'].item() == pytest.approx(entropy, rel=1e-6)
-    assert out['loss'].item() == pytest.approx(math.log(2) + 0.1 * entropy,
-                                               rel=1e-6)
+    assert out['loss'].item() == pytest.approx(
+        math.log(2) + 0.1 * entropy, rel=1e-6)
 
 
 def test_bootstrapping_by_hand():
     # beta = 0.5: Y = 0.5 (0, 1) + 0.5 (3/4, 1/4) = (3/8, 5/8)
     bs = -(3 / 8 * math.log(0.75) + 5 / 8 * math.log(0.25))
-    out = region_loss(BASE_LOGITS, BASE_YCRF, BASE_YRET, mode='bootstrap',
-                      beta=0.5)
+    out = region_loss(
+        BASE_LOGITS, BASE_YCRF, BASE_YRET, mode='bootstrap', beta=0.5)
     assert out['loss_bs'].item() == pytest.approx(bs, rel=1e-6)
-    assert out['loss'].item() == pytest.approx(math.log(2) + 0.1 * bs,
-                                               rel=1e-6)
+    assert out['loss'].item() == pytest.approx(
+        math.log(2) + 0.1 * bs, rel=1e-6)
     # beta = 1: CE on ~S with Ycrf (-ln 1/4); beta = 0: the entropy
-    one = region_loss(BASE_LOGITS, BASE_YCRF, BASE_YRET, mode='bootstrap',
-                      beta=1.0)
+    one = region_loss(
+        BASE_LOGITS, BASE_YCRF, BASE_YRET, mode='bootstrap', beta=1.0)
     assert one['loss_bs'].item() == pytest.approx(math.log(4), rel=1e-6)
-    zero = region_loss(BASE_LOGITS, BASE_YCRF, BASE_YRET, mode='bootstrap',
-                       beta=0.0)
+    zero = region_loss(
+        BASE_LOGITS, BASE_YCRF, BASE_YRET, mode='bootstrap', beta=0.0)
     er = region_loss(BASE_LOGITS, BASE_YCRF, BASE_YRET, mode='entropy')
-    assert zero['loss_bs'].item() == pytest.approx(er['loss_er'].item(),
-                                                   rel=1e-6)
+    assert zero['loss_bs'].item() == pytest.approx(
+        er['loss_er'].item(), rel=1e-6)
     with pytest.raises(ValueError):
         region_loss(BASE_LOGITS, BASE_YCRF, BASE_YRET, mode='bootstrap')
 
@@ -231,15 +233,20 @@ def test_bootstrapping_by_hand():
 def test_bootstrap_target_detached_by_default():
     # with a detached target, d L_BS / d logits = softmax - Y (as plain CE)
     logits = BASE_LOGITS.clone().requires_grad_(True)
-    out = region_loss(logits, BASE_YCRF, BASE_YRET, mode='bootstrap',
-                      beta=0.5, lam=1.0)
+    out = region_loss(
+        logits, BASE_YCRF, BASE_YRET, mode='bootstrap', beta=0.5, lam=1.0)
     out['loss_bs'].backward()
     grad = logits.grad[0, :, 0, 1]
     expected = torch.tensor([0.75 - 3 / 8, 0.25 - 5 / 8])
     assert torch.allclose(grad, expected, atol=1e-6)
     logits.grad = None
-    out = region_loss(logits, BASE_YCRF, BASE_YRET, mode='bootstrap',
-                      beta=0.5, detach_target=False)
+    out = region_loss(
+        logits,
+        BASE_YCRF,
+        BASE_YRET,
+        mode='bootstrap',
+        beta=0.5,
+        detach_target=False)
     out['loss_bs'].backward()
     assert not torch.allclose(logits.grad[0, :, 0, 1], expected, atol=1e-3)
 
@@ -249,7 +256,7 @@ def test_poly_beta_endpoints():
     assert poly_beta(100, 100) == 0.0
     assert poly_beta(150, 100) == 0.0
     assert poly_beta(-5, 100) == 1.0
-    assert poly_beta(50, 100) == pytest.approx(0.5 ** 0.9)
+    assert poly_beta(50, 100) == pytest.approx(0.5**0.9)
     assert poly_beta(25, 100, power=1.0) == pytest.approx(0.75)
     values = [poly_beta(i, 10) for i in range(11)]
     assert values == sorted(values, reverse=True)
@@ -263,8 +270,8 @@ def _empty_cases():
     only_ns = (ycrf, (ycrf + 1) % 3)
     all_ign = (torch.full_like(ycrf, IGN), torch.full_like(ycrf, IGN))
     ret_ign = (ycrf, torch.full_like(ycrf, IGN))  # everything in ~S
-    return dict(only_s=only_s, only_ns=only_ns, all_ign=all_ign,
-                ret_ign=ret_ign)
+    return dict(
+        only_s=only_s, only_ns=only_ns, all_ign=all_ign, ret_ign=ret_ign)
 
 
 @pytest.mark.parametrize('case', ['only_s', 'only_ns', 'all_ign', 'ret_ign'])
@@ -336,7 +343,7 @@ def _reference_nal(phi, weight, ycrf, yret, tau, gamma, lam, detach):
     lab = ycrf.clamp(max=cos.shape[1] - 1)
     ce = -log_h.gather(1, lab[:, None])[:, 0]
     d = 1 + cos
-    sigma = (d.gather(1, lab[:, None])[:, 0] / d.max(dim=1).values) ** gamma
+    sigma = (d.gather(1, lab[:, None])[:, 0] / d.max(dim=1).values)**gamma
     if detach:
         sigma = sigma.detach()
     s = (ycrf == yret) & (ycrf != IGN)
@@ -360,8 +367,8 @@ def test_gradients_against_reference(detach):
         if use_ref:
             loss = _reference_nal(phi, w, ycrf, yret, 20.0, 7.0, 0.1, detach)
         else:
-            loss = noise_aware_loss(cosine_map(phi, w), ycrf, yret,
-                                    detach_sigma=detach)['loss']
+            loss = noise_aware_loss(
+                cosine_map(phi, w), ycrf, yret, detach_sigma=detach)['loss']
         loss.backward()
         grads.append((loss.detach(), phi.grad, w.grad))
     (l1, gp1, gw1), (l2, gp2, gw2) = grads
@@ -380,8 +387,8 @@ def test_detach_sigma_changes_only_the_sigma_path():
     def grads(detach, lam):
         phi = phi0.clone().requires_grad_(True)
         w = w0.clone().requires_grad_(True)
-        out = noise_aware_loss(cosine_map(phi, w), ycrf, yret, lam=lam,
-                               detach_sigma=detach)
+        out = noise_aware_loss(
+            cosine_map(phi, w), ycrf, yret, lam=lam, detach_sigma=detach)
         out['loss'].backward()
         return out['loss'].item(), phi.grad, w.grad
 
@@ -411,8 +418,8 @@ def test_gradients_reach_only_labelled_pixels():
     assert w.grad.norm() > 0
     # 'ignore': ~S gets no gradient
     phi.grad = None
-    region_loss(cosine_logits(phi, w), ycrf, yret, mode='ignore')[
-        'loss'].backward()
+    region_loss(
+        cosine_logits(phi, w), ycrf, yret, mode='ignore')['loss'].backward()
     norms = phi.grad.norm(dim=1)[0]
     assert norms[0, 1] == 0 and norms[1, 0] == 0 and norms[1, 2] == 0
     assert norms[0, 0] > 0 and norms[1, 1] > 0
@@ -430,7 +437,7 @@ def test_upsampled_cosines_and_dot_product_variant():
     assert phi.grad.abs().sum() > 0 and w.grad.abs().sum() > 0
     # sigma at label resolution equals eq. (12) on the upsampled cosines
     d = 1 + cos.detach()
-    ref = (d.gather(1, ycrf[:, None])[:, 0] / d.amax(1)) ** 7
+    ref = (d.gather(1, ycrf[:, None])[:, 0] / d.amax(1))**7
     ns = ycrf != yret
     assert torch.allclose(out['sigma'][ns], ref[ns], atol=1e-6)
     assert (out['sigma'][~ns] == 0).all()
@@ -439,6 +446,5 @@ def test_upsampled_cosines_and_dot_product_variant():
     dp = noise_aware_loss(cos, ycrf, yret, logits=dot)
     assert torch.equal(dp['sigma'], out['sigma'])
     s = ycrf == yret
-    ref_ce = F.cross_entropy(dot, torch.where(s, ycrf, IGN),
-                             ignore_index=IGN)
+    ref_ce = F.cross_entropy(dot, torch.where(s, ycrf, IGN), ignore_index=IGN)
     assert dp['loss_ce'].item() == pytest.approx(ref_ce.item(), rel=1e-5)

@@ -9,10 +9,13 @@ import pytest
 from bana_mm.apis import VOCLayout, parse_stages, run_pipeline
 from bana_mm.apis.common import window_means
 
-STAGE2_KEYS = {'images', 'seconds_per_image', 'miou', 's_share',
-               's_accuracy', 'out_dir'}
-STAGE3_KEYS = {'iters', 'loss_first', 'loss_last', 'miou_val',
-               'miou_val_crf', 'checkpoint'}
+STAGE2_KEYS = {
+    'images', 'seconds_per_image', 'miou', 's_share', 's_accuracy', 'out_dir'
+}
+STAGE3_KEYS = {
+    'iters', 'loss_first', 'loss_last', 'miou_val', 'miou_val_crf',
+    'checkpoint'
+}
 SUMMARY_KEYS = {'iters', 'loss_first', 'loss_last', 'seconds', 'checkpoint'}
 
 
@@ -32,8 +35,8 @@ def test_parse_stages():
 
 def test_stage1_writes_summary(synthetic_root, tmp_path):
     work = str(tmp_path / 'work')
-    summary = run_pipeline(work, synthetic_root, preset='tiny', stages=[1],
-                           max_iters=12)
+    summary = run_pipeline(
+        work, synthetic_root, preset='tiny', stages=[1], max_iters=12)
     on_disk = json.load(open(osp.join(work, 'summary.json')))
     assert on_disk == summary
     stage1 = on_disk['stage1']
@@ -45,22 +48,23 @@ def test_stage1_writes_summary(synthetic_root, tmp_path):
     assert osp.isfile(stage1['checkpoint'])
     # later stages merge into the same file
     from bana_mm.apis.common import update_summary
-    merged = update_summary(osp.join(work, 'summary.json'),
-                            dict(stage2=dict(images=1)))
+    merged = update_summary(
+        osp.join(work, 'summary.json'), dict(stage2=dict(images=1)))
     assert merged['stage1'] == stage1 and merged['stage2'] == {'images': 1}
 
 
 def test_cli_runs_all_stages_on_the_default_dataset(tmp_path, capsys):
     from tools import run_pipeline as cli
     work = str(tmp_path / 'demo')
-    summary = cli.main(['--work-dir', work, '--max-iters', '6',
-                        '--workers', '0'])
+    summary = cli.main(
+        ['--work-dir', work, '--max-iters', '6', '--workers', '0'])
     assert osp.isfile(osp.join(work, 'synthetic_data', 'class_names.txt'))
     assert summary['stage1']['iters'] == 6
     stage2 = summary['stage2']
     assert STAGE2_KEYS <= set(stage2)
-    with open(osp.join(work, 'synthetic_data', 'ImageSets', 'Segmentation',
-                       'train.txt')) as f:
+    with open(
+            osp.join(work, 'synthetic_data', 'ImageSets', 'Segmentation',
+                     'train.txt')) as f:
         train_ids = [line.strip() for line in f if line.strip()]
     assert stage2['images'] == stage2['written'] == len(train_ids)
     assert len(os.listdir(osp.join(stage2['out_dir'], 'Yret'))) == \

@@ -38,14 +38,19 @@ def feat_from_rows(rows):
     return t(rows).permute(2, 0, 1).contiguous()
 
 
-def unaries_of(feat, weights, boxes, labels, input_hw=None, image_hw=None,
+def unaries_of(feat,
+               weights,
+               boxes,
+               labels,
+               input_hw=None,
+               image_hw=None,
                **options):
     """class ids, u0 and class unaries of :func:`prepare_pseudo_labels`
     for features at input resolution (every box operation pixel-exact)."""
     H, W = image_hw or feat.shape[1:]
-    prep = prepare_pseudo_labels(np.zeros((H, W, 3), np.uint8), feat,
-                                 weights, boxes, labels, input_hw,
-                                 PseudoLabelConfig(**options))
+    prep = prepare_pseudo_labels(
+        np.zeros((H, W, 3), np.uint8), feat, weights, boxes, labels, input_hw,
+        PseudoLabelConfig(**options))
     return prep.class_ids, prep.u0, prep.unaries[1:]
 
 
@@ -55,8 +60,8 @@ def background_unary(feat, boxes, input_hw, image_hw=None):
 
 
 def class_unaries(feat, weights, boxes, labels, agnostic_classes=()):
-    ids, _, u = unaries_of(feat, weights, boxes, labels,
-                           agnostic_classes=tuple(agnostic_classes))
+    ids, _, u = unaries_of(
+        feat, weights, boxes, labels, agnostic_classes=tuple(agnostic_classes))
     return ids, u
 
 
@@ -95,8 +100,8 @@ def test_u0_end_to_end_with_similarities_below_0_99():
     # 3/(sqrt(2) sqrt(5)) = 0.94868 < 0.99 x 0.98058 -> 0.
     feat = feat_from_rows([[[3.0, 2.0], [2.0, 1.0], [1.0, 0.0], [0.0, 1.0]]])
     u0 = background_unary(feat, [[0, 0, 2, 1]], (1, 4))
-    assert torch.allclose(u0, t([[5 / math.sqrt(26), 0.0, 1.0, 1.0]]),
-                          atol=1e-6)
+    assert torch.allclose(
+        u0, t([[5 / math.sqrt(26), 0.0, 1.0, 1.0]]), atol=1e-6)
 
 
 def test_threshold_relative_references():
@@ -116,12 +121,13 @@ def test_threshold_relative_references():
 def test_background_unary_single_query_and_threshold():
     # 1 x 6 map at image resolution; pixels 0-2 in the box.
     # Background cells (2, 0) and (1, 0): query = mean = (1.5, 0).
-    rows = [[unit(math.acos(0.995)), unit(math.acos(0.985)), [0.0, 1.0],
-             [2.0, 0.0], [1.0, 0.0], [1.0, 0.0]]]
+    rows = [[
+        unit(math.acos(0.995)),
+        unit(math.acos(0.985)), [0.0, 1.0], [2.0, 0.0], [1.0, 0.0], [1.0, 0.0]
+    ]]
     feat = feat_from_rows(rows)
     u0 = background_unary(feat, [[0, 0, 3, 1]], (1, 6))
-    assert torch.allclose(u0, t([[0.995, 0.0, 0.0, 1.0, 1.0, 1.0]]),
-                          atol=1e-6)
+    assert torch.allclose(u0, t([[0.995, 0.0, 0.0, 1.0, 1.0, 1.0]]), atol=1e-6)
 
 
 def test_background_query_is_mean_of_background_cells():
@@ -192,14 +198,16 @@ def test_normalise_per_box_skips_empty_boxes():
 
 
 def test_class_agnostic_unary_is_one_minus_u0():
-    rows = [[unit(math.acos(0.995)), unit(math.acos(0.985)), [0.0, 1.0],
-             [2.0, 0.0], [1.0, 0.0], [1.0, 0.0]]]
+    rows = [[
+        unit(math.acos(0.995)),
+        unit(math.acos(0.985)), [0.0, 1.0], [2.0, 0.0], [1.0, 0.0], [1.0, 0.0]
+    ]]
     feat = feat_from_rows(rows)
     expected = t([[1 - 0.995, 1.0, 1.0, 0, 0, 0]])
     # explicit agnostic class (its row 1 would give a different map)
     weights = t([[0.0, 0.0], [1.0, 0.0]])
-    ids, u = class_unaries(feat, weights, [[0, 0, 3, 1]], [0],
-                           agnostic_classes=[0])
+    ids, u = class_unaries(
+        feat, weights, [[0, 0, 3, 1]], [0], agnostic_classes=[0])
     assert torch.allclose(u[0], expected, atol=1e-6)
     # no classifier at all
     ids, u = class_unaries(feat, None, [[0, 0, 3, 1]], [0])
@@ -210,8 +218,8 @@ def test_background_cam_unary_ablation():
     # inside the boxes: ReLU(f . w_0) / its max there (3); outside: 1.
     cam0 = t([[2.0, 4.0, 1.0, 3.0]])
     inside = t([[0, 0, 1, 1]], torch.bool)
-    assert torch.allclose(background_cam_unary(cam0, inside),
-                          t([[1.0, 1.0, 1 / 3, 1.0]]))
+    assert torch.allclose(
+        background_cam_unary(cam0, inside), t([[1.0, 1.0, 1 / 3, 1.0]]))
     zero = background_cam_unary(torch.zeros(1, 4), inside)
     assert torch.equal(zero, t([[1.0, 1.0, 0.0, 0.0]]))
 
@@ -226,13 +234,17 @@ def test_ycrf_without_u0_differs_from_ycrf():
                             [1.0, 0.0], [1.0, 0.0]]])
     weights = t([[1.0, 0.0], [0.0, 1.0]])
     image = np.zeros((1, 6, 3), np.uint8)
-    no_pairwise = dict(crf_gaussian=dict(compat=0),
-                       crf_bilateral=dict(compat=0))
+    no_pairwise = dict(
+        crf_gaussian=dict(compat=0), crf_bilateral=dict(compat=0))
     with_u0 = generate_pseudo_labels(
-        image, feat, weights, [[0, 0, 4, 1]], [0],
+        image,
+        feat,
+        weights, [[0, 0, 4, 1]], [0],
         cfg=PseudoLabelConfig(**no_pairwise))
     without = generate_pseudo_labels(
-        image, feat, weights, [[0, 0, 4, 1]], [0],
+        image,
+        feat,
+        weights, [[0, 0, 4, 1]], [0],
         cfg=PseudoLabelConfig(background='cam', **no_pairwise))
     assert with_u0.ycrf.tolist() == [[1, 1, 1, 1, 0, 0]]
     assert without.ycrf.tolist() == [[1, 1, 0, 0, 0, 0]]
@@ -248,8 +260,12 @@ def test_alignment_of_a_stride_8_map(align_corners, peak):
     feat[0, 0, 3] = 2.0
     feat = feat.expand(1, 3, 6).contiguous()
     cfg = dict() if align_corners else dict(align_corners=False)
-    _, _, u = unaries_of(feat, t([[0.0], [1.0]]), [[0, 0, 41, 17]], [0],
-                         input_hw=(17, 41), image_hw=(17, 41), **cfg)
+    _, _, u = unaries_of(
+        feat,
+        t([[0.0], [1.0]]), [[0, 0, 41, 17]], [0],
+        input_hw=(17, 41),
+        image_hw=(17, 41),
+        **cfg)
     row = u[0, 8]
     assert int(row.argmax()) == peak
     if align_corners:
@@ -268,8 +284,13 @@ def test_box_smaller_than_a_feature_cell():
     boxes, labels = [[9.0, 9.0, 12.0, 12.0]], [0]
     image = np.zeros((32, 32, 3), np.uint8)
     for mode in ('maps', 'features'):
-        out = generate_pseudo_labels(image, feat, weights, boxes, labels,
-                                     cfg=PseudoLabelConfig(upsample=mode))
+        out = generate_pseudo_labels(
+            image,
+            feat,
+            weights,
+            boxes,
+            labels,
+            cfg=PseudoLabelConfig(upsample=mode))
         assert np.isfinite(out.unaries).all() and np.isfinite(out.probs).all()
         uc = out.unaries[1]
         assert (uc[:9] == 0).all() and (uc[12:] == 0).all()
@@ -292,8 +313,8 @@ def test_dense_crf_without_pairwise_returns_unary_argmax():
     probs[1, 0, 0] = 0.0  # clipped to 1e-5
     probs /= probs.sum(axis=0, keepdims=True)
     image = rng.integers(0, 256, (6, 7, 3), dtype=np.uint8)
-    q = dense_crf(image, probs, gaussian=dict(compat=0),
-                  bilateral=dict(compat=0))
+    q = dense_crf(
+        image, probs, gaussian=dict(compat=0), bilateral=dict(compat=0))
     clipped = np.clip(probs, 1e-5, 1)
     assert np.allclose(q, clipped / clipped.sum(axis=0), atol=1e-5)
     assert (q.argmax(axis=0) == probs.argmax(axis=0)).all()
@@ -315,8 +336,7 @@ def test_dense_crf_smooths_isolated_pixel():
 
 
 def test_ycrf_masks_classes_outside_their_boxes():
-    marginals = np.array([[[0.1, 0.2, 0.1, 0.05]],
-                          [[0.8, 0.1, 0.6, 0.5]],
+    marginals = np.array([[[0.1, 0.2, 0.1, 0.05]], [[0.8, 0.1, 0.6, 0.5]],
                           [[0.1, 0.7, 0.3, 0.45]]], np.float32)
     masks = np.array([[[1, 1, 0, 0]], [[0, 0, 1, 0]]], bool)
     y = ycrf_from_marginals(marginals, masks, [3, 5])
@@ -338,8 +358,8 @@ def test_prototypes_are_masked_means_and_fall_back_to_weights():
     assert torch.allclose(protos[1], t([10 / 3, 8 / 3]))  # mean of 3 pixels
     assert torch.allclose(protos[2], t([-1.0, 2.0]))  # absent -> w_3
     # an absent class-agnostic class has no prototype
-    protos, has = class_prototypes(feat, y, torch.tensor([0, 3]), weights,
-                                   res, agnostic=[3])
+    protos, has = class_prototypes(
+        feat, y, torch.tensor([0, 3]), weights, res, agnostic=[3])
     assert has.tolist() == [True, False]
 
 
@@ -349,8 +369,9 @@ def test_region_means_equal_means_of_upsampled_features():
     for align in (False, True):
         # image 27 x 45 inside a padded 32 x 48 input
         res = BilinearResampler((4, 6), (32, 48), (27, 45), align)
-        up = F.interpolate(feat[None], size=(32, 48), mode='bilinear',
-                           align_corners=align)[0, :, :27, :45]
+        up = F.interpolate(
+            feat[None], size=(32, 48), mode='bilinear',
+            align_corners=align)[0, :, :27, :45]
         assert torch.allclose(res.up(feat), up, atol=1e-6)
         masks = torch.rand(3, 27, 45) > 0.6
         masks[2] = False
@@ -359,8 +380,8 @@ def test_region_means_equal_means_of_upsampled_features():
             ref = up[:, masks[k]].mean(dim=1)
             assert torch.allclose(means[k], ref, atol=1e-5)
         assert counts[2] == 0 and torch.equal(means[2], torch.zeros(5))
-        assert torch.allclose(res.feature_norms(feat),
-                              up.norm(dim=0), atol=1e-5)
+        assert torch.allclose(
+            res.feature_norms(feat), up.norm(dim=0), atol=1e-5)
 
 
 def test_yret_fallback_and_masking():
@@ -386,8 +407,8 @@ def test_yret_fallback_and_masking():
 def test_yret_ties_go_to_background():
     # q_0 = (1, 0), q_1 = (0, 1); (1, 1) is equally close to both, (-1, -1)
     # is 0 for both.
-    feat = feat_from_rows([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0],
-                            [-1.0, -1.0], [0.0, 3.0]]])
+    feat = feat_from_rows([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-1.0, -1.0],
+                            [0.0, 3.0]]])
     ycrf = np.array([[0, 1, 1, 1, 1]], np.uint8)
     y = retrieval_labels(feat, ycrf, t([[1.0, 0.0], [0.0, 1.0]]),
                          [[1, 0, 5, 1]], [0])
@@ -415,8 +436,13 @@ def test_generate_recovers_object_in_box():
     truth = np.zeros((32, 32), np.uint8)
     truth[8:24, 8:24] = 3
     for mode in ('maps', 'features'):
-        out = generate_pseudo_labels(image, feat, weights, boxes, labels,
-                                     cfg=PseudoLabelConfig(upsample=mode))
+        out = generate_pseudo_labels(
+            image,
+            feat,
+            weights,
+            boxes,
+            labels,
+            cfg=PseudoLabelConfig(upsample=mode))
         assert out.class_ids.tolist() == [3]
         assert out.ycrf.shape == (32, 32) and out.ycrf.dtype == np.uint8
         for y in (out.ycrf, out.yret):
@@ -432,8 +458,13 @@ def test_generate_recovers_object_in_box():
 
 def test_generate_without_u0_variant_runs():
     image, feat, weights, boxes, labels = _square_scene()
-    out = generate_pseudo_labels(image, feat, weights, boxes, labels,
-                                 cfg=PseudoLabelConfig(background='cam'))
+    out = generate_pseudo_labels(
+        image,
+        feat,
+        weights,
+        boxes,
+        labels,
+        cfg=PseudoLabelConfig(background='cam'))
     inside = np.zeros((32, 32), bool)
     inside[4:28, 4:28] = True
     assert (out.unaries[0][~inside] == 1).all()
@@ -472,11 +503,18 @@ def test_upsample_modes_agree_on_smooth_input():
     weights = torch.linspace(0.1, 1.0, 12).reshape(2, 6)
     image = np.zeros((45, 61, 3), np.uint8)
     boxes, labels = [[5.0, 4.0, 40.0, 30.0]], [0]
-    cfgs = {m: PseudoLabelConfig(upsample=m, threshold_reference='boxes',
-                                 threshold=0.0) for m in ('maps', 'features')}
-    outs = {m: generate_pseudo_labels(image, feat, weights, boxes, labels,
-                                      input_hw=(48, 64), cfg=c)
-            for m, c in cfgs.items()}
+    cfgs = {
+        m:
+        PseudoLabelConfig(
+            upsample=m, threshold_reference='boxes', threshold=0.0)
+        for m in ('maps', 'features')
+    }
+    outs = {
+        m:
+        generate_pseudo_labels(
+            image, feat, weights, boxes, labels, input_hw=(48, 64), cfg=c)
+        for m, c in cfgs.items()
+    }
     a, b = outs['maps'], outs['features']
     assert np.abs(a.u0 - b.u0).max() < 1e-3
     # CAMs of positive dot products: identical up to rounding
@@ -493,17 +531,26 @@ def test_features_mode_equals_materialised_upsampled_features(align_corners):
     image = rng.integers(0, 256, (37, 51, 3), dtype=np.uint8)
     boxes, labels = [[3.0, 2.0, 30.0, 25.0], [20.0, 10.0, 50.0, 36.0]], [0, 1]
     input_hw = (40, 56)
-    cfg = PseudoLabelConfig(upsample='features', threshold=0.5,
-                            threshold_reference='boxes',
-                            align_corners=align_corners)
-    out = generate_pseudo_labels(image, feat, weights, boxes, labels,
-                                 input_hw=input_hw, cfg=cfg)
-    up = F.interpolate(feat[None], size=input_hw, mode='bilinear',
-                       align_corners=align_corners)[0, :, :37, :51]
-    ref = generate_pseudo_labels(image, up, weights, boxes, labels,
-                                 cfg=PseudoLabelConfig(
-                                     upsample='maps', threshold=0.5,
-                                     threshold_reference='boxes'))
+    cfg = PseudoLabelConfig(
+        upsample='features',
+        threshold=0.5,
+        threshold_reference='boxes',
+        align_corners=align_corners)
+    out = generate_pseudo_labels(
+        image, feat, weights, boxes, labels, input_hw=input_hw, cfg=cfg)
+    up = F.interpolate(
+        feat[None],
+        size=input_hw,
+        mode='bilinear',
+        align_corners=align_corners)[0, :, :37, :51]
+    ref = generate_pseudo_labels(
+        image,
+        up,
+        weights,
+        boxes,
+        labels,
+        cfg=PseudoLabelConfig(
+            upsample='maps', threshold=0.5, threshold_reference='boxes'))
     assert np.allclose(out.u0, ref.u0, atol=1e-5)
     assert np.allclose(out.unaries, ref.unaries, atol=1e-5)
     assert np.allclose(out.retrieval_scores, ref.retrieval_scores, atol=1e-5)
@@ -528,8 +575,8 @@ def test_instance_masks_and_rle_round_trip():
     rles = masks_to_coco_rle(masks)
     assert all(isinstance(r['counts'], str) for r in rles)
     assert [r['size'] for r in rles] == [[6, 8]] * 3
-    decoded = mask_utils.decode([dict(r, counts=r['counts'].encode())
-                                 for r in rles])
+    decoded = mask_utils.decode(
+        [dict(r, counts=r['counts'].encode()) for r in rles])
     assert (decoded.transpose(2, 0, 1).astype(bool) == masks).all()
     assert mask_utils.area(rles[0]) == 9
     assert masks_to_coco_rle(np.zeros((0, 6, 8), bool)) == []

@@ -12,11 +12,14 @@ import bana_mm  # noqa: F401
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = osp.join(REPO, 'configs', 'bana')
-V1 = ['deeplabv1_nal_voc.py', 'deeplabv1_ce-crf_voc.py',
-      'deeplabv1_bootstrap_voc.py', 'deeplabv1_nal-dp_voc.py',
-      'deeplabv1_nal_semi_voc.py']
-V2 = ['deeplabv2_nal_voc.py', 'deeplabv2_er_voc.py',
-      'deeplabv2_nal_semi_voc.py']
+V1 = [
+    'deeplabv1_nal_voc.py', 'deeplabv1_ce-crf_voc.py',
+    'deeplabv1_bootstrap_voc.py', 'deeplabv1_nal-dp_voc.py',
+    'deeplabv1_nal_semi_voc.py'
+]
+V2 = [
+    'deeplabv2_nal_voc.py', 'deeplabv2_er_voc.py', 'deeplabv2_nal_semi_voc.py'
+]
 
 
 def load(name):
@@ -27,13 +30,15 @@ def transform_types(pipeline):
     return [t['type'] for t in pipeline]
 
 
-@pytest.mark.parametrize('name', ['bap_vgg16_voc.py', 'gap_vgg16_voc.py',
-                                  'bap_vgg16_coco.py'] + V1)
+@pytest.mark.parametrize(
+    'name', ['bap_vgg16_voc.py', 'gap_vgg16_voc.py', 'bap_vgg16_coco.py'] + V1)
 def test_authors_jitter_in_stage1_and_v1(name):
     types = transform_types(load(name).train_dataloader.dataset.pipeline)
     assert 'PhotoMetricDistortion' not in types
-    jitter = [t for t in load(name).train_dataloader.dataset.pipeline
-              if t['type'] == 'BANAColorJitter']
+    jitter = [
+        t for t in load(name).train_dataloader.dataset.pipeline
+        if t['type'] == 'BANAColorJitter'
+    ]
     assert len(jitter) == 1
     assert (jitter[0].brightness, jitter[0].contrast,
             jitter[0].saturation) == (0.5, 0.5, 0.5)
@@ -42,8 +47,9 @@ def test_authors_jitter_in_stage1_and_v1(name):
 def test_v1_param_groups():
     """V1: weights 1e-3 with decay, biases 2e-3 without, classifier x10."""
     init_default_scope('mmseg')
-    import bana_mm.seg  # noqa: F401
     from mmseg.registry import MODELS
+
+    import bana_mm.seg  # noqa: F401
     cfg = load('deeplabv1_nal_voc.py')
     mcfg = copy.deepcopy(cfg.model)
     mcfg.backbone.update(width_mult=0.0625, init_cfg=None)
@@ -69,15 +75,16 @@ def test_v2_learning_rate(name):
     cfg = load(name)
     assert cfg.optim_wrapper.optimizer.lr == 2.5e-4
     assert cfg.optim_wrapper.paramwise_cfg.custom_keys == {
-        'decode_head': dict(lr_mult=10.0)}
+        'decode_head': dict(lr_mult=10.0)
+    }
     assert 'bias_lr_mult' not in cfg.optim_wrapper.paramwise_cfg
 
 
 @pytest.mark.parametrize('name,bilateral,gaussian', [
-    ('deeplabv1_nal_voc.py', dict(sxy=121, srgb=5, compat=4),
-     dict(sxy=3, compat=3)),
-    ('deeplabv2_nal_voc.py', dict(sxy=67, srgb=3, compat=4),
-     dict(sxy=1, compat=3)),
+    ('deeplabv1_nal_voc.py', dict(sxy=121, srgb=5,
+                                  compat=4), dict(sxy=3, compat=3)),
+    ('deeplabv2_nal_voc.py', dict(sxy=67, srgb=3,
+                                  compat=4), dict(sxy=1, compat=3)),
 ])
 def test_crf_at_test_only(name, bilateral, gaussian):
     from tools.test import parse_args, set_test_crf

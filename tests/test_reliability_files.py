@@ -197,9 +197,17 @@ def test_coco_metric_matches_categories_by_name(tmp_path):
     from bana_mm.det import NamedCocoMetric
     ann = dict(
         images=[dict(id=1, file_name='a.jpg', width=8, height=8)],
-        categories=[dict(id=7, name='giraffe'), dict(id=3, name='chair')],
-        annotations=[dict(id=1, image_id=1, category_id=7, iscrowd=0,
-                          bbox=[0, 0, 4, 4], area=16)])
+        categories=[dict(id=7, name='giraffe'),
+                    dict(id=3, name='chair')],
+        annotations=[
+            dict(
+                id=1,
+                image_id=1,
+                category_id=7,
+                iscrowd=0,
+                bbox=[0, 0, 4, 4],
+                area=16)
+        ])
     path = tmp_path / 'ann.json'
     path.write_text(json.dumps(ann))
     classes = ('chair', 'giraffe')
@@ -213,7 +221,8 @@ def test_coco_metric_matches_categories_by_name(tmp_path):
     assert ids['NamedCocoMetric'] == [3, 7]
     metric = NamedCocoMetric(ann_file=str(path))
     metric.dataset_meta = dict(classes=('chair', 'zebra'))
-    with pytest.raises(ValueError, match=r"ann.json has no category named "
-                       r"\['zebra'\]"):
+    with pytest.raises(
+            ValueError, match=r"ann.json has no category named "
+            r"\['zebra'\]"):
         metric.cat_ids = metric._coco_api.get_cat_ids(
             cat_names=('chair', 'zebra'))

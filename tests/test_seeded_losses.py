@@ -62,8 +62,8 @@ def write_pseudo_labels(root: str, out: str) -> str:
     for sub in ('Ycrf', 'Yret'):
         os.makedirs(osp.join(out, sub), exist_ok=True)
     for img_id in ids:
-        gt = np.array(Image.open(osp.join(root, 'SegmentationClass',
-                                          img_id + '.png')))
+        gt = np.array(
+            Image.open(osp.join(root, 'SegmentationClass', img_id + '.png')))
         ret = gt.copy()
         h, w = gt.shape
         y, x = rng.integers(0, h // 2), rng.integers(0, w // 2)
@@ -73,7 +73,9 @@ def write_pseudo_labels(root: str, out: str) -> str:
     return out
 
 
-def seeded_losses(config: str, root: str, work_dir: str,
+def seeded_losses(config: str,
+                  root: str,
+                  work_dir: str,
                   pseudo_label_dir: str = None) -> List[float]:
     """Total loss of each of the first ``STEPS`` iterations of ``config``
     (seed 0, no loader workers, no validation, no checkpoints)."""
@@ -97,8 +99,9 @@ def seeded_losses(config: str, root: str, work_dir: str,
     cfg.experiment_name = f'seeded_losses_{uuid.uuid4().hex[:8]}'
     runner = Runner.from_cfg(cfg)
     runner.train()
-    return [float(v) for v in runner.message_hub.get_scalar(
-        'train/loss').data[0]]
+    return [
+        float(v) for v in runner.message_hub.get_scalar('train/loss').data[0]
+    ]
 
 
 @pytest.mark.parametrize('ignored', [0.0, 0.3, 1.0])
@@ -130,13 +133,12 @@ def test_pixel_accuracy_equals_mmseg_accuracy(ignored):
 
 @pytest.fixture(scope='module')
 def stage3_labels(synthetic_root, tmp_path_factory) -> str:
-    return write_pseudo_labels(
-        synthetic_root, str(tmp_path_factory.mktemp('seeded_labels')))
+    return write_pseudo_labels(synthetic_root,
+                               str(tmp_path_factory.mktemp('seeded_labels')))
 
 
 def test_stage1_bap_losses_of_a_seeded_run(synthetic_root, tmp_path):
-    losses = seeded_losses('bap_vgg16_tiny.py', synthetic_root,
-                           str(tmp_path))
+    losses = seeded_losses('bap_vgg16_tiny.py', synthetic_root, str(tmp_path))
     assert len(losses) == STEPS
     np.testing.assert_allclose(losses, STAGE1_LOSSES, rtol=RTOL)
 
@@ -159,7 +161,9 @@ if __name__ == '__main__':  # print the reference constants
         # the same dataset as the synthetic_root fixture of conftest.py
         generate_synthetic_dataset(root, num_train=16, num_val=6, seed=0)
         labels = write_pseudo_labels(root, osp.join(tmp, 'labels'))
-        print('STAGE1_LOSSES =', seeded_losses(
-            'bap_vgg16_tiny.py', root, osp.join(tmp, 'w1')))
-        print('STAGE3_LOSSES =', seeded_losses(
-            'deeplabv1_nal_tiny.py', root, osp.join(tmp, 'w3'), labels))
+        print('STAGE1_LOSSES =',
+              seeded_losses('bap_vgg16_tiny.py', root, osp.join(tmp, 'w1')))
+        print(
+            'STAGE3_LOSSES =',
+            seeded_losses('deeplabv1_nal_tiny.py', root, osp.join(tmp, 'w3'),
+                          labels))

@@ -7,11 +7,11 @@ import torch.nn.functional as F
 from mmengine.config import ConfigDict
 from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
+from mmseg.registry import MODELS
+from mmseg.structures import SegDataSample
 
 import bana_mm.seg  # noqa: F401
 from bana_mm.seg import NALOutput
-from mmseg.registry import MODELS
-from mmseg.structures import SegDataSample
 
 H, W = 5, 6  # feature map; image 8 * (H - 1) + 1 = 33 by 41
 IMG = (8 * (H - 1) + 1, 8 * (W - 1) + 1)
@@ -39,9 +39,13 @@ def _assert_cell_i_at_pixel_8i(up):
 
 
 def _head(**kw):
-    return MODELS.build(dict(type='DeepLabV1Head', in_channels=2,
-                             num_classes=2, **kw,
-                             loss_decode=dict(type='NoiseAwareLoss')))
+    return MODELS.build(
+        dict(
+            type='DeepLabV1Head',
+            in_channels=2,
+            num_classes=2,
+            **kw,
+            loss_decode=dict(type='NoiseAwareLoss')))
 
 
 def test_head_predict_puts_cell_i_at_pixel_8i():
@@ -74,38 +78,52 @@ def test_head_loss_upsamples_with_align_corners_true():
     out = NALOutput(logits, torch.zeros(1, 2, H, W))
     got = {}
     for align in (True, False):
-        head = MODELS.build(dict(
-            type='DeepLabV1Head', in_channels=2, num_classes=2,
-            align_corners=align,
-            loss_decode=dict(type='NoiseAwareLoss', mode='ce_crf')))
+        head = MODELS.build(
+            dict(
+                type='DeepLabV1Head',
+                in_channels=2,
+                num_classes=2,
+                align_corners=align,
+                loss_decode=dict(type='NoiseAwareLoss', mode='ce_crf')))
         got[align] = head.loss_by_feat(out, [s])['loss_nal'].item()
     for align in (True, False):
-        ref = F.cross_entropy(F.interpolate(logits, IMG, mode='bilinear',
-                                            align_corners=align), label)
+        ref = F.cross_entropy(
+            F.interpolate(logits, IMG, mode='bilinear', align_corners=align),
+            label)
         assert got[align] == pytest.approx(ref.item(), rel=1e-6)
     assert got[True] != pytest.approx(got[False], rel=1e-3)
 
 
-@pytest.mark.parametrize('head_cfg', [
-    dict(type='DeepLabV1Head', in_channels=128, num_classes=2,
-         loss_decode=dict(type='NoiseAwareLoss')),
-    dict(type='FCNHead', in_channels=128, channels=8, num_convs=1,
-         num_classes=2),  # a stock mmseg head: False by default in mmseg
-])
-def test_crf_segmentor_defaults_to_align_corners_and_resizes_aligned(
-        head_cfg):
-    cfg = dict(type='CRFEncoderDecoder',
-               backbone=dict(type='VGG16LargeFOV', width_mult=0.125,
-                             init_cfg=None),
-               decode_head=head_cfg, test_cfg=ConfigDict(mode='whole'))
+@pytest.mark.parametrize(
+    'head_cfg',
+    [
+        dict(
+            type='DeepLabV1Head',
+            in_channels=128,
+            num_classes=2,
+            loss_decode=dict(type='NoiseAwareLoss')),
+        dict(
+            type='FCNHead',
+            in_channels=128,
+            channels=8,
+            num_convs=1,
+            num_classes=2),  # a stock mmseg head: False by default in mmseg
+    ])
+def test_crf_segmentor_defaults_to_align_corners_and_resizes_aligned(head_cfg):
+    cfg = dict(
+        type='CRFEncoderDecoder',
+        backbone=dict(type='VGG16LargeFOV', width_mult=0.125, init_cfg=None),
+        decode_head=head_cfg,
+        test_cfg=ConfigDict(mode='whole'))
     model = MODELS.build(cfg)
     assert model.align_corners is True and model.decode_head.align_corners
-    sample = SegDataSample(metainfo=dict(ori_shape=IMG, img_shape=(H, W),
-                                         padding_size=[0, 0, 0, 0]))
+    sample = SegDataSample(
+        metainfo=dict(
+            ori_shape=IMG, img_shape=(H, W), padding_size=[0, 0, 0, 0]))
     out = model.postprocess_result(_grid_map(), [sample])[0]
     _assert_cell_i_at_pixel_8i(out.seg_logits.data)
     # still a config option
-    explicit = MODELS.build(dict(cfg, decode_head=dict(head_cfg,
-                                                       align_corners=False)))
+    explicit = MODELS.build(
+        dict(cfg, decode_head=dict(head_cfg, align_corners=False)))
     assert explicit.align_corners is False
     assert explicit.decode_head.align_corners is False

@@ -8,11 +8,11 @@ from mmengine.config import ConfigDict
 from mmengine.model import BaseModel
 from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
+from mmseg.registry import MODELS
+from mmseg.structures import SegDataSample
 
 import bana_mm.seg  # noqa: F401
 from bana_mm.core.nal import confidence_from_cos, cosine_map
-from mmseg.registry import MODELS
-from mmseg.structures import SegDataSample
 
 
 @pytest.fixture(autouse=True)
@@ -31,9 +31,12 @@ def _samples(ycrf, yret):
 
 
 def _v1_head(**loss):
-    head = MODELS.build(dict(
-        type='DeepLabV1Head', in_channels=2, num_classes=2,
-        loss_decode=dict(type='NoiseAwareLoss', **loss)))
+    head = MODELS.build(
+        dict(
+            type='DeepLabV1Head',
+            in_channels=2,
+            num_classes=2,
+            loss_decode=dict(type='NoiseAwareLoss', **loss)))
     with torch.no_grad():
         head.conv_seg.weight.copy_(torch.eye(2)[:, :, None, None])
     return head
@@ -46,13 +49,13 @@ def test_nal_through_head_by_hand():
     head = _v1_head(mode='nal', lam=0.1, gamma=7.0)
     losses = head.loss((phi, ), _samples(ycrf, yret), {})
     l_ce = math.log(1 + math.exp(-20))
-    sigma1, sigma2 = 0.5 ** 7, 1.0  # D = (1, 2) -> 1/2; tie -> 1
+    sigma1, sigma2 = 0.5**7, 1.0  # D = (1, 2) -> 1/2; tie -> 1
     ce1, ce2 = math.log(1 + math.exp(20)), math.log(2)
     l_wce = (sigma1 * ce1 + sigma2 * ce2) / (sigma1 + sigma2)
     assert losses['nal_ce'].item() == pytest.approx(l_ce, abs=1e-6)
     assert losses['nal_wce'].item() == pytest.approx(l_wce, rel=1e-5)
-    assert losses['loss_nal'].item() == pytest.approx(l_ce + 0.1 * l_wce,
-                                                      rel=1e-5)
+    assert losses['loss_nal'].item() == pytest.approx(
+        l_ce + 0.1 * l_wce, rel=1e-5)
     sigma = head.loss_decode.last_sigma[0, 0]
     assert sigma.tolist() == pytest.approx([0.0, sigma1, 1.0])
     # mmengine sums only keys containing 'loss': the parts are not counted
@@ -69,15 +72,18 @@ def test_large_gamma_keeps_only_argmax_pixels():
     assert losses['nal_wce'].item() == pytest.approx(math.log(2), rel=1e-6)
 
 
-@pytest.mark.parametrize('mode', ['nal', 'ignore', 'entropy', 'bootstrap',
-                                  'ce_crf', 'ce_ret'])
+@pytest.mark.parametrize(
+    'mode', ['nal', 'ignore', 'entropy', 'bootstrap', 'ce_crf', 'ce_ret'])
 @pytest.mark.parametrize('case', ['empty_S', 'empty_notS', 'all_ignored'])
 def test_modes_never_nan(mode, case):
     torch.manual_seed(0)
     phi = torch.randn(2, 2, 3, 4, requires_grad=True)
     ycrf = torch.randint(0, 2, (2, 3, 4))
-    yret = {'empty_S': 1 - ycrf, 'empty_notS': ycrf.clone(),
-            'all_ignored': torch.full_like(ycrf, 255)}[case]
+    yret = {
+        'empty_S': 1 - ycrf,
+        'empty_notS': ycrf.clone(),
+        'all_ignored': torch.full_like(ycrf, 255)
+    }[case]
     if case == 'all_ignored':
         ycrf = yret.clone()
     head = _v1_head(mode=mode, max_iters=10)
@@ -93,11 +99,10 @@ def test_lambda_zero_equals_ignore():
     phi = torch.randn(2, 2, 5, 5)
     ycrf = torch.randint(0, 2, (2, 5, 5))
     yret = torch.where(torch.rand(2, 5, 5) < 0.3, 1 - ycrf, ycrf)
-    nal = _v1_head(mode='nal', lam=0.0).loss((phi, ), _samples(ycrf, yret),
-                                             {})
+    nal = _v1_head(mode='nal', lam=0.0).loss((phi, ), _samples(ycrf, yret), {})
     ign = _v1_head(mode='ignore').loss((phi, ), _samples(ycrf, yret), {})
-    assert nal['loss_nal'].item() == pytest.approx(ign['loss_nal'].item(),
-                                                   rel=1e-6)
+    assert nal['loss_nal'].item() == pytest.approx(
+        ign['loss_nal'].item(), rel=1e-6)
 
 
 @pytest.mark.parametrize('detach', [False, True])
@@ -136,15 +141,19 @@ def test_bootstrap_beta_follows_message_hub():
     hub.update_info('iter', 5)
     hub.update_info('max_iters', 10)
     loss = MODELS.build(dict(type='NoiseAwareLoss', mode='bootstrap'))
-    assert loss.current_beta() == pytest.approx(0.5 ** 0.9)
+    assert loss.current_beta() == pytest.approx(0.5**0.9)
     with pytest.raises(ValueError, match='unknown NoiseAwareLoss mode'):
         MODELS.build(dict(type='NoiseAwareLoss', mode='nope'))
 
 
 def test_dot_classifier_option():
-    head = MODELS.build(dict(type='DeepLabV1Head', in_channels=2,
-                             num_classes=2, classifier=dict(type='dot'),
-                             loss_decode=dict(type='NoiseAwareLoss')))
+    head = MODELS.build(
+        dict(
+            type='DeepLabV1Head',
+            in_channels=2,
+            num_classes=2,
+            classifier=dict(type='dot'),
+            loss_decode=dict(type='NoiseAwareLoss')))
     assert head.conv_seg.bias is None
     with torch.no_grad():
         head.conv_seg.weight.copy_(torch.eye(2)[:, :, None, None] * 3)
@@ -158,14 +167,20 @@ def test_dot_classifier_option():
 
 
 def test_deeplab_v1_shapes():
-    model = MODELS.build(dict(
-        type='CRFEncoderDecoder',
-        data_preprocessor=dict(type='TwoMapSegDataPreProcessor'),
-        backbone=dict(type='VGG16LargeFOV', fc6_dilation=12, width_mult=0.125,
-                      init_cfg=None),
-        decode_head=dict(type='DeepLabV1Head', in_channels=128,
-                         num_classes=21,
-                         loss_decode=dict(type='NoiseAwareLoss'))))
+    model = MODELS.build(
+        dict(
+            type='CRFEncoderDecoder',
+            data_preprocessor=dict(type='TwoMapSegDataPreProcessor'),
+            backbone=dict(
+                type='VGG16LargeFOV',
+                fc6_dilation=12,
+                width_mult=0.125,
+                init_cfg=None),
+            decode_head=dict(
+                type='DeepLabV1Head',
+                in_channels=128,
+                num_classes=21,
+                loss_decode=dict(type='NoiseAwareLoss'))))
     assert model.backbone.fc6.dilation == (12, 12)
     x = torch.randn(2, 3, 65, 81)
     feats = model.extract_feat(x)
@@ -178,15 +193,23 @@ def test_deeplab_v1_shapes():
 
 
 def test_deeplab_v2_shapes_and_names():
-    model = MODELS.build(dict(
-        type='CRFEncoderDecoder',
-        data_preprocessor=dict(type='TwoMapSegDataPreProcessor'),
-        backbone=dict(type='ResNetV1c', depth=18, out_indices=(3, ),
-                      dilations=(1, 1, 2, 4), strides=(1, 2, 1, 1),
-                      contract_dilation=True),
-        decode_head=dict(type='DeepLabV2Head', in_channels=512, channels=32,
-                         num_classes=6, loss_decode=dict(
-                             type='NoiseAwareLoss'))))
+    model = MODELS.build(
+        dict(
+            type='CRFEncoderDecoder',
+            data_preprocessor=dict(type='TwoMapSegDataPreProcessor'),
+            backbone=dict(
+                type='ResNetV1c',
+                depth=18,
+                out_indices=(3, ),
+                dilations=(1, 1, 2, 4),
+                strides=(1, 2, 1, 1),
+                contract_dilation=True),
+            decode_head=dict(
+                type='DeepLabV2Head',
+                in_channels=512,
+                channels=32,
+                num_classes=6,
+                loss_decode=dict(type='NoiseAwareLoss'))))
     head = model.decode_head
     assert [getattr(head, f'c{i}').dilation[0] for i in range(1, 5)] == \
         [6, 12, 18, 24]
@@ -201,12 +224,18 @@ def test_deeplab_v2_shapes_and_names():
 
 @pytest.mark.parametrize('head_cfg', [
     dict(type='NALASPPHead', in_channels=16, channels=8, dilations=(1, 2)),
-    dict(type='NALDepthwiseSeparableASPPHead', in_channels=16, channels=8,
-         dilations=(1, 2), c1_in_channels=4, c1_channels=4, in_index=1),
+    dict(
+        type='NALDepthwiseSeparableASPPHead',
+        in_channels=16,
+        channels=8,
+        dilations=(1, 2),
+        c1_in_channels=4,
+        c1_channels=4,
+        in_index=1),
 ])
 def test_nal_variants_of_stock_mmseg_heads(head_cfg):
-    head = MODELS.build(dict(head_cfg, num_classes=3,
-                             loss_decode=dict(type='NoiseAwareLoss')))
+    head = MODELS.build(
+        dict(head_cfg, num_classes=3, loss_decode=dict(type='NoiseAwareLoss')))
     assert head.conv_seg.bias is None and head.classifier_type == 'cosine'
     inputs = (torch.randn(2, 4, 16, 16), torch.randn(2, 16, 8, 8))
     if 'c1_in_channels' not in head_cfg:
@@ -265,21 +294,24 @@ PRE_REFACTOR = {
     ('NALPSPHead', 'dot', False): (1.206605, 1.09873, 1.078755),
     ('NALPSPHead', 'dot', True): (1.206618, 1.098763, 1.078541),
     ('NALDepthwiseSeparableASPPHead', 'cosine', False):
-        (5.071169, 4.939163, 1.320061),
+    (5.071169, 4.939163, 1.320061),
     ('NALDepthwiseSeparableASPPHead', 'cosine', True):
-        (5.096786, 4.96482, 1.319661),
+    (5.096786, 4.96482, 1.319661),
     ('NALDepthwiseSeparableASPPHead', 'dot', False):
-        (1.208397, 1.098593, 1.098042),
+    (1.208397, 1.098593, 1.098042),
     ('NALDepthwiseSeparableASPPHead', 'dot', True):
-        (1.208392, 1.098593, 1.097986),
+    (1.208392, 1.098593, 1.097986),
 }
 
 
 def _seeded_case(name, classifier, align_corners=None):
     cfg, shapes = HEAD_CASES[name]
-    cfg = dict(cfg, type=name, num_classes=3,
-               classifier=dict(type=classifier),
-               loss_decode=dict(type='NoiseAwareLoss'))
+    cfg = dict(
+        cfg,
+        type=name,
+        num_classes=3,
+        classifier=dict(type=classifier),
+        loss_decode=dict(type='NoiseAwareLoss'))
     if align_corners is not None:
         cfg['align_corners'] = align_corners
     torch.manual_seed(0)
@@ -288,8 +320,8 @@ def _seeded_case(name, classifier, align_corners=None):
     inputs = tuple(torch.randn(s) for s in shapes)
     g = torch.Generator().manual_seed(1)
     ycrf = torch.randint(0, 3, (2, 33, 41), generator=g)
-    yret = torch.where(torch.rand(2, 33, 41, generator=g) < 0.3,
-                       (ycrf + 1) % 3, ycrf)
+    yret = torch.where(
+        torch.rand(2, 33, 41, generator=g) < 0.3, (ycrf + 1) % 3, ycrf)
     return head, inputs, ycrf, yret
 
 
@@ -316,24 +348,31 @@ def test_loss_equals_core_nal_on_the_returned_phi(name, classifier):
     logits = 20.0 * cos if classifier == 'cosine' else dot_logits(out.phi, w)
     assert torch.allclose(out.logits, logits, atol=1e-5)
     size = ycrf.shape[-2:]
-    ref = region_loss(upsample_to(logits, size, align_corners=True), ycrf,
-                      yret, 'nal', cos=upsample_to(cos, size,
-                                                   align_corners=True))
+    ref = region_loss(
+        upsample_to(logits, size, align_corners=True),
+        ycrf,
+        yret,
+        'nal',
+        cos=upsample_to(cos, size, align_corners=True))
     losses = head.loss_by_feat(out, _samples(ycrf, yret))
-    assert losses['loss_nal'].item() == pytest.approx(ref['loss'].item(),
-                                                      rel=1e-5)
+    assert losses['loss_nal'].item() == pytest.approx(
+        ref['loss'].item(), rel=1e-5)
     assert losses['nal_wce'].item() == pytest.approx(
         ref['loss_wce'].item(), rel=1e-5)
 
 
 def test_inference_returns_plain_logits_and_no_head_state():
-    model = MODELS.build(dict(
-        type='CRFEncoderDecoder',
-        backbone=dict(type='VGG16LargeFOV', width_mult=0.125, init_cfg=None),
-        decode_head=dict(type='DeepLabV1Head', in_channels=128,
-                         num_classes=3,
-                         loss_decode=dict(type='NoiseAwareLoss')),
-        test_cfg=ConfigDict(mode='whole')))
+    model = MODELS.build(
+        dict(
+            type='CRFEncoderDecoder',
+            backbone=dict(
+                type='VGG16LargeFOV', width_mult=0.125, init_cfg=None),
+            decode_head=dict(
+                type='DeepLabV1Head',
+                in_channels=128,
+                num_classes=3,
+                loss_decode=dict(type='NoiseAwareLoss')),
+            test_cfg=ConfigDict(mode='whole')))
     model.eval()
     x = torch.randn(1, 3, 41, 49)
     with torch.no_grad():
@@ -351,9 +390,8 @@ def test_every_shipped_head_is_an_explicit_registered_class():
     import inspect
 
     import bana_mm.seg.heads as heads
-    for name in ('NALASPPHead', 'NALDepthwiseSeparableASPPHead',
-                 'NALFCNHead', 'NALPSPHead', 'DeepLabV1Head',
-                 'DeepLabV2Head'):
+    for name in ('NALASPPHead', 'NALDepthwiseSeparableASPPHead', 'NALFCNHead',
+                 'NALPSPHead', 'DeepLabV1Head', 'DeepLabV2Head'):
         cls = getattr(heads, name)
         assert MODELS.get(name) is cls
         source = inspect.getsource(cls)
@@ -365,11 +403,14 @@ def test_noise_aware_head_helper_builds_more_heads():
     from mmseg.models.decode_heads import UPerHead
 
     from bana_mm.seg import noise_aware_head
-    cls = noise_aware_head(UPerHead, name='NALUPerHeadForTest',
-                           register=False)
-    head = cls(in_channels=[4, 4], in_index=[0, 1], channels=6,
-               pool_scales=(1, 2), num_classes=3,
-               loss_decode=dict(type='NoiseAwareLoss'))
+    cls = noise_aware_head(UPerHead, name='NALUPerHeadForTest', register=False)
+    head = cls(
+        in_channels=[4, 4],
+        in_index=[0, 1],
+        channels=6,
+        pool_scales=(1, 2),
+        num_classes=3,
+        loss_decode=dict(type='NoiseAwareLoss'))
     out = head.forward((torch.randn(1, 4, 8, 8), torch.randn(1, 4, 4, 4)))
     assert out.logits.shape == (1, 3, 8, 8) and out.phi.shape[1] == 6
     assert 'NALUPerHeadForTest' not in MODELS.module_dict

@@ -12,11 +12,11 @@ import torch
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import init_default_scope
+from mmseg.registry import DATASETS, MODELS
 from PIL import Image
 
 import bana_mm.seg  # noqa: F401
 from bana_mm.apis.stage3 import run_stage3, stage3_config
-from mmseg.registry import DATASETS, MODELS
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = osp.join(REPO, 'configs', 'bana')
@@ -34,13 +34,15 @@ def pseudo_labels(synthetic_root, tmp_path_factory):
     square, written as the stage-2 tool would (L-mode PNGs)."""
     out = str(tmp_path_factory.mktemp('pseudo_labels'))
     rng = np.random.default_rng(0)
-    ids = open(osp.join(synthetic_root, 'ImageSets/Segmentation/train.txt')
-               ).read().split()
+    ids = open(osp.join(synthetic_root,
+                        'ImageSets/Segmentation/train.txt')).read().split()
     for sub in ('Ycrf', 'Yret'):
         os.makedirs(osp.join(out, sub))
     for img_id in ids:
-        gt = np.array(Image.open(osp.join(synthetic_root, 'SegmentationClass',
-                                          img_id + '.png')))
+        gt = np.array(
+            Image.open(
+                osp.join(synthetic_root, 'SegmentationClass',
+                         img_id + '.png')))
         ret = gt.copy()
         h, w = gt.shape
         y, x = rng.integers(0, h // 2), rng.integers(0, w // 2)
@@ -55,8 +57,8 @@ def _tiny_cfg(root, labels, work_dir, **kw):
     return cfg
 
 
-def test_tiny_model_loss_drops_on_a_fixed_batch(synthetic_root,
-                                                pseudo_labels, tmp_path):
+def test_tiny_model_loss_drops_on_a_fixed_batch(synthetic_root, pseudo_labels,
+                                                tmp_path):
     torch.manual_seed(0)
     cfg = _tiny_cfg(synthetic_root, pseudo_labels, str(tmp_path))
     model = MODELS.build(cfg.model)
@@ -83,26 +85,35 @@ def test_tiny_model_loss_drops_on_a_fixed_batch(synthetic_root,
 @pytest.fixture(scope='module')
 def stage3_run(synthetic_root, pseudo_labels, tmp_path_factory):
     work = str(tmp_path_factory.mktemp('stage3'))
-    out = run_stage3(synthetic_root, CLASSES, pseudo_labels, work,
-                     preset='tiny', max_iters=6,
-                     cfg_options={'train_dataloader.batch_size': 2})
+    out = run_stage3(
+        synthetic_root,
+        CLASSES,
+        pseudo_labels,
+        work,
+        preset='tiny',
+        max_iters=6,
+        cfg_options={'train_dataloader.batch_size': 2})
     return work, out
 
 
 def test_run_stage3_on_synthetic(synthetic_root, pseudo_labels, stage3_run,
                                  tmp_path):
     work, out = stage3_run
-    assert set(out) == {'iters', 'loss_first', 'loss_last', 'miou_val',
-                        'miou_val_crf', 'checkpoint'}
+    assert set(out) == {
+        'iters', 'loss_first', 'loss_last', 'miou_val', 'miou_val_crf',
+        'checkpoint'
+    }
     assert out['iters'] == 6 and osp.isfile(out['checkpoint'])
     assert np.isfinite(out['loss_first']) and np.isfinite(out['loss_last'])
     for key in ('miou_val', 'miou_val_crf'):  # percent, as mmseg reports
         assert 0.0 <= out[key] <= 100.0
     # ConfidenceMapHook -> runner.visualizer -> LocalVisBackend files
-    maps = sorted(glob.glob(osp.join(work, '*', 'vis_data', 'vis_image',
-                                     'confidence_*.png')))
+    maps = sorted(
+        glob.glob(
+            osp.join(work, '*', 'vis_data', 'vis_image', 'confidence_*.png')))
     assert [osp.basename(m) for m in maps] == [
-        'confidence_syn_000000_6.png', 'confidence_syn_000001_6.png']
+        'confidence_syn_000000_6.png', 'confidence_syn_000001_6.png'
+    ]
     panel = np.array(Image.open(maps[0]))
     assert panel.ndim == 3 and panel.shape[1] % 5 == 0  # five panels
     # the checkpoint loads through tools/test.py (torch >= 2.6 pickles)
@@ -110,8 +121,10 @@ def test_run_stage3_on_synthetic(synthetic_root, pseudo_labels, stage3_run,
     cfg_path = osp.join(work, 'cfg.py')
     cfg = _tiny_cfg(synthetic_root, pseudo_labels, str(tmp_path / 't'))
     cfg.dump(cfg_path)
-    metrics = test_main([cfg_path, out['checkpoint'], '--cfg-options',
-                         'model.test_cfg.crf.enabled=True'])
+    metrics = test_main([
+        cfg_path, out['checkpoint'], '--cfg-options',
+        'model.test_cfg.crf.enabled=True'
+    ])
     assert metrics['mIoU'] == pytest.approx(out['miou_val_crf'], abs=0.1)
 
 
@@ -144,19 +157,23 @@ def test_docs_deeplabv3plus_nal_config_builds_and_trains_a_step():
     # CPU: BN instead of SyncBN, ResNet-18 widths to keep the test fast
     bn = dict(type='BN', requires_grad=True)
     mcfg.backbone.update(depth=18, norm_cfg=bn)
-    mcfg.decode_head.update(in_channels=512, c1_in_channels=64, channels=32,
-                            c1_channels=8, norm_cfg=bn)
+    mcfg.decode_head.update(
+        in_channels=512,
+        c1_in_channels=64,
+        channels=32,
+        c1_channels=8,
+        norm_cfg=bn)
     model = MODELS.build(mcfg)
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
     samples = []
     for _ in range(2):
-        s = SegDataSample(metainfo=dict(img_shape=(64, 64),
-                                        pad_shape=(64, 64)))
+        s = SegDataSample(
+            metainfo=dict(img_shape=(64, 64), pad_shape=(64, 64)))
         crf = torch.randint(0, 21, (1, 64, 64))
         s.gt_sem_seg = PixelData(data=crf)
-        s.gt_ret_seg = PixelData(data=torch.where(
-            torch.rand(1, 64, 64) < 0.2, (crf + 1) % 21, crf))
+        s.gt_ret_seg = PixelData(
+            data=torch.where(torch.rand(1, 64, 64) < 0.2, (crf + 1) % 21, crf))
         samples.append(s)
     losses = model.loss(torch.randn(2, 3, 64, 64), samples)
     assert set(k for k in losses if 'loss' in k) == {'decode.loss_nal'}
@@ -171,8 +188,10 @@ def test_multiscale_flip_tta_with_crf(synthetic_root, pseudo_labels,
     cfg = _tiny_cfg(synthetic_root, pseudo_labels, str(tmp_path))
     ds_cfg = copy.deepcopy(cfg.test_dataloader.dataset)
     tta = copy.deepcopy(cfg.tta_pipeline)
-    tta[1].transforms[0] = [dict(type='Resize', scale_factor=r,
-                                 keep_ratio=True) for r in (0.75, 1.25)]
+    tta[1].transforms[0] = [
+        dict(type='Resize', scale_factor=r, keep_ratio=True)
+        for r in (0.75, 1.25)
+    ]
     ds_cfg.pipeline = tta
     data = pseudo_collate([DATASETS.build(ds_cfg)[0]])
     assert len(data['inputs']) == 4  # 2 scales x 2 flips
@@ -185,15 +204,20 @@ def test_multiscale_flip_tta_with_crf(synthetic_root, pseudo_labels,
         return out
 
     monkeypatch.setattr(segmentors, 'crf_predict', spy)
-    model = MODELS.build(dict(type='CRFSegTTAModel', module=cfg.model,
-                              crf=dict(enabled=True, iterations=5)))
+    model = MODELS.build(
+        dict(
+            type='CRFSegTTAModel',
+            module=cfg.model,
+            crf=dict(enabled=True, iterations=5)))
     model.module.load_state_dict(
         torch.load(stage3_run[1]['checkpoint'])['state_dict'])
     model.eval()
     with torch.no_grad():
         pred = model.test_step(copy.deepcopy(data))[0]
-        views = [model.module.test_step(dict(inputs=x, data_samples=s))[0]
-                 for x, s in zip(data['inputs'], data['data_samples'])]
+        views = [
+            model.module.test_step(dict(inputs=x, data_samples=s))[0]
+            for x, s in zip(data['inputs'], data['data_samples'])
+        ]
     assert len(calls) == 1  # the inner model's CRF stays off
     logits, img_path, out = calls[0]
     mean = torch.stack([v.seg_logits.data for v in views]).mean(0)
@@ -222,8 +246,10 @@ def test_tools_test_tta_flag(synthetic_root, pseudo_labels, stage3_run,
         return original(cls, config)
 
     monkeypatch.setattr(Runner, 'from_cfg', classmethod(spy))
-    metrics = test_main([cfg_path, out['checkpoint'], '--tta',
-                         '--cfg-options', 'model.test_cfg.crf.enabled=True'])
+    metrics = test_main([
+        cfg_path, out['checkpoint'], '--tta', '--cfg-options',
+        'model.test_cfg.crf.enabled=True'
+    ])
     model = built[-1].model
     assert model.type == 'CRFSegTTAModel' and model.crf['enabled']
     assert model.module.test_cfg.crf.enabled is False
@@ -249,14 +275,19 @@ def test_tools_test_out_dir_and_show_dir(synthetic_root, pseudo_labels,
     cfg_path = str(tmp_path / 'cfg.py')
     cfg.dump(cfg_path)
     preds, show = str(tmp_path / 'preds'), str(tmp_path / 'show')
-    test_main([cfg_path, out['checkpoint'], '--no-crf', '--out', preds,
-               '--show-dir', show])
-    val_ids = open(osp.join(synthetic_root, 'ImageSets/Segmentation/'
-                            'val.txt')).read().split()
+    test_main([
+        cfg_path, out['checkpoint'], '--no-crf', '--out', preds, '--show-dir',
+        show
+    ])
+    val_ids = open(
+        osp.join(synthetic_root, 'ImageSets/Segmentation/'
+                 'val.txt')).read().split()
     assert sorted(os.listdir(preds)) == sorted(i + '.png' for i in val_ids)
     label = np.array(Image.open(osp.join(preds, val_ids[0] + '.png')))
-    gt = np.array(Image.open(osp.join(synthetic_root, 'SegmentationClass',
-                                      val_ids[0] + '.png')))
+    gt = np.array(
+        Image.open(
+            osp.join(synthetic_root, 'SegmentationClass',
+                     val_ids[0] + '.png')))
     assert label.shape == gt.shape and label.max() <= len(CLASSES)
     drawn = glob.glob(osp.join(show, 'vis_data', 'vis_image', 'test_*.png'))
     assert len(drawn) == len(val_ids)
@@ -266,8 +297,12 @@ def test_tools_test_out_dir_and_show_dir(synthetic_root, pseudo_labels,
         samples = pickle.load(f)
     assert len(samples) == len(val_ids)
     assert tuple(samples[0]['pred_sem_seg']['data'].shape[-2:]) in {
-        np.array(Image.open(osp.join(synthetic_root, 'SegmentationClass',
-                                     i + '.png'))).shape for i in val_ids}
+        np.array(
+            Image.open(
+                osp.join(synthetic_root, 'SegmentationClass',
+                         i + '.png'))).shape
+        for i in val_ids
+    }
     assert 'seg_logits' not in samples[0] and 'gt_sem_seg' not in samples[0]
 
 
@@ -280,10 +315,13 @@ def _hook_runner(cfg, tmp_path):
     model = MODELS.build(cfg.model)
     model.init_weights()
     vis = Visualizer.get_instance(
-        f'confidence_hook_{tmp_path.name}', save_dir=str(tmp_path / 'vis'),
+        f'confidence_hook_{tmp_path.name}',
+        save_dir=str(tmp_path / 'vis'),
         vis_backends=[dict(type='LocalVisBackend')])
     return SimpleNamespace(
-        model=model, visualizer=vis, train_dataloader=SimpleNamespace(
+        model=model,
+        visualizer=vis,
+        train_dataloader=SimpleNamespace(
             dataset=DATASETS.build(cfg.train_dataloader.dataset)))
 
 
@@ -305,19 +343,24 @@ def test_confidence_map_hook_on_rank_0_only_through_the_visualizer(
     panel = np.array(Image.open(vis_dir / 'confidence_syn_000001_3.png'))
     # the sigma panel is sigma of phi returned by the head's forward
     model, head = runner.model, runner.model.decode_head
-    info = [runner.train_dataloader.dataset.get_data_info(i)
-            for i in range(len(runner.train_dataloader.dataset))]
+    info = [
+        runner.train_dataloader.dataset.get_data_info(i)
+        for i in range(len(runner.train_dataloader.dataset))
+    ]
     info = [i for i in info if i['img_path'].endswith('syn_000001.jpg')][0]
     packed = hook._pipeline(dict(info))
     model.eval()
     with torch.no_grad():
         data = model.data_preprocessor(
-            dict(inputs=[packed['inputs']],
-                 data_samples=[packed['data_samples']]), False)
+            dict(
+                inputs=[packed['inputs']],
+                data_samples=[packed['data_samples']]), False)
         out = head(model.extract_feat(data['inputs']))
     ycrf = packed['data_samples'].gt_sem_seg.data
-    cos = upsample_to(cosine_map(out.phi, head.conv_seg.weight),
-                      ycrf.shape[-2:], align_corners=head.align_corners)
+    cos = upsample_to(
+        cosine_map(out.phi, head.conv_seg.weight),
+        ycrf.shape[-2:],
+        align_corners=head.align_corners)
     sigma = confidence_from_cos(cos, ycrf, 7.0)[0].detach().numpy()
     w = ycrf.shape[-1]
     assert panel.shape == (ycrf.shape[-2], 5 * w, 3)

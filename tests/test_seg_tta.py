@@ -5,12 +5,12 @@ import pytest
 import torch
 from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
-from PIL import Image
-
-import bana_mm.seg  # noqa: F401
 from mmseg.models.segmentors import SegTTAModel
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
+from PIL import Image
+
+import bana_mm.seg  # noqa: F401
 
 
 @pytest.fixture(autouse=True)
@@ -19,15 +19,19 @@ def _scope():
 
 
 def _tta(crf=None):
-    return MODELS.build(dict(
-        type='CRFSegTTAModel', crf=crf,
-        module=dict(type='CRFEncoderDecoder',
-                    backbone=dict(type='VGG16LargeFOV', width_mult=0.125,
-                                  init_cfg=None),
-                    decode_head=dict(type='DeepLabV1Head', in_channels=128,
-                                     num_classes=2,
-                                     loss_decode=dict(
-                                         type='NoiseAwareLoss')))))
+    return MODELS.build(
+        dict(
+            type='CRFSegTTAModel',
+            crf=crf,
+            module=dict(
+                type='CRFEncoderDecoder',
+                backbone=dict(
+                    type='VGG16LargeFOV', width_mult=0.125, init_cfg=None),
+                decode_head=dict(
+                    type='DeepLabV1Head',
+                    in_channels=128,
+                    num_classes=2,
+                    loss_decode=dict(type='NoiseAwareLoss')))))
 
 
 def _views(pixel_logits, img_path='x.png'):
@@ -54,8 +58,8 @@ def test_mean_of_logits_not_of_probabilities():
     assert torch.equal(merged.gt_sem_seg.data, views[0].gt_sem_seg.data)
     assert merged.img_path == 'x.png'
     # mmseg's own merge averages probabilities and picks class 0 here
-    mmseg_pred = SegTTAModel.merge_preds(model, [_views(
-        [(0., 10.), (3., 0.), (3., 0.)])])[0].pred_sem_seg.data
+    mmseg_pred = SegTTAModel.merge_preds(
+        model, [_views([(0., 10.), (3., 0.), (3., 0.)])])[0].pred_sem_seg.data
     assert mmseg_pred.flatten().tolist() == [0, 0]
 
 

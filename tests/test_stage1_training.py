@@ -1,4 +1,5 @@
-"""Stage 1 end to end: training lowers the loss, checkpoints resume and test."""
+"""Stage 1 end to end: training lowers the loss, checkpoints resume and
+test."""
 import json
 import os.path as osp
 import uuid
@@ -7,13 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-TINY = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs',
-                'bana', 'bap_vgg16_tiny.py')
+TINY = osp.join(
+    osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs', 'bana',
+    'bap_vgg16_tiny.py')
 
 
 def _data_options(root: str) -> list:
-    return [f'{key}.dataset.data_root={root}/' for key in
-            ('train_dataloader', 'val_dataloader', 'test_dataloader')]
+    return [
+        f'{key}.dataset.data_root={root}/'
+        for key in ('train_dataloader', 'val_dataloader', 'test_dataloader')
+    ]
 
 
 @pytest.fixture(scope='module')
@@ -26,7 +30,8 @@ def trained(synthetic_root, tmp_path_factory):
         *_data_options(synthetic_root), 'train_cfg.max_iters=60',
         'train_cfg.val_interval=60', 'default_hooks.checkpoint.interval=20',
         'default_hooks.checkpoint.max_keep_ckpts=4', 'randomness.seed=0',
-        f'experiment_name=stage1_test_{uuid.uuid4().hex[:8]}'])
+        f'experiment_name=stage1_test_{uuid.uuid4().hex[:8]}'
+    ])
     losses = runner.message_hub.get_scalar('train/loss').data[0]
     return work_dir, list(losses)
 
@@ -50,12 +55,15 @@ def test_resume_continues_from_the_checkpoint(trained, synthetic_root):
     trained = trained[0]
     from mmengine.config import Config
     from mmengine.runner import Runner
+
     from tools import train
-    cfg = train.build_config(train.parse_args([
-        TINY, '--work-dir', trained, '--resume',
-        osp.join(trained, 'iter_20.pth'), '--cfg-options',
-        *_data_options(synthetic_root), 'train_cfg.max_iters=25',
-        'train_cfg.val_interval=100']))
+    cfg = train.build_config(
+        train.parse_args([
+            TINY, '--work-dir', trained, '--resume',
+            osp.join(trained, 'iter_20.pth'), '--cfg-options',
+            *_data_options(synthetic_root), 'train_cfg.max_iters=25',
+            'train_cfg.val_interval=100'
+        ]))
     assert isinstance(cfg, Config) and cfg.resume
     runner = Runner.from_cfg(cfg)
     runner.train()
@@ -75,13 +83,13 @@ def test_tools_test_reports_box_accuracy(trained, synthetic_root, tmp_path):
     work = str(tmp_path / 'test')
     out = str(tmp_path / 'predictions.pkl')
     metrics = test.main([
-        'configs/bana/bap_vgg16_tiny.py', osp.join(trained, 'iter_60.pth'),
-        '--work-dir', work, '--out', out, '--cfg-options',
-        *_data_options(synthetic_root)])
+        'configs/bana/bap_vgg16_tiny.py',
+        osp.join(trained, 'iter_60.pth'), '--work-dir', work, '--out', out,
+        '--cfg-options', *_data_options(synthetic_root)
+    ])
     # percent, 2 decimals
     assert 0.0 <= metrics['box_cls/accuracy'] <= 100.0
-    assert metrics['box_cls/accuracy'] == round(metrics['box_cls/accuracy'],
-                                                2)
+    assert metrics['box_cls/accuracy'] == round(metrics['box_cls/accuracy'], 2)
     # the metrics as mmengine writes them: WORK_DIR/TIMESTAMP/TIMESTAMP.json
     logged = glob.glob(osp.join(work, '*', '*.json'))
     assert len(logged) == 1
@@ -90,8 +98,9 @@ def test_tools_test_reports_box_accuracy(trained, synthetic_root, tmp_path):
     # --out: the predictions (mmdet's meaning), one sample a val image
     with open(out, 'rb') as f:
         samples = pickle.load(f)
-    with open(osp.join(synthetic_root, 'ImageSets', 'Segmentation',
-                       'val.txt')) as f:
+    with open(
+            osp.join(synthetic_root, 'ImageSets', 'Segmentation',
+                     'val.txt')) as f:
         assert len(samples) == len([x for x in f if x.strip()])
     pred = samples[0]['pred_instances']
     assert pred['scores'].shape[0] == pred['labels'].shape[0] > 0
@@ -103,14 +112,23 @@ def test_tools_test_out_and_show_dir_need_a_matching_config(
     from tools import test
     ckpt = osp.join(trained[0], 'iter_60.pth')
     with pytest.raises(ValueError, match='pkl'):
-        test.main([TINY, ckpt, '--work-dir', str(tmp_path), '--out',
-                   str(tmp_path / 'preds')])
+        test.main([
+            TINY, ckpt, '--work-dir',
+            str(tmp_path), '--out',
+            str(tmp_path / 'preds')
+        ])
     with pytest.raises(ValueError, match='WORK_DIR/TIMESTAMP'):
-        test.main([TINY, ckpt, '--work-dir', str(tmp_path), '--out',
-                   str(tmp_path / 'metrics.json')])
+        test.main([
+            TINY, ckpt, '--work-dir',
+            str(tmp_path), '--out',
+            str(tmp_path / 'metrics.json')
+        ])
     with pytest.raises(ValueError, match='visualization hook'):
-        test.main([TINY, ckpt, '--work-dir', str(tmp_path), '--show-dir',
-                   str(tmp_path / 'show')])
+        test.main([
+            TINY, ckpt, '--work-dir',
+            str(tmp_path), '--show-dir',
+            str(tmp_path / 'show')
+        ])
 
 
 def test_foreign_getattr_is_refused(tmp_path):
@@ -120,6 +138,7 @@ def test_foreign_getattr_is_refused(tmp_path):
     import bana_mm  # noqa: F401
 
     class Evil:
+
         def __reduce__(self):
             return (getattr, (np.ndarray, 'tofile'))
 

@@ -84,7 +84,7 @@ def test_semantic_scores_by_hand():
     assert res['per_class']['b'] == 0.0
     assert res['per_class']['c'] is None
     assert res['miou'] == 33.33  # (1/3 + 2/3 + 0) / 3
-    assert res['aacc'] == 60.0   # 3 of 5 labelled pixels
+    assert res['aacc'] == 60.0  # 3 of 5 labelled pixels
 
 
 def test_semantic_scores_accumulate_over_images():
@@ -106,8 +106,7 @@ def test_agreement_scores_by_hand():
     assert res['s_share'] == 75.0  # 3 of 4 pixels agree (percent)
     # S with ground truth: pixels 0 (correct) and 1 (wrong); pixel 3 ignored
     assert res['s_accuracy'] == 50.0
-    assert AgreementScores().results() == dict(s_share=None,
-                                               s_accuracy=None)
+    assert AgreementScores().results() == dict(s_share=None, s_accuracy=None)
 
 
 def test_coco_mask_ap_perfect_and_wrong_masks(tmp_path):
@@ -116,21 +115,30 @@ def test_coco_mask_ap_perfect_and_wrong_masks(tmp_path):
     masks[0, 5:25, 5:25] = 1
     masks[1, 20:38, 22:38] = 1
     rles = masks_to_coco_rle(masks)
-    gt = dict(images=[dict(id=7, width=40, height=40, file_name='a.jpg')],
-              categories=[dict(id=3, name='x')],
-              annotations=[dict(id=i + 1, image_id=7, category_id=3,
-                                segmentation=r, area=int(m.sum()),
-                                bbox=[0, 0, 1, 1], iscrowd=0)
-                           for i, (r, m) in enumerate(zip(rles, masks))])
+    gt = dict(
+        images=[dict(id=7, width=40, height=40, file_name='a.jpg')],
+        categories=[dict(id=3, name='x')],
+        annotations=[
+            dict(
+                id=i + 1,
+                image_id=7,
+                category_id=3,
+                segmentation=r,
+                area=int(m.sum()),
+                bbox=[0, 0, 1, 1],
+                iscrowd=0) for i, (r, m) in enumerate(zip(rles, masks))
+        ])
     path = tmp_path / 'gt.json'
     path.write_text(json.dumps(gt))
-    perfect = coco_mask_ap(str(path), [dict(image_id=7, category_id=3,
-                                            segmentation=r) for r in rles])
+    perfect = coco_mask_ap(
+        str(path),
+        [dict(image_id=7, category_id=3, segmentation=r) for r in rles])
     # AP in [0, 1] under mmdet's CocoMetric names
     assert perfect['mAP'] == pytest.approx(1.0) and perfect['mAP_l'] is None
     wrong = masks_to_coco_rle(np.roll(masks, 15, axis=2))
-    bad = coco_mask_ap(str(path), [dict(image_id=7, category_id=3,
-                                        segmentation=r) for r in wrong])
+    bad = coco_mask_ap(
+        str(path),
+        [dict(image_id=7, category_id=3, segmentation=r) for r in wrong])
     assert bad['mAP_50'] < 0.5
     assert coco_mask_ap(str(path), [])['mAP'] is None
 
@@ -182,10 +190,9 @@ def _toy_inputs():
 def test_prepared_state_survives_pickling():
     image, feat, weights, boxes, labels = _toy_inputs()
     cfg = PseudoLabelConfig(upsample='features')
-    whole = generate_pseudo_labels(image, feat, weights, boxes, labels,
-                                   cfg=cfg)
-    prep = prepare_pseudo_labels(image, feat, weights, boxes, labels,
-                                 cfg=cfg)
+    whole = generate_pseudo_labels(
+        image, feat, weights, boxes, labels, cfg=cfg)
+    prep = prepare_pseudo_labels(image, feat, weights, boxes, labels, cfg=cfg)
     prep = __import__('pickle').loads(__import__('pickle').dumps(prep))
     split = finish_pseudo_labels(prep)
     np.testing.assert_array_equal(whole.ycrf, split.ycrf)
@@ -197,8 +204,7 @@ def test_overlay_sheet_has_a_panel_per_map():
     from bana_mm.visualization import pseudo_label_sheet
     image, feat, weights, boxes, labels = _toy_inputs()
     res = generate_pseudo_labels(image, feat, weights, boxes, labels)
-    sheet = pseudo_label_sheet(image, boxes, np.array(labels), ['a', 'b',
-                                                                'c'],
+    sheet = pseudo_label_sheet(image, boxes, np.array(labels), ['a', 'b', 'c'],
                                res.u0, res.class_ids, res.unaries[1:],
                                res.ycrf, res.yret)
     # input, u0, 2 CAMs, Ycrf, Yret, ~S = 7 panels -> 2 rows of 4

@@ -28,8 +28,10 @@ def checkpoint(tmp_path_factory) -> str:
 
 
 def _args(root, ckpt, out, *extra):
-    return [CONFIG, ckpt, '--data-root', root, '--out-dir', out, '--split',
-            VAL, '--workers', '0', '--num-vis', '0', '--no-eval', *extra]
+    return [
+        CONFIG, ckpt, '--data-root', root, '--out-dir', out, '--split', VAL,
+        '--workers', '0', '--num-vis', '0', '--no-eval', *extra
+    ]
 
 
 def _build(config: str, scope: str, **model_cfg):
@@ -56,17 +58,18 @@ def _assert_rejected(root, ckpt, out, *words):
 
 # -- item 1: strict checkpoint loading -------------------------------------
 
+
 def test_empty_state_dict_is_an_error(synthetic_root, tmp_path):
     ckpt = str(tmp_path / 'empty.pth')
-    torch.save(dict(state_dict={}, meta=dict(
-        dataset_meta=dict(classes=CLASSES))), ckpt)
-    _assert_rejected(synthetic_root, ckpt, str(tmp_path / 'out'),
-                     'no weights', 'missing keys: ', 'backbone.conv1_1.weight',
+    torch.save(
+        dict(state_dict={}, meta=dict(dataset_meta=dict(classes=CLASSES))),
+        ckpt)
+    _assert_rejected(synthetic_root, ckpt, str(tmp_path / 'out'), 'no weights',
+                     'missing keys: ', 'backbone.conv1_1.weight',
                      '(96 in all)')
 
 
-def test_stage3_checkpoint_without_meta_is_an_error(synthetic_root,
-                                                    tmp_path):
+def test_stage3_checkpoint_without_meta_is_an_error(synthetic_root, tmp_path):
     model = _build(SEG_TINY, 'mmseg')
     ckpt = str(tmp_path / 'deeplab.pth')
     torch.save(dict(state_dict=model.state_dict()), ckpt)
@@ -79,14 +82,20 @@ def test_full_width_weights_for_the_tiny_config_are_an_error(
         synthetic_root, tmp_path):
     from mmengine.config import Config
     full = Config.fromfile(FULL).model
-    model = _build(FULL, 'mmdet', head=dict(full.head, num_classes=5),
-                   backbone=dict(full.backbone, init_cfg=None))
+    model = _build(
+        FULL,
+        'mmdet',
+        head=dict(full.head, num_classes=5),
+        backbone=dict(full.backbone, init_cfg=None))
     ckpt = str(tmp_path / 'full.pth')
-    torch.save(dict(state_dict=model.state_dict(),
-                    meta=dict(dataset_meta=dict(classes=CLASSES))), ckpt)
-    _assert_rejected(synthetic_root, ckpt, str(tmp_path / 'out'),
-                     'shape mismatch', 'backbone.conv1_1.weight [64, 3, 3, 3]'
-                     ' vs [16, 3, 3, 3]')
+    torch.save(
+        dict(
+            state_dict=model.state_dict(),
+            meta=dict(dataset_meta=dict(classes=CLASSES))), ckpt)
+    _assert_rejected(
+        synthetic_root, ckpt, str(tmp_path / 'out'), 'shape mismatch',
+        'backbone.conv1_1.weight [64, 3, 3, 3]'
+        ' vs [16, 3, 3, 3]')
 
 
 def test_class_list_of_another_model_names_the_cause(checkpoint, tmp_path):
@@ -101,13 +110,17 @@ def test_class_list_of_another_model_names_the_cause(checkpoint, tmp_path):
     state['meta']['dataset_meta']['classes'] = ('background', *CLASSES)
     torch.save(state, ckpt)
     cfg = Config.fromfile(CONFIG)
-    with pytest.raises(ValueError, match=r'meta6\.pth: its dataset_meta '
-                       r'lists 6 classes but its classifier has 5 class '
-                       r'rows.*not a stage-1 BAP checkpoint'):
+    with pytest.raises(
+            ValueError,
+            match=r'meta6\.pth: its dataset_meta '
+            r'lists 6 classes but its classifier has 5 class '
+            r'rows.*not a stage-1 BAP checkpoint'):
         load_stage1_model(cfg, ckpt, 'cpu')
     model, _ = load_stage1_model(cfg, checkpoint, 'cpu')
-    with pytest.raises(ValueError, match='5 class rows .* list 6 classes .*'
-                       'stage-1 BAP checkpoint'):
+    with pytest.raises(
+            ValueError,
+            match='5 class rows .* list 6 classes .*'
+            'stage-1 BAP checkpoint'):
         classifier_for(model, CLASSES, ('background', *CLASSES))
 
 
@@ -122,11 +135,15 @@ def test_partial_load_needs_the_flag_and_warns(checkpoint, tmp_path):
     ckpt = str(tmp_path / 'partial.pth')
     torch.save(state, ckpt)
     cfg = Config.fromfile(CONFIG)
-    with pytest.raises(ValueError, match='missing keys: head.classifier.'
-                       'weight; unexpected keys: head.extra'):
+    with pytest.raises(
+            ValueError,
+            match='missing keys: head.classifier.'
+            'weight; unexpected keys: head.extra'):
         load_stage1_model(cfg, ckpt, 'cpu')
-    with pytest.warns(UserWarning, match='PARTIAL CHECKPOINT LOAD.*missing '
-                      'keys: head.classifier.weight'):
+    with pytest.warns(
+            UserWarning,
+            match='PARTIAL CHECKPOINT LOAD.*missing '
+            'keys: head.classifier.weight'):
         model, _ = load_stage1_model(cfg, ckpt, 'cpu', allow_partial=True)
     full = torch.load(checkpoint, weights_only=True)['state_dict']
     torch.testing.assert_close(model.backbone.conv1_1.weight,
@@ -135,6 +152,7 @@ def test_partial_load_needs_the_flag_and_warns(checkpoint, tmp_path):
 
 
 # -- item 2: resume only the same run ---------------------------------------
+
 
 @pytest.fixture()
 def other_checkpoint(checkpoint, tmp_path) -> str:
@@ -148,8 +166,10 @@ def other_checkpoint(checkpoint, tmp_path) -> str:
     return path
 
 
-def test_rerun_with_another_checkpoint_needs_overwrite(
-        synthetic_root, checkpoint, other_checkpoint, tmp_path):
+def test_rerun_with_another_checkpoint_needs_overwrite(synthetic_root,
+                                                       checkpoint,
+                                                       other_checkpoint,
+                                                       tmp_path):
     from bana_mm.apis.stage2 import StaleLabelsError
     from bana_mm.det.pseudo_label_data import file_sha256
     out = str(tmp_path / 'out')
@@ -169,8 +189,7 @@ def test_rerun_with_another_checkpoint_needs_overwrite(
     with pytest.raises(StaleLabelsError, match='labels'):
         _run(_args(synthetic_root, checkpoint, out, '--no-u0'))
 
-    fresh = _run(_args(synthetic_root, other_checkpoint, out,
-                       '--overwrite'))
+    fresh = _run(_args(synthetic_root, other_checkpoint, out, '--overwrite'))
     assert fresh['written'] == 6 and fresh['skipped'] == 0
     assert _digests(out) != before
     assert not osp.isdir(osp.join(out, 'vis'))  # the old sheets went too
@@ -181,8 +200,8 @@ def test_rerun_with_another_checkpoint_needs_overwrite(
     assert again['written'] == 0 and again['skipped'] == 6
 
 
-def test_labels_without_fingerprint_are_not_resumed(synthetic_root,
-                                                    checkpoint, tmp_path):
+def test_labels_without_fingerprint_are_not_resumed(synthetic_root, checkpoint,
+                                                    tmp_path):
     from bana_mm.apis.stage2 import StaleLabelsError
     out = str(tmp_path / 'out')
     os.makedirs(osp.join(out, 'Ycrf'))
@@ -193,12 +212,15 @@ def test_labels_without_fingerprint_are_not_resumed(synthetic_root,
 
 # -- item 9: unwritable out-dir ---------------------------------------------
 
-def test_unwritable_out_dir_is_found_before_computing(
-        synthetic_root, checkpoint, tmp_path, monkeypatch):
+
+def test_unwritable_out_dir_is_found_before_computing(synthetic_root,
+                                                      checkpoint, tmp_path,
+                                                      monkeypatch):
     from bana_mm.det import pseudo_label_runner
 
     def never(*args):
         raise AssertionError('an image was computed')
+
     monkeypatch.setattr(pseudo_label_runner, 'network_features', never)
     out = str(tmp_path / 'out')
     os.makedirs(out)
@@ -212,8 +234,8 @@ def test_unwritable_out_dir_is_found_before_computing(
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason='root can write anywhere')
-def test_read_only_out_dir_is_found_before_computing(
-        synthetic_root, checkpoint, tmp_path):
+def test_read_only_out_dir_is_found_before_computing(synthetic_root,
+                                                     checkpoint, tmp_path):
     out = tmp_path / 'ro'
     out.mkdir()
     out.chmod(0o555)
@@ -225,6 +247,7 @@ def test_read_only_out_dir_is_found_before_computing(
 
 
 # -- item 10: failures give a non-zero exit code ----------------------------
+
 
 @pytest.fixture()
 def broken_root(synthetic_root, tmp_path) -> str:
@@ -243,7 +266,10 @@ def test_failed_images_exit_with_code_3(broken_root, checkpoint, tmp_path):
     env = dict(os.environ, PYTHONPATH=REPO)
     result = subprocess.run(
         [sys.executable, TOOL, *_args(broken_root, checkpoint, out)],
-        env=env, capture_output=True, text=True, timeout=600)
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600)
     assert result.returncode == 3, result.stderr[-2000:]
     lines = (result.stdout + result.stderr).strip().splitlines()
     assert '1 of 6 images failed; exit code 3' in lines[-1]
@@ -268,6 +294,7 @@ def test_pipeline_raises_after_summary_when_stage2_failed(
 
 # -- item 11: workers die with their parent ---------------------------------
 
+
 def _children(pid: int) -> set:
     found = set()
     for task in os.listdir(f'/proc/{pid}/task'):
@@ -291,8 +318,7 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not osp.isdir('/proc/self/task'), reason='needs /proc')
-def test_kill_9_leaves_no_worker_behind(synthetic_root, checkpoint,
-                                        tmp_path):
+def test_kill_9_leaves_no_worker_behind(synthetic_root, checkpoint, tmp_path):
     """gen_pseudo_labels.py killed half-way: no child (CRF worker, resource
     tracker) survives it."""
     out = str(tmp_path / 'out')
@@ -300,14 +326,15 @@ def test_kill_9_leaves_no_worker_behind(synthetic_root, checkpoint,
     args = _args(synthetic_root, checkpoint, out)
     args[args.index(VAL)] = TRAIN
     args[args.index('--workers') + 1] = '1'
-    proc = subprocess.Popen([sys.executable, TOOL, *args], env=env,
+    proc = subprocess.Popen([sys.executable, TOOL, *args],
+                            env=env,
                             stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     ycrf = osp.join(out, 'Ycrf')
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
-        if osp.isdir(ycrf) and any(n.endswith('.png')
-                                   for n in os.listdir(ycrf)):
+        if osp.isdir(ycrf) and any(
+                n.endswith('.png') for n in os.listdir(ycrf)):
             break
         time.sleep(0.05)
     assert proc.poll() is None, 'the tool ended before it could be killed'
@@ -346,7 +373,8 @@ def test_idle_worker_exits_with_its_parent():
     queue, so it never sees EOF) and the resource tracker."""
     proc = subprocess.Popen([sys.executable, '-c', POOL_SCRIPT],
                             env=dict(os.environ, PYTHONPATH=REPO),
-                            stdout=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE,
+                            text=True)
     assert proc.stdout.readline().strip() == 'idle'
     children = _children(proc.pid)
     assert any('spawn_main' in _cmdline(c) for c in children)
@@ -373,7 +401,9 @@ def test_parent_watch_without_prctl():
     """The portable fallback: a thread that sees the parent pid change."""
     out = subprocess.run([sys.executable, '-c', FALLBACK_SCRIPT],
                          env=dict(os.environ, PYTHONPATH=REPO),
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True,
+                         text=True,
+                         timeout=120)
     child = int(out.stdout.split()[-1])
     deadline = time.time() + 10
     while time.time() < deadline and _alive(child):

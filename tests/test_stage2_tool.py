@@ -35,8 +35,10 @@ def make_checkpoint(path: str) -> str:
     torch.manual_seed(0)
     model = MODELS.build(Config.fromfile(CONFIG).model)
     model.init_weights()
-    torch.save(dict(state_dict=model.state_dict(),
-                    meta=dict(dataset_meta=dict(classes=CLASSES))), path)
+    torch.save(
+        dict(
+            state_dict=model.state_dict(),
+            meta=dict(dataset_meta=dict(classes=CLASSES))), path)
     return path
 
 
@@ -67,9 +69,10 @@ def _digests(folder: str) -> dict:
 @pytest.fixture(scope='module')
 def val_run(synthetic_root, checkpoint, tmp_path_factory):
     out = str(tmp_path_factory.mktemp('s2') / 'labels')
-    run = _run([CONFIG, checkpoint, '--data-root', synthetic_root,
-                '--out-dir', out, '--split', VAL, '--workers', '1',
-                '--num-vis', '2'])
+    run = _run([
+        CONFIG, checkpoint, '--data-root', synthetic_root, '--out-dir', out,
+        '--split', VAL, '--workers', '1', '--num-vis', '2'
+    ])
     return out, run
 
 
@@ -81,8 +84,8 @@ def test_writes_both_maps_for_every_image(val_run, synthetic_root):
     for stem in ids:
         ycrf = read_label_png(osp.join(out, 'Ycrf', f'{stem}.png'))
         yret = read_label_png(osp.join(out, 'Yret', f'{stem}.png'))
-        image = read_label_png(osp.join(synthetic_root, 'SegmentationClass',
-                                        f'{stem}.png'))
+        image = read_label_png(
+            osp.join(synthetic_root, 'SegmentationClass', f'{stem}.png'))
         assert ycrf.shape == yret.shape == image.shape
         assert ycrf.max() <= len(CLASSES) and yret.max() <= len(CLASSES)
     assert sorted(os.listdir(osp.join(out, 'vis'))) == \
@@ -98,21 +101,23 @@ def test_labels_stay_inside_the_boxes(val_run, synthetic_root):
     from bana_mm.utils.label_io import read_label_png
     out, _ = val_run
     for stem in _ids(synthetic_root, VAL):
-        root = ET.parse(osp.join(synthetic_root, 'Annotations',
-                                 f'{stem}.xml')).getroot()
-        allowed = np.zeros((int(root.find('size/height').text),
-                            int(root.find('size/width').text),
-                            len(CLASSES) + 1), bool)
+        root = ET.parse(
+            osp.join(synthetic_root, 'Annotations', f'{stem}.xml')).getroot()
+        allowed = np.zeros(
+            (int(root.find('size/height').text),
+             int(root.find('size/width').text), len(CLASSES) + 1), bool)
         allowed[..., 0] = True
         for obj in root.findall('object'):
             c = CLASSES.index(obj.find('name').text) + 1
-            b = [int(float(obj.find(f'bndbox/{k}').text))
-                 for k in ('xmin', 'ymin', 'xmax', 'ymax')]
+            b = [
+                int(float(obj.find(f'bndbox/{k}').text))
+                for k in ('xmin', 'ymin', 'xmax', 'ymax')
+            ]
             allowed[b[1] - 1:b[3], b[0] - 1:b[2], c] = True
         for kind in ('Ycrf', 'Yret'):
             label = read_label_png(osp.join(out, kind, f'{stem}.png'))
-            ok = np.take_along_axis(allowed, label[..., None].astype(int),
-                                    axis=2)
+            ok = np.take_along_axis(
+                allowed, label[..., None].astype(int), axis=2)
             assert ok.all(), (kind, stem)
 
 
@@ -140,15 +145,16 @@ def test_metrics_json(val_run):
 def test_rerun_skips_finished_images(val_run, synthetic_root, checkpoint):
     out, _ = val_run
     before = _digests(out)
-    run = _run([CONFIG, checkpoint, '--data-root', synthetic_root,
-                '--out-dir', out, '--split', VAL, '--workers', '0',
-                '--no-eval'])
+    run = _run([
+        CONFIG, checkpoint, '--data-root', synthetic_root, '--out-dir', out,
+        '--split', VAL, '--workers', '0', '--no-eval'
+    ])
     assert run['written'] == 0 and run['skipped'] == 6
     assert _digests(out) == before
 
 
-def test_unreadable_image_is_reported_and_run_goes_on(
-        synthetic_root, checkpoint, tmp_path):
+def test_unreadable_image_is_reported_and_run_goes_on(synthetic_root,
+                                                      checkpoint, tmp_path):
     root = str(tmp_path / 'data')
     shutil.copytree(synthetic_root, root)
     ids = _ids(root, VAL)
@@ -156,9 +162,10 @@ def test_unreadable_image_is_reported_and_run_goes_on(
     with open(osp.join(root, 'JPEGImages', f'{bad}.jpg'), 'wb') as f:
         f.write(b'not a jpeg')
     out = str(tmp_path / 'labels')
-    run = _run([CONFIG, checkpoint, '--data-root', root, '--out-dir', out,
-                '--split', VAL, '--workers', '0', '--no-grabcut',
-                '--num-vis', '0'])
+    run = _run([
+        CONFIG, checkpoint, '--data-root', root, '--out-dir', out, '--split',
+        VAL, '--workers', '0', '--no-grabcut', '--num-vis', '0'
+    ])
     assert run['written'] == len(ids) - 1
     assert len(run['failed']) == 1 and bad in run['failed'][0]['image']
     assert not osp.exists(osp.join(out, 'Ycrf', f'{bad}.png'))
@@ -168,8 +175,10 @@ def test_unreadable_image_is_reported_and_run_goes_on(
 
 def test_kill_and_resume_gives_identical_files(synthetic_root, checkpoint,
                                                tmp_path):
-    args = [CONFIG, checkpoint, '--data-root', synthetic_root, '--split',
-            TRAIN, '--workers', '0', '--no-eval', '--num-vis', '0']
+    args = [
+        CONFIG, checkpoint, '--data-root', synthetic_root, '--split', TRAIN,
+        '--workers', '0', '--no-eval', '--num-vis', '0'
+    ]
     reference = str(tmp_path / 'reference')
     _run(args + ['--out-dir', reference])
     total = len(_ids(synthetic_root, TRAIN))
@@ -177,7 +186,8 @@ def test_kill_and_resume_gives_identical_files(synthetic_root, checkpoint,
     out = str(tmp_path / 'killed')
     env = dict(os.environ, PYTHONPATH=REPO)
     proc = subprocess.Popen([sys.executable, TOOL, *args, '--out-dir', out],
-                            env=env, stdout=subprocess.DEVNULL,
+                            env=env,
+                            stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     ycrf = osp.join(out, 'Ycrf')
     deadline = time.time() + 300
@@ -194,23 +204,24 @@ def test_kill_and_resume_gives_identical_files(synthetic_root, checkpoint,
     assert run['skipped'] >= len(done) and run['written'] >= 1
     assert run['written'] + run['skipped'] == total
     assert _digests(out) == _digests(reference)
-    leftovers = [n for k in ('Ycrf', 'Yret')
-                 for n in os.listdir(osp.join(out, k))
-                 if not n.endswith('.png')]
+    leftovers = [
+        n for k in ('Ycrf', 'Yret') for n in os.listdir(osp.join(out, k))
+        if not n.endswith('.png')
+    ]
     assert leftovers == []
 
 
-def test_two_ranks_write_each_image_once(synthetic_root, checkpoint,
-                                         tmp_path):
+def test_two_ranks_write_each_image_once(synthetic_root, checkpoint, tmp_path):
     out = str(tmp_path / 'dist')
     env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1')
-    cmd = [sys.executable, '-m', 'torch.distributed.run',
-           '--nproc_per_node', '2', '--master_port', '29531', TOOL, CONFIG,
-           checkpoint, '--data-root', synthetic_root, '--out-dir', out,
-           '--split', TRAIN, '--workers', '0', '--no-grabcut',
-           '--num-vis', '0', '--launcher', 'pytorch']
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True,
-                            timeout=600)
+    cmd = [
+        sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
+        '--master_port', '29531', TOOL, CONFIG, checkpoint, '--data-root',
+        synthetic_root, '--out-dir', out, '--split', TRAIN, '--workers', '0',
+        '--no-grabcut', '--num-vis', '0', '--launcher', 'pytorch'
+    ]
+    result = subprocess.run(
+        cmd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     with open(osp.join(out, 'run.json')) as f:
         run = json.load(f)
@@ -235,9 +246,12 @@ def test_coco_input_writes_rle_jsons_and_ap(synthetic_root, checkpoint,
     from bana_mm.utils.label_io import read_label_png
     cfg = Config.fromfile(CONFIG)
     cfg.train_dataloader.dataset = dict(
-        type='CocoBoxDataset', data_root=synthetic_root + '/',
-        ann_file='annotations/instances_val.json', data_prefix=dict(img=''),
-        metainfo=dict(classes=CLASSES), pipeline=[])
+        type='CocoBoxDataset',
+        data_root=synthetic_root + '/',
+        ann_file='annotations/instances_val.json',
+        data_prefix=dict(img=''),
+        metainfo=dict(classes=CLASSES),
+        pipeline=[])
     model, meta = load_stage1_model(cfg, checkpoint, 'cpu')
     dataset = build_label_dataset(cfg)
     out = str(tmp_path / 'coco')
@@ -254,11 +268,9 @@ def test_coco_input_writes_rle_jsons_and_ap(synthetic_root, checkpoint,
         assert {a['id'] for a in pseudo['annotations']} == wanted
         assert len(pseudo['images']) == len(source['images'])
         ann = pseudo['annotations'][0]
-        image = next(i for i in source['images'] if i['id'] ==
-                     ann['image_id'])
+        image = next(i for i in source['images'] if i['id'] == ann['image_id'])
         stem = osp.splitext(osp.basename(image['file_name']))[0]
-        label = read_label_png(osp.join(out, kind.capitalize(),
-                                        f'{stem}.png'))
+        label = read_label_png(osp.join(out, kind.capitalize(), f'{stem}.png'))
         mask = mask_utils.decode(ann['segmentation']).astype(bool)
         x, y, w, h = ann['bbox']
         inside = np.zeros_like(mask)
@@ -269,8 +281,9 @@ def test_coco_input_writes_rle_jsons_and_ap(synthetic_root, checkpoint,
         assert ann['area'] == int(mask.sum())
         ap = run['metrics']['coco_ap'][kind]
         # mmdet's CocoMetric names and units (0-1)
-        assert set(ap) == {'mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m',
-                           'mAP_l'}
+        assert set(ap) == {
+            'mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'mAP_l'
+        }
         assert 0.0 <= ap['mAP_50'] <= 1.0
 
 
@@ -281,17 +294,22 @@ def test_hook_labels_after_training(synthetic_root, tmp_path):
     for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[key].dataset.data_root = synthetic_root + '/'
     cfg.train_dataloader.dataset.ann_file = VAL
-    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=2,
-                         val_interval=100)
+    cfg.train_cfg = dict(
+        type='IterBasedTrainLoop', max_iters=2, val_interval=100)
     cfg.work_dir = str(tmp_path / 'work')
     cfg.experiment_name = 'hook_test'
-    cfg.custom_hooks = [dict(type='PseudoLabelHook', workers=0, num_vis=1,
-                             grabcut=False,
-                             label_cfg=dict(upsample='features'))]
+    cfg.custom_hooks = [
+        dict(
+            type='PseudoLabelHook',
+            workers=0,
+            num_vis=1,
+            grabcut=False,
+            label_cfg=dict(upsample='features'))
+    ]
     runner = Runner.from_cfg(cfg)
     runner.train()
-    hook = next(h for h in runner.hooks if type(h).__name__ ==
-                'PseudoLabelHook')
+    hook = next(
+        h for h in runner.hooks if type(h).__name__ == 'PseudoLabelHook')
     out = osp.join(cfg.work_dir, 'pseudo_labels')
     assert hook.last_run['written'] == 6
     assert len(os.listdir(osp.join(out, 'Ycrf'))) == 6

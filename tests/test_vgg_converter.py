@@ -17,8 +17,9 @@ from mmengine.config import Config
 from mmengine.registry import MODELS
 
 import bana_mm  # noqa: F401  (registers VGG16LargeFOV)
-from bana_mm.models.converters.torchvision_vgg import (VGGConversionError, convert_vgg16,
-                                       convert_vgg16_file)
+from bana_mm.models.converters.torchvision_vgg import (VGGConversionError,
+                                                       convert_vgg16,
+                                                       convert_vgg16_file)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOOL = osp.join(REPO, 'tools', 'model_converters', 'vgg16_to_largefov.py')
@@ -67,7 +68,9 @@ def converted(tv_state, tmp_path_factory):
     torch.save(tv_state['state'], src)
     assert osp.getsize(src) < 100e6  # the fc views stayed small
     proc = subprocess.run([sys.executable, TOOL, src, dst],
-                          capture_output=True, text=True, cwd=REPO)
+                          capture_output=True,
+                          text=True,
+                          cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert 'torchvision layout' in proc.stdout
     ckpt = torch.load(dst, map_location='cpu', weights_only=True)
@@ -86,8 +89,8 @@ def test_conv1_1_is_function_preserving(tv_state, converted):
     # Caffe convention: BGR, 0-255, minus the Caffe mean, std 1
     x_caffe = img_rgb.flip(1) - torch.tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1)
     ref = F.conv2d(x_tv, w_tv, b_tv, padding=1)
-    ours = F.conv2d(x_caffe, state['conv1_1.weight'], state['conv1_1.bias'],
-                    padding=1)
+    ours = F.conv2d(
+        x_caffe, state['conv1_1.weight'], state['conv1_1.bias'], padding=1)
     inner = (slice(None), slice(None), slice(1, -1), slice(1, -1))
     rel = (ours[inner] - ref[inner]).abs().max() / ref[inner].abs().max()
     assert rel <= 1e-5
@@ -124,13 +127,14 @@ def test_later_convs_copied_and_fc_decimated(tv_state, converted):
     assert torch.equal(state['fc7.bias'], tv['classifier.3.bias'][0::4])
     meta = converted['ckpt']['meta']
     assert meta['source_layout'] == 'torchvision'
-    assert set(meta['dropped_keys']) == {'classifier.6.weight',
-                                         'classifier.6.bias'}
+    assert set(
+        meta['dropped_keys']) == {'classifier.6.weight', 'classifier.6.bias'}
 
 
-@pytest.mark.parametrize('config', ['bap_vgg16_voc.py', 'gap_vgg16_voc.py',
-                                    'deeplabv1_nal_voc.py',
-                                    'deeplabv1_ignore_voc.py'])
+@pytest.mark.parametrize('config', [
+    'bap_vgg16_voc.py', 'gap_vgg16_voc.py', 'deeplabv1_nal_voc.py',
+    'deeplabv1_ignore_voc.py'
+])
 def test_paper_configs_load_converted_and_refuse_torchvision(
         config, converted):
     cfg = Config.fromfile(osp.join(REPO, 'configs', 'bana', config))
@@ -168,10 +172,15 @@ def test_caffe_and_own_layouts(tmp_path):
     assert list(out['state_dict']) == list(own)
     for key, value in own.items():
         assert torch.equal(out['state_dict'][key], value)
-    stage1 = {'meta': {}, 'state_dict': {f'backbone.{k}': v
-                                         for k, v in own.items()}}
-    stage1['state_dict']['head.classifier.weight'] = torch.zeros(21, 1024,
-                                                                 1, 1)
+    stage1 = {
+        'meta': {},
+        'state_dict': {
+            f'backbone.{k}': v
+            for k, v in own.items()
+        }
+    }
+    stage1['state_dict']['head.classifier.weight'] = torch.zeros(
+        21, 1024, 1, 1)
     path = str(tmp_path / 'stage1.pth')
     torch.save(stage1, path)
     out = convert_vgg16_file(path, str(tmp_path / 'dst.pth'), fc='drop')
@@ -185,8 +194,10 @@ def test_bad_inputs_name_the_problem(tmp_path):
     own = VGG16LargeFOV(width_mult=0.5).state_dict()
     with pytest.raises(VGGConversionError, match=r"conv1_2.weight.*\(32, "):
         convert_vgg16(own, source='half.pth')
-    bn = {'features.0.weight': torch.zeros(64, 3, 3, 3),
-          'features.1.running_mean': torch.zeros(64)}
+    bn = {
+        'features.0.weight': torch.zeros(64, 3, 3, 3),
+        'features.1.running_mean': torch.zeros(64)
+    }
     with pytest.raises(VGGConversionError, match='vgg16_bn'):
         convert_vgg16(bn)
     with pytest.raises(VGGConversionError, match='first keys'):
@@ -194,7 +205,10 @@ def test_bad_inputs_name_the_problem(tmp_path):
     bad = str(tmp_path / 'not_a_checkpoint.pth')
     with open(bad, 'w') as f:
         f.write('hello')
-    proc = subprocess.run([sys.executable, TOOL, bad, str(tmp_path / 'o')],
-                          capture_output=True, text=True, cwd=REPO)
+    proc = subprocess.run([sys.executable, TOOL, bad,
+                           str(tmp_path / 'o')],
+                          capture_output=True,
+                          text=True,
+                          cwd=REPO)
     assert proc.returncode == 1 and 'not_a_checkpoint.pth' in proc.stderr
     assert not osp.exists(tmp_path / 'o')

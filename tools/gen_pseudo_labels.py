@@ -28,13 +28,12 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmengine.config import Config  # noqa: E402
+from mmengine.config import Config
 
-import bana_mm  # noqa: E402,F401  (checkpoint loading on torch >= 2.6)
-from bana_mm.core.pseudo_labels import (  # noqa: E402
-    THRESHOLD_REFERENCES, UPSAMPLE_MODES, PseudoLabelConfig)
-from bana_mm.utils.cli import (add_runner_args, init_launcher,  # noqa: E402
-                               parse_runner_args)
+import bana_mm  # noqa: F401  (checkpoint loading on torch >= 2.6)
+from bana_mm.core.pseudo_labels import (THRESHOLD_REFERENCES, UPSAMPLE_MODES,
+                                        PseudoLabelConfig)
+from bana_mm.utils.cli import add_runner_args, init_launcher, parse_runner_args
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -44,45 +43,65 @@ def parse_args(argv=None) -> argparse.Namespace:
         'labelling; 3 some images failed (listed in OUT/run.json)')
     parser.add_argument('config', help='stage-1 config file')
     parser.add_argument('checkpoint', help='stage-1 checkpoint')
-    parser.add_argument('--data-root', help='dataset folder (default: the '
-                        "config's data_root)")
+    parser.add_argument(
+        '--data-root',
+        help='dataset folder (default: the '
+        "config's data_root)")
     parser.add_argument('--out-dir', required=True, help='output folder')
-    parser.add_argument('--split', help='ann_file to label (default: the '
-                        "config's training split)")
-    parser.add_argument('--workers', type=int, default=1,
-                        help='DenseCRF processes per rank (0 = inline)')
-    parser.add_argument('--num-vis', type=int, default=4,
-                        help='overlay sheets for the first K images')
+    parser.add_argument(
+        '--split',
+        help='ann_file to label (default: the '
+        "config's training split)")
+    parser.add_argument(
+        '--workers',
+        type=int,
+        default=1,
+        help='DenseCRF processes per rank (0 = inline)')
+    parser.add_argument(
+        '--num-vis',
+        type=int,
+        default=4,
+        help='overlay sheets for the first K images')
     defaults = PseudoLabelConfig()
     parser.add_argument(
-        '--upsample', choices=UPSAMPLE_MODES, default=defaults.upsample,
+        '--upsample',
+        choices=UPSAMPLE_MODES,
+        default=defaults.upsample,
         help="where the per-pixel maps are computed: 'features' (the "
         "authors' order, exact, memory bounded) or 'maps' "
         '(at feature resolution, then upsampled: cheaper, paper footnote 3)')
     parser.add_argument(
-        '--threshold-reference', choices=THRESHOLD_REFERENCES,
+        '--threshold-reference',
+        choices=THRESHOLD_REFERENCES,
         default=defaults.threshold_reference,
         help="u0 keeps values >= 0.99 x the max similarity over the whole "
         "image ('similarity', the authors) or inside the boxes ('boxes')")
     parser.add_argument(
-        '--align-corners', choices=('true', 'false'),
+        '--align-corners',
+        choices=('true', 'false'),
         default=str(defaults.align_corners).lower(),
         help='bilinear alignment of feature maps to the image; true (the '
         'authors): feature cell i sits at pixel 8i')
-    parser.add_argument('--no-u0', action='store_true',
-                        help='the "Ycrf w/o u0" ablation')
-    parser.add_argument('--no-eval', action='store_true',
-                        help='do not write metrics.json')
-    parser.add_argument('--no-grabcut', action='store_true',
-                        help='leave the (slow) GrabCut baseline out')
+    parser.add_argument(
+        '--no-u0', action='store_true', help='the "Ycrf w/o u0" ablation')
+    parser.add_argument(
+        '--no-eval', action='store_true', help='do not write metrics.json')
+    parser.add_argument(
+        '--no-grabcut',
+        action='store_true',
+        help='leave the (slow) GrabCut baseline out')
     parser.add_argument('--device', help='cpu, cuda, ... (default: auto)')
-    parser.add_argument('--overwrite', action='store_true',
-                        help="delete the labels of an earlier run in "
-                        "--out-dir first (needed when the checkpoint, the "
-                        "options or the images changed)")
-    parser.add_argument('--allow-partial-checkpoint', action='store_true',
-                        help='load only the checkpoint keys that fit the '
-                        'model (warns with the others) instead of stopping')
+    parser.add_argument(
+        '--overwrite',
+        action='store_true',
+        help="delete the labels of an earlier run in "
+        "--out-dir first (needed when the checkpoint, the "
+        "options or the images changed)")
+    parser.add_argument(
+        '--allow-partial-checkpoint',
+        action='store_true',
+        help='load only the checkpoint keys that fit the '
+        'model (warns with the others) instead of stopping')
     add_runner_args(parser)
     args = parse_runner_args(parser, argv)
     if args.workers < 0:
@@ -114,21 +133,30 @@ def main(argv=None) -> dict:
     logger = MMLogger.get_instance(
         'bana_mm_stage2', log_level='INFO' if get_rank() == 0 else 'ERROR')
     model, meta = load_stage1_model(
-        cfg, args.checkpoint, device,
+        cfg,
+        args.checkpoint,
+        device,
         allow_partial=args.allow_partial_checkpoint)
     dataset = build_label_dataset(cfg, args.data_root, args.split)
     options = Stage2Options(
-        workers=args.workers, num_vis=args.num_vis,
-        evaluate=not args.no_eval, grabcut=not args.no_grabcut,
+        workers=args.workers,
+        num_vis=args.num_vis,
+        evaluate=not args.no_eval,
+        grabcut=not args.no_grabcut,
         labels=PseudoLabelConfig(
             upsample=args.upsample,
             threshold_reference=args.threshold_reference,
             align_corners=args.align_corners == 'true',
             background='cam' if args.no_u0 else 'attention'))
     logger.info(f'stage 2: {len(dataset)} images -> {args.out_dir}')
-    run = run_stage2(model, dataset, args.out_dir, options,
-                     trained_classes=model_classes(cfg, meta),
-                     checkpoint=args.checkpoint, overwrite=args.overwrite)
+    run = run_stage2(
+        model,
+        dataset,
+        args.out_dir,
+        options,
+        trained_classes=model_classes(cfg, meta),
+        checkpoint=args.checkpoint,
+        overwrite=args.overwrite)
     logger.info(describe(run, args.out_dir))
     if run['failed']:
         logger.error(f'stage 2: {len(run["failed"])} of {run["images"]} '

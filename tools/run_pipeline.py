@@ -22,9 +22,9 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmengine.config import DictAction  # noqa: E402
+from mmengine.config import DictAction
 
-from bana_mm.apis import parse_stages, run_pipeline  # noqa: E402
+from bana_mm.apis import parse_stages, run_pipeline
 
 
 def main(argv=None) -> dict:
@@ -37,30 +37,49 @@ def main(argv=None) -> dict:
         '../shared/data/coco128_voc20 --work-dir work_dirs/coco128 '
         '--stages 1,2\n'
         '  python -m bana_mm.tools.run_pipeline --work-dir work_dirs/demo')
-    parser.add_argument('--data-root', help='VOC-layout dataset folder '
-                        '(default: generate the embedded synthetic dataset)')
+    parser.add_argument(
+        '--data-root',
+        help='VOC-layout dataset folder '
+        '(default: generate the embedded synthetic dataset)')
     parser.add_argument('--work-dir', required=True, help='output folder')
     parser.add_argument('--preset', default='tiny', choices=['tiny', 'full'])
-    parser.add_argument('--stages', default='1,2,3',
-                        help='e.g. 1 or 1,2 or 1,2,3 (default)')
-    parser.add_argument('--max-iters', type=int,
-                        help='override the iterations of stages 1 and 3')
-    parser.add_argument('--workers', type=int, default=1,
-                        help='DenseCRF processes of stage 2')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='stage-1 config overrides, key=value')
-    parser.add_argument('--method', default='bana', choices=['bana', 'mdh'],
-                        help='bana (default) or mdh (docs/mdh.md)')
-    parser.add_argument('--full-split', help='mdh: file of fully labelled '
-                        'ids (default: a fixed share, docs/mdh.md)')
-    parser.add_argument('--rounds', type=int, default=1,
-                        help='mdh: AnnNet rounds (paper Table 6)')
+    parser.add_argument(
+        '--stages', default='1,2,3', help='e.g. 1 or 1,2 or 1,2,3 (default)')
+    parser.add_argument(
+        '--max-iters',
+        type=int,
+        help='override the iterations of stages 1 and 3')
+    parser.add_argument(
+        '--workers', type=int, default=1, help='DenseCRF processes of stage 2')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='stage-1 config overrides, key=value')
+    parser.add_argument(
+        '--method',
+        default='bana',
+        choices=['bana', 'mdh'],
+        help='bana (default) or mdh (docs/mdh.md)')
+    parser.add_argument(
+        '--full-split',
+        help='mdh: file of fully labelled '
+        'ids (default: a fixed share, docs/mdh.md)')
+    parser.add_argument(
+        '--rounds',
+        type=int,
+        default=1,
+        help='mdh: AnnNet rounds (paper Table 6)')
     args = parser.parse_args(argv)
     if args.method == 'mdh':
         from bana_mm.apis.mdh import run_mdh_pipeline
         summary = run_mdh_pipeline(
-            args.work_dir, args.data_root, args.preset, args.full_split,
-            args.rounds, max_iters=args.max_iters)
+            args.work_dir,
+            args.data_root,
+            args.preset,
+            args.full_split,
+            args.rounds,
+            max_iters=args.max_iters)
         print(json.dumps(summary.get('mdh'), indent=2))
         print(f'summary written to {osp.join(args.work_dir, "summary.json")}')
         return summary
@@ -68,9 +87,8 @@ def main(argv=None) -> dict:
         stages = parse_stages(args.stages)
     except ValueError as err:
         parser.error(str(err))
-    summary = run_pipeline(args.work_dir, args.data_root, args.preset,
-                           stages, args.max_iters, args.cfg_options,
-                           args.workers)
+    summary = run_pipeline(args.work_dir, args.data_root, args.preset, stages,
+                           args.max_iters, args.cfg_options, args.workers)
     print(json.dumps(summary, indent=2))
     if 'stage2' in summary:
         print(f'pseudo labels: {summary["stage2"]["out_dir"]} (metrics.json), '

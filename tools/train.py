@@ -13,13 +13,12 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmengine.config import Config  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
+from mmengine.config import Config
+from mmengine.runner import Runner
 
-import bana_mm  # noqa: E402,F401  (checkpoint loading on torch >= 2.6)
-from bana_mm.utils.cli import add_runner_args  # noqa: E402
-from bana_mm.utils.cli import init_launcher, parse_runner_args  # noqa: E402
-from bana_mm.utils.config_path import config_file  # noqa: E402
+import bana_mm  # noqa: F401  (checkpoint loading on torch >= 2.6)
+from bana_mm.utils.cli import add_runner_args, init_launcher, parse_runner_args
+from bana_mm.utils.config_path import config_file
 
 EXAMPLES = """examples:
   # stage 1 (BAP) on PASCAL VOC, the paper's schedule

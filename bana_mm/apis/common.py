@@ -15,7 +15,6 @@ import numpy as np
 from ..utils.io import atomic_write_text
 
 
-
 @dataclass
 class VOCLayout:
     """A PASCAL-VOC-layout folder with box annotations."""
@@ -48,10 +47,14 @@ class VOCLayout:
                 f'{root}: no ImageSets/Segmentation/train.txt or '
                 'ImageSets/Main/train.txt')
         names_file = osp.join(root, 'class_names.txt')
-        classes = (read_class_names(names_file) if osp.isfile(names_file)
-                   else VOC_CLASSES)
-        return cls(root=root, classes=classes, train_split=splits['train'],
-                   val_split=splits.get('val'))
+        classes = (
+            read_class_names(names_file)
+            if osp.isfile(names_file) else VOC_CLASSES)
+        return cls(
+            root=root,
+            classes=classes,
+            train_split=splits['train'],
+            val_split=splits.get('val'))
 
 
 def window_means(losses: Sequence[float], share: float = 0.1) -> tuple:
@@ -85,9 +88,11 @@ def train_and_summarise(cfg, stage: str) -> Tuple[object, dict]:
     checkpoint = osp.join(cfg.work_dir, f'iter_{runner.iter}.pth')
     if not osp.isfile(checkpoint):
         raise RuntimeError(f'{stage} finished but {checkpoint} is missing')
-    return runner, dict(iters=int(runner.iter), loss_first=loss_first,
-                        loss_last=loss_last,
-                        checkpoint=osp.abspath(checkpoint))
+    return runner, dict(
+        iters=int(runner.iter),
+        loss_first=loss_first,
+        loss_last=loss_last,
+        checkpoint=osp.abspath(checkpoint))
 
 
 def update_summary(path: str, entries: Dict[str, dict]) -> dict:
@@ -103,8 +108,7 @@ def update_summary(path: str, entries: Dict[str, dict]) -> dict:
 
 def ensure_default_dataset(root: str, seed: int = 0) -> str:
     """Generate the embedded synthetic dataset at ``root`` unless present."""
-    if not osp.isfile(osp.join(root, 'ImageSets', 'Segmentation',
-                               'val.txt')):
+    if not osp.isfile(osp.join(root, 'ImageSets', 'Segmentation', 'val.txt')):
         from ..datagen import generate_synthetic_dataset
         generate_synthetic_dataset(root, seed=seed)
     return root
@@ -121,4 +125,3 @@ def previous_entry(summary_path: str, stage: str, key: str) -> str:
     raise FileNotFoundError(
         f'{summary_path} has no {stage}.{key}: run that stage first '
         f'(e.g. --stages {stage[-1]},...)')
-

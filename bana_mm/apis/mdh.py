@@ -4,6 +4,10 @@ mixed-dual-head) -> pseudo masks for W (eq. 3) [-> rounds, Table 6] ->
 SegNet, evaluated on val. ``tools/run_pipeline.py --method mdh`` calls
 :func:`run_mdh_pipeline`; docs/mdh.md lists the choices the paper leaves open.
 
+Over 400 lines for now: like the other stage modules of ``apis`` it holds
+one method's whole job (splits, label writers, AnnNet rounds, SegNet); the
+label writers and their scores are the part to move out next.
+
 Work folder::
 
     WORK/splits/{full,weak}.txt          F and W ids
@@ -33,8 +37,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from ..core.baselines import box_baseline, grabcut_mask
-from ..core.mdh_proposals import (check_tau, paint_by_box_area,
-                                  proposal_mask, pseudo_mask_from_probs)
+from ..core.mdh_proposals import (check_tau, paint_by_box_area, proposal_mask,
+                                  pseudo_mask_from_probs)
 from ..utils.config_path import config_file
 from ..utils.io import atomic_write_bytes, atomic_write_text, read_split
 from ..utils.label_io import read_label_png, write_label_png
@@ -75,7 +79,9 @@ def default_full_ids(train_ids: Sequence[str],
     return [ids[i * len(ids) // n_full] for i in range(n_full)]
 
 
-def make_splits(data_root: str, train_split: str, out_dir: str,
+def make_splits(data_root: str,
+                train_split: str,
+                out_dir: str,
                 full_split: Optional[str] = None) -> MDHSplits:
     """Check F (``full_split``, default :func:`default_full_ids`) against
     the training split and the ground truth, write ``full.txt`` /
@@ -88,15 +94,17 @@ def make_splits(data_root: str, train_split: str, out_dir: str,
             PNG (named).
     """
     train = read_split(osp.join(data_root, train_split))
-    full = (default_full_ids(train) if full_split is None
-            else read_split(full_split))  # raises if empty or missing
+    full = (default_full_ids(train) if full_split is None else
+            read_split(full_split))  # raises if empty or missing
     unknown = [i for i in full if i not in set(train)]
     if unknown:
         raise ValueError(f'{len(unknown)} id(s) of the full split '
                          f'{full_split} are not in the training split '
                          f'{train_split}: {unknown[:10]}')
-    no_gt = [osp.join(data_root, GT_SUBDIR, f'{i}.png') for i in full
-             if not osp.isfile(osp.join(data_root, GT_SUBDIR, f'{i}.png'))]
+    no_gt = [
+        osp.join(data_root, GT_SUBDIR, f'{i}.png') for i in full
+        if not osp.isfile(osp.join(data_root, GT_SUBDIR, f'{i}.png'))
+    ]
     if no_gt:
         raise FileNotFoundError(f'{len(no_gt)} fully labelled id(s) have no '
                                 f'ground-truth PNG: {no_gt[:10]}')
@@ -122,10 +130,13 @@ def box_dataset(data_root: str, ann_file: str, classes: Sequence[str]):
 
     import bana_mm.seg  # noqa: F401
     with DefaultScope.overwrite_default_scope('mmseg'):
-        return DATASETS.build(dict(
-            type='MDHVOCDataset', data_root=data_root.rstrip('/') + '/',
-            ann_file=ann_file, metainfo=dict(classes=tuple(classes)),
-            pipeline=[]))
+        return DATASETS.build(
+            dict(
+                type='MDHVOCDataset',
+                data_root=data_root.rstrip('/') + '/',
+                ann_file=ann_file,
+                metainfo=dict(classes=tuple(classes)),
+                pipeline=[]))
 
 
 def boxes_of(info: dict):
@@ -154,7 +165,9 @@ def _sum_over_ranks(report: Dict[str, int]) -> Dict[str, int]:
     return {k: sum(r[k] for r in all_gather_object(report)) for k in report}
 
 
-def write_proposals(dataset, out_dir: str, ycrf_dir: Optional[str] = None,
+def write_proposals(dataset,
+                    out_dir: str,
+                    ycrf_dir: Optional[str] = None,
                     grabcut_iterations: int = 5) -> dict:
     """Proposal masks (and the GrabCut baseline) of this rank's shard."""
     import mmcv
@@ -177,8 +190,9 @@ def write_proposals(dataset, out_dir: str, ycrf_dir: Optional[str] = None,
             ycrf = None
             if ycrf_dir is not None:
                 ycrf = read_label_png(osp.join(ycrf_dir, f'{stem}.png'))
-            write_label_png(osp.join(out_dir, 'grabcut', f'{stem}.png'),
-                            paint_by_box_area(gcs, boxes, labels, hw))
+            write_label_png(
+                osp.join(out_dir, 'grabcut', f'{stem}.png'),
+                paint_by_box_area(gcs, boxes, labels, hw))
             # the proposal last: an id counts as done once it exists
             write_label_png(target, proposal_mask(gcs, boxes, labels, hw,
                                                   ycrf))
@@ -190,17 +204,21 @@ def write_proposals(dataset, out_dir: str, ycrf_dir: Optional[str] = None,
     return report
 
 
-def score_label_dir(label_dir: str, ids: Sequence[str], data_root: str,
-                    class_names: Sequence[str], boxes_by_id=None
-                    ) -> Dict[str, Optional[float]]:
+def score_label_dir(label_dir: str,
+                    ids: Sequence[str],
+                    data_root: str,
+                    class_names: Sequence[str],
+                    boxes_by_id=None) -> Dict[str, Optional[float]]:
     """Scores of ``label_dir/<id>.png`` against the ground truth of the ids
     that have one: ``miou`` (percent; ignored pixels count as misses, as in
     mmseg), ``miou_labelled`` (only where the map is not 255) and
     ``ignored_share`` over all ids. ``boxes_by_id`` ({id: (boxes, labels)})
     also scores the Box baseline: returns ``{"maps": ..., "box": ...}``."""
     from ..evaluation import SemanticScores
-    scores = {k: SemanticScores(class_names)
-              for k in ('all', 'labelled', 'box')}
+    scores = {
+        k: SemanticScores(class_names)
+        for k in ('all', 'labelled', 'box')
+    }
     ignored = total = 0
     for stem in ids:
         pred = read_label_png(osp.join(label_dir, f'{stem}.png'))
@@ -215,17 +233,24 @@ def score_label_dir(label_dir: str, ids: Sequence[str], data_root: str,
                 scores['box'].add(
                     box_baseline(*boxes_by_id[stem], gt.shape), gt)
     miou = {k: s.results()['miou'] for k, s in scores.items()}
-    miou = {k: None if v is None else round(100.0 * v, 2)
-            for k, v in miou.items()}
-    entry = dict(miou=miou['all'], miou_labelled=miou['labelled'],
-                 ignored_share=round(ignored / total, 4) if total else None,
-                 images=len(ids), evaluated=scores['all'].images)
+    miou = {
+        k: None if v is None else round(100.0 * v, 2)
+        for k, v in miou.items()
+    }
+    entry = dict(
+        miou=miou['all'],
+        miou_labelled=miou['labelled'],
+        ignored_share=round(ignored / total, 4) if total else None,
+        images=len(ids),
+        evaluated=scores['all'].images)
     if boxes_by_id is not None:
         return dict(maps=entry, box=miou['box'])
     return entry
 
 
-def run_proposals(layout, splits: MDHSplits, out_dir: str,
+def run_proposals(layout,
+                  splits: MDHSplits,
+                  out_dir: str,
                   ycrf_dir: Optional[str] = None,
                   grabcut_iterations: int = 5) -> dict:
     """Proposal masks for W, their scores and the Box / GrabCut baselines.
@@ -239,27 +264,38 @@ def run_proposals(layout, splits: MDHSplits, out_dir: str,
     report = _sum_over_ranks(report)
     seconds = time.perf_counter() - start
     class_names = ('background', ) + tuple(layout.classes)
-    boxes = {dataset.get_data_info(i)['img_id']: boxes_of(
-        dataset.get_data_info(i)) for i in range(len(dataset))}
-    scored = score_label_dir(osp.join(out_dir, 'masks'), splits.weak,
-                             layout.root, class_names, boxes)
-    grabcut = score_label_dir(osp.join(out_dir, 'grabcut'), splits.weak,
-                              layout.root, class_names)
-    entry = dict(scored['maps'], second='ycrf' if ycrf_dir else 'box',
-                 ycrf_dir=ycrf_dir and osp.abspath(ycrf_dir),
-                 grabcut_iterations=grabcut_iterations,
-                 out_dir=osp.abspath(osp.join(out_dir, 'masks')),
-                 baselines=dict(box=scored['box'], grabcut=grabcut['miou']),
-                 seconds=round(seconds, 1), **report)
+    boxes = {
+        dataset.get_data_info(i)['img_id']: boxes_of(dataset.get_data_info(i))
+        for i in range(len(dataset))
+    }
+    scored = score_label_dir(
+        osp.join(out_dir, 'masks'), splits.weak, layout.root, class_names,
+        boxes)
+    grabcut = score_label_dir(
+        osp.join(out_dir, 'grabcut'), splits.weak, layout.root, class_names)
+    entry = dict(
+        scored['maps'],
+        second='ycrf' if ycrf_dir else 'box',
+        ycrf_dir=ycrf_dir and osp.abspath(ycrf_dir),
+        grabcut_iterations=grabcut_iterations,
+        out_dir=osp.abspath(osp.join(out_dir, 'masks')),
+        baselines=dict(box=scored['box'], grabcut=grabcut['miou']),
+        seconds=round(seconds, 1),
+        **report)
     if is_main_process():
-        atomic_write_text(osp.join(out_dir, 'run.json'),
-                          json.dumps(entry, indent=2) + '\n')
+        atomic_write_text(
+            osp.join(out_dir, 'run.json'),
+            json.dumps(entry, indent=2) + '\n')
     return entry
 
 
 # ------------------------------------------------------- AnnNet / SegNet
-def mdh_config(name: str, layout, splits: MDHSplits, weak_label_dir: str,
-               work_dir: str, max_iters: Optional[int] = None,
+def mdh_config(name: str,
+               layout,
+               splits: MDHSplits,
+               weak_label_dir: str,
+               work_dir: str,
+               max_iters: Optional[int] = None,
                cfg_options: Optional[dict] = None):
     """An 'mdh' config (``configs/mdh/<name>``, found by
     :func:`~bana_mm.utils.config_path.config_file`) pointed at the data: the
@@ -271,12 +307,14 @@ def mdh_config(name: str, layout, splits: MDHSplits, weak_label_dir: str,
     root = layout.root.rstrip('/') + '/'
     meta = dict(classes=tuple(layout.classes))
     cfg.train_dataloader.dataset.update(
-        data_root=root, ann_file=layout.train_split, metainfo=meta,
+        data_root=root,
+        ann_file=layout.train_split,
+        metainfo=meta,
         full_split=splits.full_file,
         weak_label_dir=osp.abspath(weak_label_dir))
     for key in ('val_dataloader', 'test_dataloader'):
-        cfg[key].dataset.update(data_root=root, metainfo=meta,
-                                ann_file=layout.val_split)
+        cfg[key].dataset.update(
+            data_root=root, metainfo=meta, ann_file=layout.val_split)
     for key in ('decode_head', 'auxiliary_head'):
         heads = cfg.model.get(key)
         for head in (heads if isinstance(heads, list) else [heads]):
@@ -321,9 +359,12 @@ def train_or_reuse(cfg, stage: str):
     return runner, entry
 
 
-def write_pseudo_masks(runner, cfg, splits: MDHSplits, out_dir: str,
-                       tau: float = 0.9, boxes_by_id: Optional[dict] = None
-                       ) -> dict:
+def write_pseudo_masks(runner,
+                       cfg,
+                       splits: MDHSplits,
+                       out_dir: str,
+                       tau: float = 0.9,
+                       boxes_by_id: Optional[dict] = None) -> dict:
     """Eq. 3 for every W id without a PNG in ``out_dir``: AnnNet's strong
     head (``model.test_step`` on the config's 5-channel test pipeline),
     softmax, argmax where the max > τ, else 255. ``boxes_by_id`` turns on
@@ -333,8 +374,10 @@ def write_pseudo_masks(runner, cfg, splits: MDHSplits, out_dir: str,
     import torch
     from mmengine.dist import get_rank
     from mmengine.runner import Runner
-    todo = [i for i in splits.weak
-            if not osp.isfile(osp.join(out_dir, f'{i}.png'))]
+    todo = [
+        i for i in splits.weak
+        if not osp.isfile(osp.join(out_dir, f'{i}.png'))
+    ]
     report = dict(written=0, skipped=len(splits.weak) - len(todo))
     if not todo:
         return report
@@ -344,8 +387,8 @@ def write_pseudo_masks(runner, cfg, splits: MDHSplits, out_dir: str,
     loader_cfg = copy.deepcopy(cfg.test_dataloader)
     loader_cfg.dataset.ann_file = todo_file
     loader_cfg.batch_size = 1
-    loader_cfg.sampler = dict(type='DefaultSampler', shuffle=False,
-                              round_up=False)
+    loader_cfg.sampler = dict(
+        type='DefaultSampler', shuffle=False, round_up=False)
     loader = Runner.build_dataloader(loader_cfg)
     model = runner.model.module if hasattr(runner.model, 'module') \
         else runner.model
@@ -356,11 +399,12 @@ def write_pseudo_masks(runner, cfg, splits: MDHSplits, out_dir: str,
             for sample in model.test_step(batch):
                 stem = osp.splitext(osp.basename(sample.img_path))[0]
                 probs = sample.seg_logits.data.float().softmax(dim=0)
-                box, lab = (boxes_by_id[stem] if boxes_by_id is not None
-                            else (None, None))
-                write_label_png(osp.join(out_dir, f'{stem}.png'),
-                                pseudo_mask_from_probs(probs.cpu(), tau,
-                                                       box, lab))
+                box, lab = (
+                    boxes_by_id[stem] if boxes_by_id is not None else
+                    (None, None))
+                write_label_png(
+                    osp.join(out_dir, f'{stem}.png'),
+                    pseudo_mask_from_probs(probs.cpu(), tau, box, lab))
                 report['written'] += 1
             if bar is not None:
                 bar.update()
@@ -378,15 +422,19 @@ def write_sheets(layout, dataset, stems: Sequence[str], out_dir: str,
     import cv2
 
     from ..visualization.mdh_sheet import mdh_sheet_from_files
-    infos = {dataset.get_data_info(i)['img_id']: dataset.get_data_info(i)
-             for i in range(len(dataset))}
+    infos = {
+        dataset.get_data_info(i)['img_id']: dataset.get_data_info(i)
+        for i in range(len(dataset))
+    }
     written = []
     for stem in stems:
         info = infos[stem]
         sheet = mdh_sheet_from_files(
-            info['img_path'], *boxes_of(info), layout.classes,
-            [osp.join(d, f'{stem}.png') for d in (
-                proposal_dir, pseudo_dir, osp.join(layout.root, GT_SUBDIR))])
+            info['img_path'], *boxes_of(info), layout.classes, [
+                osp.join(d, f'{stem}.png')
+                for d in (proposal_dir, pseudo_dir,
+                          osp.join(layout.root, GT_SUBDIR))
+            ])
         ok, encoded = cv2.imencode('.jpg', sheet[..., ::-1],
                                    [cv2.IMWRITE_JPEG_QUALITY, 90])
         if ok:
@@ -408,16 +456,23 @@ def _ycrf_from_summary(summary_path: str) -> Optional[str]:
 
 
 def _train_entry(entry: dict) -> dict:
-    return {k: entry[k] for k in ('iters', 'loss_first', 'loss_last',
-                                  'checkpoint', 'seconds') if k in entry}
+    return {
+        k: entry[k]
+        for k in ('iters', 'loss_first', 'loss_last', 'checkpoint', 'seconds')
+        if k in entry
+    }
 
 
-def run_mdh_pipeline(work_dir: str, data_root: Optional[str] = None,
-                     preset: str = 'tiny', full_split: Optional[str] = None,
-                     rounds: int = 1, tau: float = 0.9,
+def run_mdh_pipeline(work_dir: str,
+                     data_root: Optional[str] = None,
+                     preset: str = 'tiny',
+                     full_split: Optional[str] = None,
+                     rounds: int = 1,
+                     tau: float = 0.9,
                      bana_labels: Optional[str] = None,
                      max_iters: Optional[int] = None,
-                     box_constraint: bool = False, num_vis: int = 4,
+                     box_constraint: bool = False,
+                     num_vis: int = 4,
                      grabcut_iterations: int = 5,
                      mix_ratio: Optional[Sequence[float]] = None) -> dict:
     """Proposals -> AnnNet -> pseudo masks (x ``rounds``) -> SegNet.
@@ -447,8 +502,10 @@ def run_mdh_pipeline(work_dir: str, data_root: Optional[str] = None,
     options = None
     if mix_ratio is not None:
         from ..seg.mdh.sampler import check_ratio
-        options = {'model.decode_head.mix_ratio': list(
-            check_ratio(mix_ratio, 'mix_ratio (r)'))}
+        options = {
+            'model.decode_head.mix_ratio':
+            list(check_ratio(mix_ratio, 'mix_ratio (r)'))
+        }
     if preset not in MDH_CONFIGS:
         raise ValueError(f'unknown preset {preset!r}; choose from '
                          f'{sorted(MDH_CONFIGS)}')
@@ -467,8 +524,9 @@ def run_mdh_pipeline(work_dir: str, data_root: Optional[str] = None,
                          osp.join(work_dir, 'splits'), full_split)
     _log(f'MDH: F = {len(splits.full)} ids ({splits.full_file}), '
          f'W = {len(splits.weak)} ids')
-    ycrf_dir = (osp.join(bana_labels, 'Ycrf') if bana_labels
-                else _ycrf_from_summary(summary_path))
+    ycrf_dir = (
+        osp.join(bana_labels, 'Ycrf')
+        if bana_labels else _ycrf_from_summary(summary_path))
     proposals = run_proposals(layout, splits, osp.join(work_dir, 'proposals'),
                               ycrf_dir, grabcut_iterations)
     _log(f'MDH proposals ({proposals["second"]} as second proposal): mIoU '
@@ -477,8 +535,11 @@ def run_mdh_pipeline(work_dir: str, data_root: Optional[str] = None,
     boxes = None
     if box_constraint:
         dataset = box_dataset(layout.root, splits.weak_file, layout.classes)
-        boxes = {dataset.get_data_info(i)['img_id']: boxes_of(
-            dataset.get_data_info(i)) for i in range(len(dataset))}
+        boxes = {
+            dataset.get_data_info(i)['img_id']:
+            boxes_of(dataset.get_data_info(i))
+            for i in range(len(dataset))
+        }
     annnet_cfg, segnet_cfg = MDH_CONFIGS[preset]
     weak_dir, history = proposals['out_dir'], []
     for k in range(1, int(rounds) + 1):
@@ -488,17 +549,24 @@ def run_mdh_pipeline(work_dir: str, data_root: Optional[str] = None,
         runner, annnet = train_or_reuse(cfg, f'AnnNet round {k}')
         pseudo_dir = osp.join(round_dir, 'pseudo')
         start = time.perf_counter()
-        report = _sum_over_ranks(write_pseudo_masks(
-            runner, cfg, splits, pseudo_dir, tau, boxes))
+        report = _sum_over_ranks(
+            write_pseudo_masks(runner, cfg, splits, pseudo_dir, tau, boxes))
         pseudo = score_label_dir(pseudo_dir, splits.weak, layout.root,
                                  class_names)
-        pseudo.update(report, tau=tau, box_constraint=box_constraint,
-                      out_dir=osp.abspath(pseudo_dir),
-                      seconds=round(time.perf_counter() - start, 1))
+        pseudo.update(
+            report,
+            tau=tau,
+            box_constraint=box_constraint,
+            out_dir=osp.abspath(pseudo_dir),
+            seconds=round(time.perf_counter() - start, 1))
         _log(f'MDH round {k} pseudo masks: mIoU {pseudo["miou"]}, ignored '
              f'{pseudo["ignored_share"]}')
-        history.append(dict(round=k, trained_on=osp.abspath(weak_dir),
-                            annnet=_train_entry(annnet), pseudo=pseudo))
+        history.append(
+            dict(
+                round=k,
+                trained_on=osp.abspath(weak_dir),
+                annnet=_train_entry(annnet),
+                pseudo=pseudo))
         weak_dir = pseudo_dir
         del runner
     cfg = mdh_config(segnet_cfg, layout, splits, weak_dir,
@@ -506,9 +574,10 @@ def run_mdh_pipeline(work_dir: str, data_root: Optional[str] = None,
     runner, segnet = train_or_reuse(cfg, 'SegNet')
     start = time.perf_counter()
     metrics = runner.test()
-    segnet = dict(_train_entry(segnet),
-                  miou_val=round(float(metrics['mIoU']), 2),
-                  test_seconds=round(time.perf_counter() - start, 1))
+    segnet = dict(
+        _train_entry(segnet),
+        miou_val=round(float(metrics['mIoU']), 2),
+        test_seconds=round(time.perf_counter() - start, 1))
     pictures = []
     if is_main_process() and num_vis > 0:
         dataset = box_dataset(layout.root, splits.weak_file, layout.classes)
@@ -516,11 +585,19 @@ def run_mdh_pipeline(work_dir: str, data_root: Optional[str] = None,
                                 osp.join(work_dir, 'vis'),
                                 proposals['out_dir'], weak_dir)
     entry = dict(
-        full=len(splits.full), weak=len(splits.weak), rounds=len(history),
+        full=len(splits.full),
+        weak=len(splits.weak),
+        rounds=len(history),
         splits=dict(full=splits.full_file, weak=splits.weak_file),
-        proposals={k: v for k, v in proposals.items() if k != 'baselines'},
-        annnet=history[-1]['annnet'], pseudo=history[-1]['pseudo'],
-        segnet=segnet, baselines=proposals['baselines'], history=history,
+        proposals={
+            k: v
+            for k, v in proposals.items() if k != 'baselines'
+        },
+        annnet=history[-1]['annnet'],
+        pseudo=history[-1]['pseudo'],
+        segnet=segnet,
+        baselines=proposals['baselines'],
+        history=history,
         pictures=pictures)
     if is_main_process():
         return update_summary(summary_path, dict(mdh=entry))

@@ -20,8 +20,10 @@ from .stage2 import run_stage2_for_layout
 from .stage3 import run_stage3
 
 
-def run_pipeline(work_dir: str, data_root: Optional[str] = None,
-                 preset: str = 'tiny', stages: Sequence[int] = (1, ),
+def run_pipeline(work_dir: str,
+                 data_root: Optional[str] = None,
+                 preset: str = 'tiny',
+                 stages: Sequence[int] = (1, ),
                  max_iters: Optional[int] = None,
                  cfg_options: Optional[dict] = None,
                  workers: int = 1) -> dict:
@@ -61,9 +63,13 @@ def run_pipeline(work_dir: str, data_root: Optional[str] = None,
     if 2 in stages:
         checkpoint = previous_entry(summary_path, 'stage1', 'checkpoint')
         # a stage 1 trained in this call makes earlier labels stale
-        stage2 = run_stage2_for_layout(layout, checkpoint,
-                                       osp.join(work_dir, 'stage2'), preset,
-                                       workers, overwrite=1 in stages)
+        stage2 = run_stage2_for_layout(
+            layout,
+            checkpoint,
+            osp.join(work_dir, 'stage2'),
+            preset,
+            workers,
+            overwrite=1 in stages)
         summary = update_summary(summary_path, dict(stage2=stage2))
         if stage2['failed']:
             raise RuntimeError(
@@ -76,10 +82,15 @@ def run_pipeline(work_dir: str, data_root: Optional[str] = None,
             raise FileNotFoundError(
                 f'{layout.root}: stage 3 evaluates on a val split with '
                 'ground truth; no ImageSets/*/val.txt found')
-        stage3 = run_stage3(layout.root, layout.classes, labels,
-                            osp.join(work_dir, 'stage3'), preset, max_iters,
-                            train_split=layout.train_split,
-                            val_split=layout.val_split)
+        stage3 = run_stage3(
+            layout.root,
+            layout.classes,
+            labels,
+            osp.join(work_dir, 'stage3'),
+            preset,
+            max_iters,
+            train_split=layout.train_split,
+            val_split=layout.val_split)
         summary = update_summary(summary_path, dict(stage3=stage3))
     return summary
 

@@ -15,7 +15,9 @@ STAGE1_CONFIGS = {
 }
 
 
-def stage1_config(layout: VOCLayout, work_dir: str, preset: str = 'tiny',
+def stage1_config(layout: VOCLayout,
+                  work_dir: str,
+                  preset: str = 'tiny',
                   max_iters: Optional[int] = None,
                   cfg_options: Optional[dict] = None):
     """The stage-1 config of ``preset`` pointed at ``layout``."""
@@ -37,25 +39,26 @@ def stage1_config(layout: VOCLayout, work_dir: str, preset: str = 'tiny',
             if 'milestones' in scheduler:
                 scheduler.milestones = [
                     min(m, max(1, int(max_iters * 0.75)))
-                    for m in scheduler.milestones]
-    cfg.default_hooks.logger.interval = max(
-        1, cfg.train_cfg.max_iters // 10)
-    cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
-        dict(type='ProgressBarHook')]
+                    for m in scheduler.milestones
+                ]
+    cfg.default_hooks.logger.interval = max(1, cfg.train_cfg.max_iters // 10)
+    cfg.custom_hooks = list(cfg.get('custom_hooks',
+                                    [])) + [dict(type='ProgressBarHook')]
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     return cfg
 
 
-def run_stage1(layout: VOCLayout, work_dir: str, preset: str = 'tiny',
+def run_stage1(layout: VOCLayout,
+               work_dir: str,
+               preset: str = 'tiny',
                max_iters: Optional[int] = None,
                cfg_options: Optional[dict] = None) -> dict:
     """Train the BAP classifier; return the ``stage1`` summary entry."""
     import bana_mm.det  # noqa: F401
-    cfg = stage1_config(layout, work_dir, preset, max_iters,
-                        cfg_options=cfg_options)
+    cfg = stage1_config(
+        layout, work_dir, preset, max_iters, cfg_options=cfg_options)
     start = time.time()
     _, entry = train_and_summarise(cfg, 'stage 1')
     entry['seconds'] = round(time.time() - start, 1)
     return entry
-

@@ -14,10 +14,11 @@ from ..det.pseudo_label_runner import (EXIT_IMAGES_FAILED, Stage2Options,
 from .common import VOCLayout
 from .stage1 import stage1_config
 
-__all__ = ['EXIT_IMAGES_FAILED', 'Stage2Options', 'StaleLabelsError',
-           'build_label_dataset', 'describe',
-           'load_stage1_model', 'model_classes', 'run_stage2',
-           'run_stage2_for_layout']
+__all__ = [
+    'EXIT_IMAGES_FAILED', 'Stage2Options', 'StaleLabelsError',
+    'build_label_dataset', 'describe', 'load_stage1_model', 'model_classes',
+    'run_stage2', 'run_stage2_for_layout'
+]
 
 
 def _state_dict_of(ckpt, checkpoint: str) -> dict:
@@ -30,8 +31,10 @@ def _state_dict_of(ckpt, checkpoint: str) -> dict:
     if not isinstance(state, dict):
         raise ValueError(f'{checkpoint}: its state_dict is a '
                          f'{type(state).__name__}, not a dict of weights')
-    return {(k[7:] if k.startswith('module.') else k): v
-            for k, v in state.items()}
+    return {
+        (k[7:] if k.startswith('module.') else k): v
+        for k, v in state.items()
+    }
 
 
 def _listed(keys, limit: int = 8) -> str:
@@ -49,8 +52,8 @@ def checkpoint_mismatch(model, state: dict) -> Dict[str, list]:
         unexpected=sorted(set(state) - set(own)),
         shape=[(k, tuple(getattr(state[k], 'shape', ())), tuple(own[k].shape))
                for k in sorted(set(own) & set(state))
-               if tuple(getattr(state[k], 'shape', ())) !=
-               tuple(own[k].shape)])
+               if tuple(getattr(state[k], 'shape', ())) != tuple(own[k].shape)
+               ])
 
 
 def describe_mismatch(checkpoint: str, problems: Dict[str, list],
@@ -64,21 +67,25 @@ def describe_mismatch(checkpoint: str, problems: Dict[str, list],
     if problems['unexpected']:
         parts.append(f'unexpected keys: {_listed(problems["unexpected"])}')
     if problems['shape']:
-        parts.append('shape mismatch (checkpoint vs model): ' + _listed(
-            f'{k} {list(a)} vs {list(b)}' for k, a, b in problems['shape']))
+        parts.append('shape mismatch (checkpoint vs model): ' +
+                     _listed(f'{k} {list(a)} vs {list(b)}'
+                             for k, a, b in problems['shape']))
     hint = ''
-    if any(k.startswith(('decode_head.', 'auxiliary_head.'))
-           for k in problems['unexpected']):
+    if any(
+            k.startswith(('decode_head.', 'auxiliary_head.'))
+            for k in problems['unexpected']):
         hint = (' It looks like a stage-3 (mmseg segmentor) checkpoint, not '
                 'a stage-1 BAP classifier.')
     elif problems['shape']:
         hint = (' Was it trained with another config (e.g. full width vs '
                 'the tiny preset, another number of classes)?')
-    return (f'{checkpoint} does not fit the stage-1 model of this config; '
-            + '; '.join(parts) + '.' + hint)
+    return (f'{checkpoint} does not fit the stage-1 model of this config; ' +
+            '; '.join(parts) + '.' + hint)
 
 
-def load_stage1_model(cfg, checkpoint: str, device: Optional[str] = None,
+def load_stage1_model(cfg,
+                      checkpoint: str,
+                      device: Optional[str] = None,
                       allow_partial: bool = False):
     """The stage-1 classifier of ``cfg`` with ``checkpoint`` loaded strictly
     (mmengine's ``_load_checkpoint`` and ``load_state_dict``), in eval mode;
@@ -103,13 +110,18 @@ def load_stage1_model(cfg, checkpoint: str, device: Optional[str] = None,
         if not allow_partial:
             raise ValueError(message + ' (--allow-partial-checkpoint loads '
                              'the keys that fit, at your own risk)')
-        warnings.warn('PARTIAL CHECKPOINT LOAD (--allow-partial-checkpoint): '
-                      + message + ' The other weights keep their initial '
-                      'values.', stacklevel=2)
+        warnings.warn(
+            'PARTIAL CHECKPOINT LOAD (--allow-partial-checkpoint): ' +
+            message + ' The other weights keep their initial '
+            'values.',
+            stacklevel=2)
         for key, _, _ in problems['shape']:
             state.pop(key)
-    load_state_dict(model, state, strict=not allow_partial,
-                    logger='silent' if allow_partial else 'current')
+    load_state_dict(
+        model,
+        state,
+        strict=not allow_partial,
+        logger='silent' if allow_partial else 'current')
     meta = ckpt.get('meta') or {}
     classes = (meta.get('dataset_meta') or {}).get('classes')
     rows = model.head.class_weights.shape[0] - 1
@@ -122,9 +134,12 @@ def load_stage1_model(cfg, checkpoint: str, device: Optional[str] = None,
     return model, meta
 
 
-def run_stage2_for_layout(layout: VOCLayout, checkpoint: str,
-                          out_dir: str, preset: str = 'tiny',
-                          workers: int = 1, num_vis: int = 4,
+def run_stage2_for_layout(layout: VOCLayout,
+                          checkpoint: str,
+                          out_dir: str,
+                          preset: str = 'tiny',
+                          workers: int = 1,
+                          num_vis: int = 4,
                           overwrite: bool = False) -> dict:
     """Pseudo labels for the training split with the stage-1 checkpoint;
     return the ``stage2`` summary entry (``overwrite``: delete the labels
@@ -135,16 +150,23 @@ def run_stage2_for_layout(layout: VOCLayout, checkpoint: str,
     cfg = stage1_config(layout, osp.dirname(out_dir), preset)
     model, meta = load_stage1_model(cfg, checkpoint)
     dataset = build_label_dataset(cfg)
-    run = run_stage2(model, dataset, out_dir,
-                     Stage2Options(workers=workers, num_vis=num_vis),
-                     trained_classes=model_classes(cfg, meta),
-                     checkpoint=checkpoint, overwrite=overwrite)
+    run = run_stage2(
+        model,
+        dataset,
+        out_dir,
+        Stage2Options(workers=workers, num_vis=num_vis),
+        trained_classes=model_classes(cfg, meta),
+        checkpoint=checkpoint,
+        overwrite=overwrite)
     MMLogger.get_current_instance().info(describe(run, out_dir))
     metrics = run.get('metrics') or {}
     return dict(
-        images=run['images'], written=run['written'],
+        images=run['images'],
+        written=run['written'],
         failed=len(run['failed']),
         seconds_per_image=run['seconds_per_image'],
-        miou=metrics.get('miou', {}), s_share=metrics.get('s_share'),
-        s_accuracy=metrics.get('s_accuracy'), out_dir=osp.abspath(out_dir),
+        miou=metrics.get('miou', {}),
+        s_share=metrics.get('s_share'),
+        s_accuracy=metrics.get('s_accuracy'),
+        out_dir=osp.abspath(out_dir),
         pictures=osp.abspath(osp.join(out_dir, 'vis')))

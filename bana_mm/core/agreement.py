@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import Tuple
 
 import numpy as np
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -60,7 +59,9 @@ def unpack_mask_pair(packed: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return (p & YCRF_BIT) // YCRF_BIT, (p & YRET_BIT) // YRET_BIT
 
 
-def agreement_mask_loss(logits: Tensor, ycrf: Tensor, yret: Tensor,
+def agreement_mask_loss(logits: Tensor,
+                        ycrf: Tensor,
+                        yret: Tensor,
                         loss_weight: float = 1.0) -> Tensor:
     """Binary cross-entropy over pixels where the two masks agree (§4.3).
 

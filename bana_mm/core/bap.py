@@ -1,4 +1,5 @@
-"""Background-aware pooling (BAP), paper §3.1, SPEC §1. Registry-free torch code.
+"""Background-aware pooling (BAP), paper §3.1, SPEC §1. Registry-free torch
+code.
 
 All functions work on one image: a feature map ``feat`` of shape (D, h, w) and
 boxes in input-pixel coordinates ``(x1, y1, x2, y2)`` (continuous, ``x2``
@@ -18,12 +19,13 @@ from torch import Tensor
 
 from .boxes import box_masks_at
 
-#: Definite-background share of the crop at or below which BAP falls back to GAP.
+#: Definite-background share of the crop at or below which BAP falls back to
+#: GAP.
 DEFAULT_MIN_BACKGROUND_SHARE = 0.125
 
 
-def definite_background(box_masks: Tensor, valid: Optional[Tensor] = None
-                        ) -> Tensor:
+def definite_background(box_masks: Tensor,
+                        valid: Optional[Tensor] = None) -> Tensor:
     """M of paper §3.1: 1 where no box covers the cell (and the cell is image).
 
     Args:
@@ -76,8 +78,8 @@ def background_attention(feat: Tensor, queries: Tensor,
         inside_boxes: (h, w) bool union of the boxes.
     """
     if queries.shape[0] == 0:
-        inside = torch.zeros(feat.shape[1:], dtype=feat.dtype,
-                             device=feat.device)
+        inside = torch.zeros(
+            feat.shape[1:], dtype=feat.dtype, device=feat.device)
     else:
         f = F.normalize(feat.flatten(1), dim=0)  # (D, h*w)
         q = F.normalize(queries, dim=1)  # (J, D)
@@ -85,7 +87,9 @@ def background_attention(feat: Tensor, queries: Tensor,
     return torch.where(inside_boxes, inside, torch.ones_like(inside))
 
 
-def weighted_box_pool(feat: Tensor, weight: Tensor, boxes: Tensor,
+def weighted_box_pool(feat: Tensor,
+                      weight: Tensor,
+                      boxes: Tensor,
                       input_hw: Tuple[int, int],
                       roi_size: Optional[Sequence[int]] = (2, 2),
                       eps: float = 1e-6) -> Tensor:
@@ -118,14 +122,15 @@ def weighted_box_pool(feat: Tensor, weight: Tensor, boxes: Tensor,
         den = masks.flatten(1).sum(dim=1, keepdim=True)
         return (num / den.clamp(min=eps))[:, None, :]
     from mmcv.ops import roi_align
+
     # Boxes go to feature coordinates per axis (the stride may differ
     # slightly between axes for odd sizes), then RoIAlign runs at scale 1.
     scale = boxes.new_tensor([w / input_hw[1], h / input_hw[0]] * 2)
     rois = torch.cat([boxes.new_zeros((boxes.shape[0], 1)), boxes * scale],
                      dim=1)
     stacked = torch.cat([feat * weight[None], weight[None]], dim=0)[None]
-    pooled = roi_align(stacked, rois.to(feat.dtype), tuple(roi_size),
-                       1.0, 0, 'avg', True)  # (K, D+1, ph, pw)
+    pooled = roi_align(stacked, rois.to(feat.dtype), tuple(roi_size), 1.0, 0,
+                       'avg', True)  # (K, D+1, ph, pw)
     num, den = pooled[:, :D], pooled[:, D:]
     vectors = num / den.clamp(min=eps)
     return vectors.flatten(2).transpose(1, 2)
@@ -174,12 +179,13 @@ def background_aware_pool(
         queries = all_queries[query_valid]
         image_cells = valid.sum() if valid is not None else h * w
         share = background.sum() / max(float(image_cells), 1.0)
-        fallback = bool(queries.shape[0] == 0
-                        or share <= min_background_share)
+        fallback = bool(queries.shape[0] == 0 or share <= min_background_share)
         attention = background_attention(feat, queries, inside)
-    pool_weight = (torch.ones_like(attention) if fallback
-                   else 1.0 - attention)
-    box_feats = weighted_box_pool(feat, pool_weight, boxes, input_hw,
-                                  roi_size)
-    return dict(box_feats=box_feats, queries=queries, attention=attention,
-                background=background, fallback=fallback)
+    pool_weight = (torch.ones_like(attention) if fallback else 1.0 - attention)
+    box_feats = weighted_box_pool(feat, pool_weight, boxes, input_hw, roi_size)
+    return dict(
+        box_feats=box_feats,
+        queries=queries,
+        attention=attention,
+        background=background,
+        fallback=fallback)

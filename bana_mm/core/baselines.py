@@ -39,8 +39,10 @@ def box_baseline(boxes: ArrayLike, labels: Sequence[int],
     return out
 
 
-def grabcut_mask(image_bgr: np.ndarray, box: Sequence[float],
-                 iterations: int = 5, margin: float = 0.5) -> np.ndarray:
+def grabcut_mask(image_bgr: np.ndarray,
+                 box: Sequence[float],
+                 iterations: int = 5,
+                 margin: float = 0.5) -> np.ndarray:
     """OpenCV GrabCut initialised with one box; (H, W) bool foreground.
 
     The model runs on the box enlarged by ``margin`` of its size on every
@@ -80,9 +82,10 @@ def grabcut_mask(image_bgr: np.ndarray, box: Sequence[float],
     return out
 
 
-def grabcut_baseline(image_bgr: np.ndarray, boxes: ArrayLike,
-                     labels: Sequence[int], iterations: int = 5
-                     ) -> np.ndarray:
+def grabcut_baseline(image_bgr: np.ndarray,
+                     boxes: ArrayLike,
+                     labels: Sequence[int],
+                     iterations: int = 5) -> np.ndarray:
     """"GrabCut": per box, its GrabCut foreground gets its class; smaller
     boxes on top."""
     boxes = _as_numpy_boxes(boxes)

@@ -58,9 +58,12 @@ def clip_boxes(boxes: Sequence[Sequence[float]], labels: Sequence[int],
 VOC_BOX_CONVENTIONS = ('voc', 'authors')
 
 
-def voc_box_to_xyxy(xmin: float, ymin: float, xmax: float, ymax: float,
-                    convention: str = 'voc'
-                    ) -> Tuple[float, float, float, float]:
+def voc_box_to_xyxy(
+        xmin: float,
+        ymin: float,
+        xmax: float,
+        ymax: float,
+        convention: str = 'voc') -> Tuple[float, float, float, float]:
     """Continuous ``(x1, y1, x2, y2)`` with exclusive ends from VOC XML
     integers. ``'voc'``: 1-based inclusive pixel indices (pixel ``xmin``
     starts at ``xmin - 1``, pixel ``xmax`` ends at ``xmax``); ``'authors'``:
@@ -112,15 +115,16 @@ def box_masks_at(boxes: Tensor, input_hw: Tuple[int, int],
     """
     (H, W), (h, w) = input_hw, feat_hw
     device = boxes.device
-    ys = torch.div(torch.arange(h, device=device) * H, h,
-                   rounding_mode='floor').to(boxes.dtype) + 0.5
-    xs = torch.div(torch.arange(w, device=device) * W, w,
-                   rounding_mode='floor').to(boxes.dtype) + 0.5
+    ys = torch.div(
+        torch.arange(h, device=device) * H, h, rounding_mode='floor').to(
+            boxes.dtype) + 0.5
+    xs = torch.div(
+        torch.arange(w, device=device) * W, w, rounding_mode='floor').to(
+            boxes.dtype) + 0.5
     x1, y1, x2, y2 = (boxes[:, k, None] for k in range(4))
     inside_y = (ys[None] >= y1) & (ys[None] < y2)  # (K, h)
     inside_x = (xs[None] >= x1) & (xs[None] < x2)  # (K, w)
     return inside_y[:, :, None] & inside_x[:, None, :]
-
 
 
 def pixel_box_masks(boxes: ArrayLike, image_hw: Tuple[int, int]) -> Tensor:
@@ -132,7 +136,7 @@ def class_box_masks(box_masks: Tensor, labels: ArrayLike,
                     class_ids: Tensor) -> Tensor:
     """(K, h, w) union of the box masks of each class in ``class_ids``."""
     labels = as_labels(labels)
-    out = box_masks.new_zeros((len(class_ids),) + tuple(box_masks.shape[1:]))
+    out = box_masks.new_zeros((len(class_ids), ) + tuple(box_masks.shape[1:]))
     for k, cid in enumerate(class_ids.tolist()):
         sel = labels == cid - 1
         if sel.any():

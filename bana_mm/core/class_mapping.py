@@ -13,15 +13,21 @@ from torch import Tensor
 
 #: COCO name -> VOC name, for the 20 classes the two share.
 COCO_TO_VOC: Dict[str, str] = {
-    'airplane': 'aeroplane', 'motorcycle': 'motorbike', 'couch': 'sofa',
-    'tv': 'tvmonitor', 'dining table': 'diningtable',
-    'potted plant': 'pottedplant'}
+    'airplane': 'aeroplane',
+    'motorcycle': 'motorbike',
+    'couch': 'sofa',
+    'tv': 'tvmonitor',
+    'dining table': 'diningtable',
+    'potted plant': 'pottedplant'
+}
 
 
-def map_class_weights(weights: Tensor, model_classes: Sequence[str],
-                      data_classes: Sequence[str],
-                      aliases: Optional[Mapping[str, str]] = None
-                      ) -> Tuple[Tensor, Tuple[int, ...]]:
+def map_class_weights(
+    weights: Tensor,
+    model_classes: Sequence[str],
+    data_classes: Sequence[str],
+    aliases: Optional[Mapping[str,
+                              str]] = None) -> Tuple[Tensor, Tuple[int, ...]]:
     """Rows of ``weights`` ((1 + len(model_classes), D), row 0 background)
     for ``data_classes``.
 

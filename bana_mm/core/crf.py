@@ -19,9 +19,11 @@ from .boxes import ArrayLike, pixel_box_masks
 
 
 def _frozen(gaussian: dict, bilateral: dict, iterations: int = 10):
-    return MappingProxyType(dict(gaussian=MappingProxyType(gaussian),
-                                 bilateral=MappingProxyType(bilateral),
-                                 iterations=iterations))
+    return MappingProxyType(
+        dict(
+            gaussian=MappingProxyType(gaussian),
+            bilateral=MappingProxyType(bilateral),
+            iterations=iterations))
 
 
 #: Stage 2 (SPEC §2, authors' stage-2 values): Gaussian sxy 3, compat 3;
@@ -29,12 +31,11 @@ def _frozen(gaussian: dict, bilateral: dict, iterations: int = 10):
 CRF_STAGE2 = _frozen(dict(sxy=3, compat=3), dict(sxy=55, srgb=3, compat=4))
 #: Test-time CRF of DeepLab-V1 LargeFOV (SPEC §3): bilateral sxy 121,
 #: srgb 5, compat 4; Gaussian sxy 3, compat 3; 10 mean-field iterations.
-CRF_DEEPLAB_V1 = _frozen(dict(sxy=3, compat=3),
-                         dict(sxy=121, srgb=5, compat=4))
+CRF_DEEPLAB_V1 = _frozen(
+    dict(sxy=3, compat=3), dict(sxy=121, srgb=5, compat=4))
 #: Test-time CRF of DeepLab-V2 (SPEC §3): bilateral sxy 67, srgb 3,
 #: compat 4; Gaussian sxy 1, compat 3; 10 mean-field iterations.
-CRF_DEEPLAB_V2 = _frozen(dict(sxy=1, compat=3),
-                         dict(sxy=67, srgb=3, compat=4))
+CRF_DEEPLAB_V2 = _frozen(dict(sxy=1, compat=3), dict(sxy=67, srgb=3, compat=4))
 #: Probabilities are clipped to [PROB_CLIP, 1] before -log (SPEC §2).
 PROB_CLIP = 1e-5
 
@@ -49,11 +50,12 @@ def crf_probabilities(unaries: Tensor, boxes: ArrayLike) -> Tensor:
     return torch.where(inside[None], probs, onehot)
 
 
-def dense_crf(image_rgb_uint8: np.ndarray, probs: ArrayLike,
+def dense_crf(image_rgb_uint8: np.ndarray,
+              probs: ArrayLike,
               gaussian: Optional[Mapping[str, float]] = None,
               bilateral: Optional[Mapping[str, float]] = None,
-              iterations: int = 10, prob_clip: float = PROB_CLIP
-              ) -> np.ndarray:
+              iterations: int = 10,
+              prob_clip: float = PROB_CLIP) -> np.ndarray:
     """Fully connected CRF (pydensecrf) on (C, H, W) probabilities.
 
     Unary = -log(clip(prob, prob_clip, 1)). ``gaussian`` (sxy, compat) and
@@ -62,8 +64,9 @@ def dense_crf(image_rgb_uint8: np.ndarray, probs: ArrayLike,
     marginals after ``iterations`` mean-field steps.
     """
     import pydensecrf.densecrf as dcrf
-    probs = np.asarray(probs.numpy() if isinstance(probs, Tensor) else probs,
-                       dtype=np.float32)
+    probs = np.asarray(
+        probs.numpy() if isinstance(probs, Tensor) else probs,
+        dtype=np.float32)
     C, H, W = probs.shape
     image = np.ascontiguousarray(image_rgb_uint8, dtype=np.uint8)
     if image.shape != (H, W, 3):
@@ -77,14 +80,14 @@ def dense_crf(image_rgb_uint8: np.ndarray, probs: ArrayLike,
     if g['compat']:
         crf.addPairwiseGaussian(sxy=g['sxy'], compat=g['compat'])
     if b['compat']:
-        crf.addPairwiseBilateral(sxy=b['sxy'], srgb=b['srgb'], rgbim=image,
-                                 compat=b['compat'])
+        crf.addPairwiseBilateral(
+            sxy=b['sxy'], srgb=b['srgb'], rgbim=image, compat=b['compat'])
     q = crf.inference(int(iterations))
     return np.asarray(q, dtype=np.float32).reshape(C, H, W)
 
 
-def labels_from_channels(index: np.ndarray, class_ids: ArrayLike
-                         ) -> np.ndarray:
+def labels_from_channels(index: np.ndarray,
+                         class_ids: ArrayLike) -> np.ndarray:
     """Channel indices (0 = background, k -> ``class_ids[k-1]``) to uint8
     map ids."""
     lut = np.concatenate([[0], np.asarray(class_ids, dtype=np.int64)])
@@ -97,9 +100,9 @@ def ycrf_from_marginals(marginals: np.ndarray, class_box_masks: ArrayLike,
     that class's boxes; (H, W) uint8 map ids (channel k > 0 -> class_ids[k-1]).
     Ties go to the lower channel, background first."""
     m = np.array(marginals, dtype=np.float32, copy=True)
-    masks = np.asarray(class_box_masks.numpy()
-                       if isinstance(class_box_masks, Tensor)
-                       else class_box_masks, dtype=bool)
+    masks = np.asarray(
+        class_box_masks.numpy()
+        if isinstance(class_box_masks, Tensor) else class_box_masks,
+        dtype=bool)
     m[1:][~masks] = 0.0
     return labels_from_channels(m.argmax(axis=0), class_ids)
-

@@ -28,4 +28,3 @@ def masks_to_coco_rle(masks: np.ndarray) -> list:
     for rle in rles:
         rle['counts'] = rle['counts'].decode('ascii')
     return rles
-

@@ -46,7 +46,9 @@ def box_masks(boxes: ArrayLike, image_hw: Tuple[int, int]) -> np.ndarray:
     return box_masks_at(boxes, image_hw, image_hw).numpy()
 
 
-def fuse_object(grabcut_fg: np.ndarray, second_fg: np.ndarray, label: int,
+def fuse_object(grabcut_fg: np.ndarray,
+                second_fg: np.ndarray,
+                label: int,
                 second_unknown: Optional[np.ndarray] = None) -> FusedObject:
     """Keep only the pixels where the two proposals agree (§3.1).
 
@@ -90,8 +92,8 @@ def paste_objects(objects: Sequence[FusedObject],
     return out
 
 
-def ycrf_object_proposal(ycrf: np.ndarray, box_mask: np.ndarray, label: int
-                         ) -> Tuple[np.ndarray, np.ndarray]:
+def ycrf_object_proposal(ycrf: np.ndarray, box_mask: np.ndarray,
+                         label: int) -> Tuple[np.ndarray, np.ndarray]:
     """Second proposal of one object from BANA's Ycrf: the pixels of its box
     that Ycrf gives its class; Ycrf's ignored pixels are unknown.
     Returns (fg, unknown), both (H, W) bool."""
@@ -104,8 +106,10 @@ def ycrf_object_proposal(ycrf: np.ndarray, box_mask: np.ndarray, label: int
     return fg, unknown
 
 
-def proposal_mask(grabcut_fgs: Sequence[np.ndarray], boxes: ArrayLike,
-                  labels: Sequence[int], image_hw: Tuple[int, int],
+def proposal_mask(grabcut_fgs: Sequence[np.ndarray],
+                  boxes: ArrayLike,
+                  labels: Sequence[int],
+                  image_hw: Tuple[int, int],
                   ycrf: Optional[np.ndarray] = None) -> np.ndarray:
     """The proposal mask of one image (§3.1).
 
@@ -132,8 +136,8 @@ def proposal_mask(grabcut_fgs: Sequence[np.ndarray], boxes: ArrayLike,
 
 
 def paint_by_box_area(masks: Sequence[np.ndarray], boxes: ArrayLike,
-                      labels: Sequence[int], image_hw: Tuple[int, int]
-                      ) -> np.ndarray:
+                      labels: Sequence[int],
+                      image_hw: Tuple[int, int]) -> np.ndarray:
     """The "GrabCut" baseline of BANA Table 1 from precomputed per-box
     masks (as :func:`~bana_mm.core.baselines.grabcut_baseline`: each mask
     gets its class, smaller boxes painted last), so GrabCut runs once."""
@@ -155,10 +159,11 @@ def check_tau(tau: float) -> float:
     return tau
 
 
-def pseudo_mask_from_probs(probs: ArrayLike, tau: float = 0.9,
-                           boxes: Optional[ArrayLike] = None,
-                           labels: Optional[Sequence[int]] = None
-                           ) -> np.ndarray:
+def pseudo_mask_from_probs(
+        probs: ArrayLike,
+        tau: float = 0.9,
+        boxes: Optional[ArrayLike] = None,
+        labels: Optional[Sequence[int]] = None) -> np.ndarray:
     """Eq. 3: a pixel keeps argmax_c p_c where max_c p_c > τ, else 255.
 
     Args:
@@ -169,16 +174,17 @@ def pseudo_mask_from_probs(probs: ArrayLike, tau: float = 0.9,
             class; elsewhere the pixel becomes 255.
     """
     tau = check_tau(tau)
-    probs = torch.as_tensor(np.asarray(probs) if not isinstance(
-        probs, torch.Tensor) else probs).float()
+    probs = torch.as_tensor(
+        np.asarray(probs) if not isinstance(probs, torch.Tensor) else probs
+    ).float()
     if probs.dim() != 3:
         raise ValueError(f'probs must be (C, H, W); got {tuple(probs.shape)}')
     conf, pred = probs.max(dim=0)
     out = pred.to(torch.int64).numpy().astype(np.uint8)
     out[~(conf > tau).numpy()] = IGNORE_INDEX
     if boxes is not None:
-        out = constrain_to_boxes(out, boxes, labels if labels is not None
-                                 else [])
+        out = constrain_to_boxes(out, boxes,
+                                 labels if labels is not None else [])
     return out
 
 

@@ -1,4 +1,5 @@
-"""Noise-aware loss (NAL) and its baselines, paper §3.3, SPEC §3. Registry-free.
+"""Noise-aware loss (NAL) and its baselines, paper §3.3, SPEC §3.
+Registry-free.
 
 Shapes: features ``phi`` (B, D, h, w), classifier weight ``W`` (C, D) (a 1x1
 conv weight (C, D, 1, 1) is accepted too), score maps (B, C, H, W), label maps
@@ -40,7 +41,8 @@ def _flat_weight(weight: Tensor) -> Tensor:
                              f'{tuple(weight.shape)}')
         weight = weight.flatten(1)
     if weight.dim() != 2:
-        raise ValueError(f'expected a (C, D) weight, got {tuple(weight.shape)}')
+        raise ValueError(
+            f'expected a (C, D) weight, got {tuple(weight.shape)}')
     return weight
 
 
@@ -77,7 +79,8 @@ def dot_logits(phi: Tensor, weight: Tensor) -> Tensor:
     return torch.einsum('bdhw,cd->bchw', phi, _flat_weight(weight))
 
 
-def upsample_to(x: Tensor, size: Sequence[int],
+def upsample_to(x: Tensor,
+                size: Sequence[int],
                 align_corners: bool = False) -> Tensor:
     """Bilinear upsampling of a (B, C, h, w) score/cosine map to ``size``.
 
@@ -88,12 +91,13 @@ def upsample_to(x: Tensor, size: Sequence[int],
     size = tuple(int(s) for s in size)
     if tuple(x.shape[-2:]) == size:
         return x
-    return F.interpolate(x, size=size, mode='bilinear',
-                         align_corners=align_corners)
+    return F.interpolate(
+        x, size=size, mode='bilinear', align_corners=align_corners)
 
 
 # ----------------------------------------------------------------- regions
-def split_regions(ycrf: Tensor, yret: Tensor,
+def split_regions(ycrf: Tensor,
+                  yret: Tensor,
                   ignore_index: int = IGNORE_INDEX) -> Tuple[Tensor, Tensor]:
     """Reliable region S and unreliable region ~S (paper §3.3).
 
@@ -133,7 +137,9 @@ def _check_sizes(scores: Tensor, labels: Tensor, what: str) -> None:
 
 
 # ------------------------------------------------------------- confidence
-def sigma_from_scores(top: Tensor, own: Tensor, ycrf: Tensor,
+def sigma_from_scores(top: Tensor,
+                      own: Tensor,
+                      ycrf: Tensor,
                       gamma: float = 7.0,
                       ignore_index: int = IGNORE_INDEX) -> Tensor:
     """sigma of eq. (12) from per-pixel cosines (B, H, W).
@@ -151,7 +157,9 @@ def sigma_from_scores(top: Tensor, own: Tensor, ycrf: Tensor,
     return torch.where(ycrf != ignore_index, sigma, torch.zeros_like(sigma))
 
 
-def confidence_from_cos(cos: Tensor, ycrf: Tensor, gamma: float = 7.0,
+def confidence_from_cos(cos: Tensor,
+                        ycrf: Tensor,
+                        gamma: float = 7.0,
                         ignore_index: int = IGNORE_INDEX) -> Tensor:
     """Confidence sigma of eq. (12) from a cosine map of any resolution.
 
@@ -173,8 +181,11 @@ def confidence_from_cos(cos: Tensor, ycrf: Tensor, gamma: float = 7.0,
     return sigma_from_scores(top, own, ycrf, gamma, ignore_index)
 
 
-def confidence_map(phi: Tensor, weight: Tensor, ycrf: Tensor,
-                   gamma: float = 7.0, detach: bool = False,
+def confidence_map(phi: Tensor,
+                   weight: Tensor,
+                   ycrf: Tensor,
+                   gamma: float = 7.0,
+                   detach: bool = False,
                    ignore_index: int = IGNORE_INDEX) -> Tensor:
     """sigma of eqs. (11)-(12) at the resolution of ``phi``.
 
@@ -189,13 +200,14 @@ def confidence_map(phi: Tensor, weight: Tensor, ycrf: Tensor,
     Returns:
         (B, h, w) sigma.
     """
-    sigma = confidence_from_cos(cosine_map(phi, weight), ycrf, gamma,
-                                ignore_index)
+    sigma = confidence_from_cos(
+        cosine_map(phi, weight), ycrf, gamma, ignore_index)
     return sigma.detach() if detach else sigma
 
 
 # ------------------------------------------------------------------ losses
-def _weighted_mean(values: Tensor, mask: Tensor,
+def _weighted_mean(values: Tensor,
+                   mask: Tensor,
                    weight: Optional[Tensor] = None) -> Tensor:
     """sum(weight * values over mask) / sum(weight over mask); 0 if empty.
 
@@ -218,20 +230,27 @@ def _pixel_ce(logits: Tensor, labels: Tensor, ignore_index: int) -> Tensor:
     Uses the fused ``F.cross_entropy`` (log-softmax + NLL), which is much
     cheaper in the backward pass than log-softmax followed by a gather.
     """
-    return F.cross_entropy(logits.float(), labels.long(), reduction='none',
-                           ignore_index=ignore_index)
+    return F.cross_entropy(
+        logits.float(),
+        labels.long(),
+        reduction='none',
+        ignore_index=ignore_index)
 
 
-def _pixel_terms(logits: Tensor, labels: Tensor, ignore_index: int
-                 ) -> Tuple[Tensor, Tensor]:
+def _pixel_terms(logits: Tensor, labels: Tensor,
+                 ignore_index: int) -> Tuple[Tensor, Tensor]:
     """log H (B, C, H, W) and per-pixel CE -log H_label (B, H, W), in fp32."""
     log_h = F.log_softmax(logits.float(), dim=1)
     ce = -_label_score(log_h, _safe_labels(labels, ignore_index))
     return log_h, ce
 
 
-def noise_aware_loss(cos: Tensor, ycrf: Tensor, yret: Tensor,
-                     tau: float = 20.0, gamma: float = 7.0, lam: float = 0.1,
+def noise_aware_loss(cos: Tensor,
+                     ycrf: Tensor,
+                     yret: Tensor,
+                     tau: float = 20.0,
+                     gamma: float = 7.0,
+                     lam: float = 0.1,
                      detach_sigma: bool = False,
                      ignore_index: int = IGNORE_INDEX,
                      logits: Optional[Tensor] = None) -> Dict[str, Tensor]:
@@ -257,9 +276,16 @@ def noise_aware_loss(cos: Tensor, ycrf: Tensor, yret: Tensor,
     _check_sizes(cos, ycrf, 'cosine map')
     if logits is None:
         logits = tau * cos
-    return region_loss(logits, ycrf, yret, mode='nal', cos=cos, gamma=gamma,
-                       lam=lam, detach_sigma=detach_sigma,
-                       ignore_index=ignore_index)
+    return region_loss(
+        logits,
+        ycrf,
+        yret,
+        mode='nal',
+        cos=cos,
+        gamma=gamma,
+        lam=lam,
+        detach_sigma=detach_sigma,
+        ignore_index=ignore_index)
 
 
 def poly_beta(cur_iter: int, max_iter: int, power: float = 0.9) -> float:
@@ -271,14 +297,21 @@ def poly_beta(cur_iter: int, max_iter: int, power: float = 0.9) -> float:
     if max_iter <= 0:
         raise ValueError(f'max_iter must be positive, got {max_iter}')
     progress = min(max(float(cur_iter) / max_iter, 0.0), 1.0)
-    return (1.0 - progress) ** power
+    return (1.0 - progress)**power
 
 
-def region_loss(logits: Tensor, ycrf: Tensor, yret: Tensor,
-                mode: str = 'nal', *, lam: float = 0.1,
-                cos: Optional[Tensor] = None, tau: float = 20.0,
-                gamma: float = 7.0, detach_sigma: bool = False,
-                beta: Optional[float] = None, detach_target: bool = True,
+def region_loss(logits: Tensor,
+                ycrf: Tensor,
+                yret: Tensor,
+                mode: str = 'nal',
+                *,
+                lam: float = 0.1,
+                cos: Optional[Tensor] = None,
+                tau: float = 20.0,
+                gamma: float = 7.0,
+                detach_sigma: bool = False,
+                beta: Optional[float] = None,
+                detach_target: bool = True,
                 ignore_index: int = IGNORE_INDEX) -> Dict[str, Tensor]:
     """Stage-3 losses on Ycrf + Yret, one entry point (paper Table 3).
 
@@ -333,8 +366,7 @@ def region_loss(logits: Tensor, ycrf: Tensor, yret: Tensor,
             own = _label_score(scores, _safe_labels(ycrf, ignore_index)) / tau
             sigma = sigma_from_scores(top, own, ycrf, gamma, ignore_index)
         else:
-            sigma = confidence_from_cos(cos.float(), ycrf, gamma,
-                                        ignore_index)
+            sigma = confidence_from_cos(cos.float(), ycrf, gamma, ignore_index)
         if detach_sigma:
             sigma = sigma.detach()
         extra = out['loss_wce'] = _weighted_mean(ce, unreliable, sigma)

@@ -81,9 +81,8 @@ class PseudoLabelConfig:
     def __post_init__(self):
         check_choice('upsample', self.upsample, UPSAMPLE_MODES)
         check_choice('threshold_reference', self.threshold_reference,
-                      THRESHOLD_REFERENCES)
+                     THRESHOLD_REFERENCES)
         check_choice('background', self.background, BACKGROUND_MODES)
-
 
 
 @dataclass
@@ -132,12 +131,14 @@ class PreparedImage:
     unary_seconds: float = 0.0
 
 
-def prepare_pseudo_labels(image_rgb: np.ndarray, feat: Tensor,
-                          class_weights: Optional[Tensor], boxes: ArrayLike,
-                          labels: ArrayLike,
-                          input_hw: Optional[Tuple[int, int]] = None,
-                          cfg: Optional[PseudoLabelConfig] = None
-                          ) -> PreparedImage:
+def prepare_pseudo_labels(
+        image_rgb: np.ndarray,
+        feat: Tensor,
+        class_weights: Optional[Tensor],
+        boxes: ArrayLike,
+        labels: ArrayLike,
+        input_hw: Optional[Tuple[int, int]] = None,
+        cfg: Optional[PseudoLabelConfig] = None) -> PreparedImage:
     """Unaries u0 (eq. 7 with the 0.99 threshold), u_c (eqs. 5-6) and the
     CRF input of one image; arguments as :func:`generate_pseudo_labels`."""
     cfg = cfg or PseudoLabelConfig()
@@ -158,9 +159,10 @@ def prepare_pseudo_labels(image_rgb: np.ndarray, feat: Tensor,
                                       cfg.align_corners)
         class_ids = present_class_ids(labels)
         agnostic = agnostic_class_ids(class_ids, class_weights,
-                                 cfg.agnostic_classes)
-        norms = (resampler.feature_norms(feat)
-                 if cfg.upsample == 'features' else None)
+                                      cfg.agnostic_classes)
+        norms = (
+            resampler.feature_norms(feat)
+            if cfg.upsample == 'features' else None)
         u0, uc, inside = image_unaries(feat, class_weights, boxes, labels,
                                        class_ids, agnostic, resampler, cfg,
                                        norms)
@@ -173,13 +175,23 @@ def prepare_pseudo_labels(image_rgb: np.ndarray, feat: Tensor,
             background = background_cam_unary(cam0, inside)
         unaries = torch.cat([background[None], uc], dim=0)
         probs = crf_probabilities(unaries, boxes)
-        per_class = class_box_masks(pixel_box_masks(boxes, (H, W)), labels,
-                                    class_ids)
+        per_class = class_box_masks(
+            pixel_box_masks(boxes, (H, W)), labels, class_ids)
     return PreparedImage(
-        image=image, feat=feat, class_weights=class_weights, boxes=boxes,
-        labels=labels, input_hw=input_hw, class_ids=class_ids, u0=u0,
-        unaries=unaries, probs=probs, per_class=per_class, norms=norms,
-        cfg=cfg, unary_seconds=time.perf_counter() - t0)
+        image=image,
+        feat=feat,
+        class_weights=class_weights,
+        boxes=boxes,
+        labels=labels,
+        input_hw=input_hw,
+        class_ids=class_ids,
+        u0=u0,
+        unaries=unaries,
+        probs=probs,
+        per_class=per_class,
+        norms=norms,
+        cfg=cfg,
+        unary_seconds=time.perf_counter() - t0)
 
 
 def finish_pseudo_labels(prep: PreparedImage) -> PseudoLabels:
@@ -202,27 +214,41 @@ def finish_pseudo_labels(prep: PreparedImage) -> PseudoLabels:
                                       ycrf.shape, cfg.align_corners)
         with torch.no_grad():
             channel_ids, scores_t, _ = retrieval_maps(
-                prep.feat, ycrf, prep.class_weights, prep.boxes, prep.labels,
-                upsample=cfg.upsample, agnostic_classes=cfg.agnostic_classes,
-                resampler=resampler, norms=prep.norms)
-        yret = labels_from_channels(scores_t.argmax(dim=0).numpy(),
-                                     channel_ids[1:].numpy())
+                prep.feat,
+                ycrf,
+                prep.class_weights,
+                prep.boxes,
+                prep.labels,
+                upsample=cfg.upsample,
+                agnostic_classes=cfg.agnostic_classes,
+                resampler=resampler,
+                norms=prep.norms)
+        yret = labels_from_channels(
+            scores_t.argmax(dim=0).numpy(), channel_ids[1:].numpy())
         scores = scores_t.numpy()
     t3 = time.perf_counter()
     return PseudoLabels(
-        ycrf=ycrf, yret=yret, class_ids=prep.class_ids.numpy(),
-        u0=prep.u0.numpy(), unaries=prep.unaries.numpy(),
-        probs=prep.probs.numpy(), marginals=marginals,
-        retrieval_scores=scores, unary_seconds=prep.unary_seconds,
-        crf_seconds=t2 - t1, retrieval_seconds=t3 - t2)
+        ycrf=ycrf,
+        yret=yret,
+        class_ids=prep.class_ids.numpy(),
+        u0=prep.u0.numpy(),
+        unaries=prep.unaries.numpy(),
+        probs=prep.probs.numpy(),
+        marginals=marginals,
+        retrieval_scores=scores,
+        unary_seconds=prep.unary_seconds,
+        crf_seconds=t2 - t1,
+        retrieval_seconds=t3 - t2)
 
 
-def generate_pseudo_labels(image_rgb: np.ndarray, feat: Tensor,
-                           class_weights: Optional[Tensor], boxes: ArrayLike,
-                           labels: ArrayLike,
-                           input_hw: Optional[Tuple[int, int]] = None,
-                           cfg: Optional[PseudoLabelConfig] = None
-                           ) -> PseudoLabels:
+def generate_pseudo_labels(
+        image_rgb: np.ndarray,
+        feat: Tensor,
+        class_weights: Optional[Tensor],
+        boxes: ArrayLike,
+        labels: ArrayLike,
+        input_hw: Optional[Tuple[int, int]] = None,
+        cfg: Optional[PseudoLabelConfig] = None) -> PseudoLabels:
     """Ycrf and Yret for one image (paper §3.2, SPEC §2).
 
     Args:
@@ -234,6 +260,6 @@ def generate_pseudo_labels(image_rgb: np.ndarray, feat: Tensor,
         input_hw: (Hin, Win) of the (padded) network input; default (H, W).
         cfg: options, SPEC defaults.
     """
-    return finish_pseudo_labels(prepare_pseudo_labels(
-        image_rgb, feat, class_weights, boxes, labels, input_hw, cfg))
-
+    return finish_pseudo_labels(
+        prepare_pseudo_labels(image_rgb, feat, class_weights, boxes, labels,
+                              input_hw, cfg))

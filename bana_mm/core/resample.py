@@ -38,8 +38,11 @@ class BilinearResampler:
     ``Ry^T m Rx``, so ``sum_p m(p) up(f)(p) = f @ adjoint(m)``.
     """
 
-    def __init__(self, feat_hw: Tuple[int, int], input_hw: Tuple[int, int],
-                 image_hw: Tuple[int, int], align_corners: bool = False):
+    def __init__(self,
+                 feat_hw: Tuple[int, int],
+                 input_hw: Tuple[int, int],
+                 image_hw: Tuple[int, int],
+                 align_corners: bool = False):
         self.feat_hw = tuple(int(v) for v in feat_hw)
         self.input_hw = tuple(int(v) for v in input_hw)
         self.image_hw = tuple(int(v) for v in image_hw)
@@ -60,21 +63,27 @@ class BilinearResampler:
         if maps.shape[0] == 0:
             return maps.new_zeros((0, H, W))
         if not self.identity:
-            maps = F.interpolate(maps[None], size=self.input_hw,
-                                 mode='bilinear',
-                                 align_corners=self.align_corners)[0]
+            maps = F.interpolate(
+                maps[None],
+                size=self.input_hw,
+                mode='bilinear',
+                align_corners=self.align_corners)[0]
         return maps[:, :H, :W]
 
     def _matrices(self, dtype: torch.dtype, device) -> Tuple[Tensor, Tensor]:
         if self._mats is None:
             (h, w), (Hin, Win), (H, W) = (self.feat_hw, self.input_hw,
                                           self.image_hw)
-            ry = F.interpolate(torch.eye(h)[None, None], size=(Hin, h),
-                               mode='bilinear',
-                               align_corners=self.align_corners)[0, 0]
-            rx = F.interpolate(torch.eye(w)[None, None], size=(Win, w),
-                               mode='bilinear',
-                               align_corners=self.align_corners)[0, 0]
+            ry = F.interpolate(
+                torch.eye(h)[None, None],
+                size=(Hin, h),
+                mode='bilinear',
+                align_corners=self.align_corners)[0, 0]
+            rx = F.interpolate(
+                torch.eye(w)[None, None],
+                size=(Win, w),
+                mode='bilinear',
+                align_corners=self.align_corners)[0, 0]
             self._mats = (ry[:H], rx[:W])
         return tuple(m.to(dtype=dtype, device=device) for m in self._mats)
 
@@ -86,8 +95,8 @@ class BilinearResampler:
         ry, rx = self._matrices(maps.dtype, maps.device)
         return ry.t() @ maps @ rx
 
-    def region_means(self, feat: Tensor, masks: Tensor
-                     ) -> Tuple[Tensor, Tensor]:
+    def region_means(self, feat: Tensor,
+                     masks: Tensor) -> Tuple[Tensor, Tensor]:
         """Mean of the upsampled features over each (K, H, W) bool mask.
 
         Returns (K, D) means (0 for an empty mask) and (K,) pixel counts.
@@ -136,21 +145,22 @@ class BilinearResampler:
         w01 = a0[:, None] * b1[None]
         w10 = a1[:, None] * b0[None]
         w11 = a1[:, None] * b1[None]
-        total = (w00.square() * at(self_dot, 0, 0)
-                 + w01.square() * at(self_dot, 0, 1)
-                 + w10.square() * at(self_dot, 1, 0)
-                 + w11.square() * at(self_dot, 1, 1))
-        total += 2 * (w00 * w01 * at(right, 0, 0)
-                      + w10 * w11 * at(right, 1, 0)
-                      + w00 * w10 * at(down, 0, 0)
-                      + w01 * w11 * at(down, 0, 1)
-                      + w00 * w11 * at(diag, 0, 0)
-                      + w01 * w10 * at(anti, 0, 0))
+        total = (
+            w00.square() * at(self_dot, 0, 0) +
+            w01.square() * at(self_dot, 0, 1) +
+            w10.square() * at(self_dot, 1, 0) +
+            w11.square() * at(self_dot, 1, 1))
+        total += 2 * (
+            w00 * w01 * at(right, 0, 0) + w10 * w11 * at(right, 1, 0) +
+            w00 * w10 * at(down, 0, 0) + w01 * w11 * at(down, 0, 1) +
+            w00 * w11 * at(diag, 0, 0) + w01 * w10 * at(anti, 0, 0))
         return total.clamp(min=0).sqrt()
 
 
-def similarity_maps(feat: Tensor, queries: Tensor,
-                    resampler: BilinearResampler, upsample: str = 'maps',
+def similarity_maps(feat: Tensor,
+                    queries: Tensor,
+                    resampler: BilinearResampler,
+                    upsample: str = 'maps',
                     norms: Optional[Tensor] = None) -> Tensor:
     """ReLU(cos(f(p), q_k)) at image resolution, (K, H, W) (eqs. 2, 9).
 
@@ -168,11 +178,12 @@ def similarity_maps(feat: Tensor, queries: Tensor,
     return resampler.up(torch.einsum('kd,dhw->khw', q, f).relu())
 
 
-def cam_maps(feat: Tensor, weights: Tensor, resampler: BilinearResampler,
+def cam_maps(feat: Tensor,
+             weights: Tensor,
+             resampler: BilinearResampler,
              upsample: str = 'maps') -> Tensor:
     """CAM_c = ReLU(f . w_c) (eq. 6) at image resolution, (K, H, W)."""
     dots = torch.einsum('kd,dhw->khw', weights.to(feat.dtype), feat)
     if upsample == 'features':  # dot products commute with interpolation
         return resampler.up(dots).relu()
     return resampler.up(dots.relu())
-

@@ -21,10 +21,14 @@ from .resample import UPSAMPLE_MODES, BilinearResampler, similarity_maps
 from .unaries import agnostic_class_ids, check_choice
 
 
-def class_prototypes(feat: Tensor, label_map: ArrayLike, channel_ids: Tensor,
-                     class_weights: Optional[Tensor],
-                     resampler: BilinearResampler,
-                     agnostic: Iterable[int] = ()) -> Tuple[Tensor, Tensor]:
+def class_prototypes(
+    feat: Tensor,
+    label_map: ArrayLike,
+    channel_ids: Tensor,
+    class_weights: Optional[Tensor],
+    resampler: BilinearResampler,
+    agnostic: Iterable[int] = ()
+) -> Tuple[Tensor, Tensor]:
     """Prototypes q_c of eq. (8) for map ids ``channel_ids`` (0 included).
 
     q_c = mean of the upsampled features over the pixels where the label map
@@ -48,15 +52,18 @@ def class_prototypes(feat: Tensor, label_map: ArrayLike, channel_ids: Tensor,
     return protos, has
 
 
-def retrieval_maps(feat: Tensor, ycrf: ArrayLike,
-                   class_weights: Optional[Tensor], boxes: ArrayLike,
-                   labels: ArrayLike,
-                   input_hw: Optional[Tuple[int, int]] = None,
-                   upsample: str = 'maps', align_corners: bool = False,
-                   agnostic_classes: Iterable[int] = (),
-                   resampler: Optional[BilinearResampler] = None,
-                   norms: Optional[Tensor] = None
-                   ) -> Tuple[Tensor, Tensor, Tensor]:
+def retrieval_maps(
+        feat: Tensor,
+        ycrf: ArrayLike,
+        class_weights: Optional[Tensor],
+        boxes: ArrayLike,
+        labels: ArrayLike,
+        input_hw: Optional[Tuple[int, int]] = None,
+        upsample: str = 'maps',
+        align_corners: bool = False,
+        agnostic_classes: Iterable[int] = (),
+        resampler: Optional[BilinearResampler] = None,
+        norms: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Tensor]:
     """Masked correlation maps of eq. (9) at image resolution.
 
     C_c = ReLU(cos(f, q_c)); channel 0 (background) is set to 1 outside the
@@ -98,4 +105,3 @@ def retrieval_labels(feat: Tensor, ycrf: ArrayLike,
                                             labels, **kwargs)
     index = scores.argmax(dim=0).numpy()  # first maximum: background wins
     return labels_from_channels(index, channel_ids[1:].numpy())
-

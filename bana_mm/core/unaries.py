@@ -27,7 +27,8 @@ def check_choice(name: str, value: str, choices: Sequence[str]) -> None:
         raise ValueError(f'{name} must be one of {choices}, got {value!r}')
 
 
-def threshold_attention(similarity: Optional[Tensor], inside: Tensor,
+def threshold_attention(similarity: Optional[Tensor],
+                        inside: Tensor,
                         threshold: float = 0.99,
                         reference: str = 'similarity',
                         valid: Optional[Tensor] = None) -> Tensor:
@@ -70,28 +71,31 @@ def normalise_per_box(cams: Tensor, box_masks: Tensor,
     covers no position).
     """
     out = torch.zeros_like(cams)
-    for mask, k in zip(box_masks, box_channels.tolist()):  # one (h, w) at a time
+    for mask, k in zip(box_masks,
+                       box_channels.tolist()):  # one (h, w) at a time
         values = cams[k][mask]
         peak = values.max() if values.numel() else values.new_zeros(())
         if peak > 0:  # CAMs are >= 0
-            scaled = torch.where(mask, cams[k] / peak, torch.zeros_like(
-                cams[k]))
+            scaled = torch.where(mask, cams[k] / peak,
+                                 torch.zeros_like(cams[k]))
             out[k] = torch.maximum(out[k], scaled)
     return out
 
 
 def agnostic_class_ids(class_ids: Tensor, class_weights: Optional[Tensor],
-                  agnostic_classes: Iterable[int]) -> set:
+                       agnostic_classes: Iterable[int]) -> set:
     """Map ids that have no usable classifier weight."""
     rows = 0 if class_weights is None else class_weights.shape[0]
     explicit = {int(c) + 1 for c in agnostic_classes}
-    return {cid for cid in class_ids.tolist()
-            if cid in explicit or cid >= rows}
+    return {
+        cid
+        for cid in class_ids.tolist() if cid in explicit or cid >= rows
+    }
 
 
 def _class_channels(class_ids: Tensor, labels: Tensor) -> Tensor:
     lut = {cid: k for k, cid in enumerate(class_ids.tolist())}
-    return torch.tensor([lut[int(l) + 1] for l in labels.tolist()],
+    return torch.tensor([lut[int(c) + 1] for c in labels.tolist()],
                         dtype=torch.long)
 
 
@@ -99,8 +103,8 @@ def _assemble_class_unaries(cams: Tensor, box_masks: Tensor, labels: Tensor,
                             class_ids: Tensor, agnostic: set,
                             u0: Optional[Tensor]) -> Tensor:
     """Per-box normalised CAMs; 1 - u0 inside the boxes of agnostic classes."""
-    out = normalise_per_box(cams, box_masks, _class_channels(class_ids,
-                                                             labels))
+    out = normalise_per_box(cams, box_masks,
+                            _class_channels(class_ids, labels))
     if agnostic:
         if u0 is None:
             raise ValueError('class-agnostic classes need u0')
@@ -133,9 +137,9 @@ def background_cam_unary(cam0: Tensor, inside: Tensor) -> Tensor:
     return torch.where(inside, scaled, torch.ones_like(cam0))
 
 
-def image_unaries(feat: Tensor, class_weights: Optional[Tensor],
-                  boxes: Tensor, labels: Tensor, class_ids: Tensor,
-                  agnostic: set, resampler: BilinearResampler, cfg,
+def image_unaries(feat: Tensor, class_weights: Optional[Tensor], boxes: Tensor,
+                  labels: Tensor, class_ids: Tensor, agnostic: set,
+                  resampler: BilinearResampler, cfg,
                   norms: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
     """u0 (eq. 7 with the threshold), u_c (eqs. 5-6) and the union of the
     boxes, all at image resolution. ``cfg`` is a ``PseudoLabelConfig``."""
@@ -155,4 +159,3 @@ def image_unaries(feat: Tensor, class_weights: Optional[Tensor],
     unaries = _assemble_class_unaries(cams, box_masks, labels, class_ids,
                                       agnostic, u0)
     return u0, unaries, inside
-

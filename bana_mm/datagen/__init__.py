@@ -1,6 +1,8 @@
-"""Embedded default data: a deterministic synthetic box-supervised segmentation dataset.
+"""Embedded default data: a deterministic synthetic box-supervised
+segmentation dataset.
 
-The names are resolved lazily (PEP 562) so that ``python -m bana_mm.datagen.synthetic``
+The names are resolved lazily (PEP 562) so that
+``python -m bana_mm.datagen.synthetic``
 does not import the module twice.
 """
 from typing import Any

@@ -24,16 +24,21 @@ class RandomRescale(BaseTransform):
         **resize_kwargs: extra arguments of that transform.
     """
 
-    def __init__(self, ratio_range: Sequence[float] = (0.5, 1.5),
-                 resize_type: str = 'Resize', **resize_kwargs) -> None:
+    def __init__(self,
+                 ratio_range: Sequence[float] = (0.5, 1.5),
+                 resize_type: str = 'Resize',
+                 **resize_kwargs) -> None:
         low, high = ratio_range
         if not 0 < low <= high:
             raise ValueError(f'ratio_range must satisfy 0 < low <= high, got '
                              f'{ratio_range}')
         self.ratio_range = (float(low), float(high))
         self.resize = TRANSFORMS.build(
-            dict(type=resize_type, scale=(1, 1), keep_ratio=True,
-                 **resize_kwargs))
+            dict(
+                type=resize_type,
+                scale=(1, 1),
+                keep_ratio=True,
+                **resize_kwargs))
 
     @cache_randomness
     def _random_ratio(self) -> float:
@@ -65,8 +70,8 @@ def _blend(degenerate: np.ndarray, img: np.ndarray,
     """PIL's ``Image.blend(degenerate, img, factor)`` on uint8 values:
     ``degenerate + factor * (img - degenerate)`` in float32, clipped to
     [0, 255] and truncated to uint8."""
-    out = degenerate + np.float32(factor) * (img.astype(np.float32) -
-                                             degenerate)
+    out = degenerate + np.float32(factor) * (
+        img.astype(np.float32) - degenerate)
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
@@ -106,10 +111,12 @@ class BANAColorJitter(BaseTransform):
         channel_order: 'bgr' (mmcv's ``LoadImageFromFile``) or 'rgb'.
     """
 
-    def __init__(self, brightness: float = 0.5, contrast: float = 0.5,
-                 saturation: float = 0.5, channel_order: str = 'bgr') -> None:
-        for name, value in (('brightness', brightness),
-                            ('contrast', contrast),
+    def __init__(self,
+                 brightness: float = 0.5,
+                 contrast: float = 0.5,
+                 saturation: float = 0.5,
+                 channel_order: str = 'bgr') -> None:
+        for name, value in (('brightness', brightness), ('contrast', contrast),
                             ('saturation', saturation)):
             if value < 0:
                 raise ValueError(f'{name} must be >= 0, got {value}')
@@ -128,16 +135,15 @@ class BANAColorJitter(BaseTransform):
             factors.append(float(np.random.uniform(low, 1 + x)) if x else None)
         return tuple(factors)
 
-    def jitter(self, img: np.ndarray, factors: Sequence[Optional[float]]
-               ) -> np.ndarray:
+    def jitter(self, img: np.ndarray,
+               factors: Sequence[Optional[float]]) -> np.ndarray:
         """Apply brightness, contrast, saturation ``factors`` (None: skip)."""
         if img.dtype != np.uint8:
             # the authors jitter the uint8 image; cast like their astype
             img = np.clip(img, 0, 255).astype(np.uint8)
         rgb = img[..., ::-1] if self.channel_order == 'bgr' else img
-        for op, factor in zip(
-                (adjust_brightness, adjust_contrast, adjust_saturation),
-                factors):
+        ops = (adjust_brightness, adjust_contrast, adjust_saturation)
+        for op, factor in zip(ops, factors):
             if factor is not None:
                 rgb = op(rgb, factor)
         out = rgb[..., ::-1] if self.channel_order == 'bgr' else rgb

@@ -22,7 +22,8 @@ class VOCAnnotation:
     labels: List[int]
 
 
-def read_voc_xml(xml_path: str, class_index: Mapping[str, int],
+def read_voc_xml(xml_path: str,
+                 class_index: Mapping[str, int],
                  convention: str = 'voc') -> VOCAnnotation:
     """Parse ``xml_path`` (box ``convention`` as
     :func:`~bana_mm.core.boxes.voc_box_to_xyxy`); an unknown class name or a
@@ -41,9 +42,10 @@ def read_voc_xml(xml_path: str, class_index: Mapping[str, int],
                     f'{xml_path}: unknown class {name!r}; known classes: '
                     f'{", ".join(class_index)}')
             bnd = obj.find('bndbox')
-            boxes.append(voc_box_to_xyxy(*(
-                float(bnd.find(k).text)
-                for k in ('xmin', 'ymin', 'xmax', 'ymax')), convention))
+            boxes.append(
+                voc_box_to_xyxy(
+                    *(float(bnd.find(k).text)
+                      for k in ('xmin', 'ymin', 'xmax', 'ymax')), convention))
             labels.append(class_index[name])
     except (ET.ParseError, AttributeError, TypeError, ValueError) as err:
         if isinstance(err, BoxAnnotationError):

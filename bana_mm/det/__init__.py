@@ -6,7 +6,6 @@ Configs load them with
 ``custom_imports = dict(imports=['bana_mm.det'], allow_failed_imports=False)``.
 """
 import bana_mm  # noqa: F401  (checkpoint loading, scope-neutral registrations)
-
 from .agreement_data import CocoAgreementDataset, LoadAgreementMasks
 from .agreement_mask_head import AgreementFCNMaskHead, split_packed_masks
 from .bap_classifier import BAPClassifier
@@ -19,7 +18,6 @@ from .pseudo_label_hook import PseudoLabelHook
 __all__ = [
     'AgreementFCNMaskHead', 'BAPClassifier', 'BAPHead',
     'BoxClassificationMetric', 'CocoAgreementDataset', 'CocoBoxDataset',
-    'LoadAgreementMasks', 'NamedCocoMetric', 'PseudoLabelHook', 'VOCBoxDataset',
-    'read_class_names',
-    'split_packed_masks'
+    'LoadAgreementMasks', 'NamedCocoMetric', 'PseudoLabelHook',
+    'VOCBoxDataset', 'read_class_names', 'split_packed_masks'
 ]

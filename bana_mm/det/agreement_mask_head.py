@@ -23,8 +23,7 @@ from torch import Tensor
 from ..core.agreement import agreement_mask_loss, unpack_mask_pair
 
 
-def split_packed_masks(masks: BitmapMasks
-                       ) -> Tuple[BitmapMasks, BitmapMasks]:
+def split_packed_masks(masks: BitmapMasks) -> Tuple[BitmapMasks, BitmapMasks]:
     """Unpack a ``BitmapMasks`` of ``Ycrf + 2 * Yret`` into two masks."""
     if not isinstance(masks, BitmapMasks):
         raise TypeError('packed mask pairs must be BitmapMasks (load them '
@@ -48,7 +47,8 @@ class AgreementFCNMaskHead(FCNMaskHead):
         **kwargs: ``FCNMaskHead`` arguments.
     """
 
-    def __init__(self, packed: bool = True,
+    def __init__(self,
+                 packed: bool = True,
                  loss_mask: ConfigType = dict(
                      type='CrossEntropyLoss', use_mask=True, loss_weight=1.0),
                  **kwargs) -> None:
@@ -98,15 +98,14 @@ class AgreementFCNMaskHead(FCNMaskHead):
         if mask_preds.size(0) == 0:
             loss_mask = mask_preds.sum()
         else:
-            labels = torch.cat([res.pos_gt_labels
-                                for res in sampling_results])
+            labels = torch.cat([res.pos_gt_labels for res in sampling_results])
             if self.class_agnostic:
                 labels = torch.zeros_like(labels)
             rois = torch.arange(mask_preds.size(0), device=mask_preds.device)
             logits = mask_preds[rois, labels.long()]
             loss_mask = agreement_mask_loss(
                 logits, ycrf, yret, loss_weight=self.loss_mask.loss_weight)
-        return dict(loss_mask=dict(loss_mask=loss_mask,
-                                   mask_agreement=agreement.detach()),
-                    mask_targets=ycrf)
-
+        return dict(
+            loss_mask=dict(
+                loss_mask=loss_mask, mask_agreement=agreement.detach()),
+            mask_targets=ycrf)

@@ -26,11 +26,13 @@ class BAPClassifier(BaseDetector):
             BGR mean subtraction for the VGG backbone).
     """
 
-    def __init__(self, backbone: dict, head: dict,
+    def __init__(self,
+                 backbone: dict,
+                 head: dict,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
-        super().__init__(data_preprocessor=data_preprocessor,
-                         init_cfg=init_cfg)
+        super().__init__(
+            data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.backbone = MODELS.build(backbone)
         self.head = MODELS.build(head)
 
@@ -40,16 +42,19 @@ class BAPClassifier(BaseDetector):
 
     def loss(self, batch_inputs: Tensor,
              batch_data_samples: List[DetDataSample]) -> dict:
-        return self.head.loss(self.extract_feat(batch_inputs),
-                              batch_data_samples)
+        return self.head.loss(
+            self.extract_feat(batch_inputs), batch_data_samples)
 
-    def predict(self, batch_inputs: Tensor,
+    def predict(self,
+                batch_inputs: Tensor,
                 batch_data_samples: List[DetDataSample],
                 rescale: bool = True) -> List[DetDataSample]:
-        return self.head.predict(self.extract_feat(batch_inputs),
-                                 batch_data_samples)
+        return self.head.predict(
+            self.extract_feat(batch_inputs), batch_data_samples)
 
-    def _forward(self, batch_inputs: Tensor,
-                 batch_data_samples: Optional[List[DetDataSample]] = None
-                 ) -> Tuple[Tensor]:
+    def _forward(
+        self,
+        batch_inputs: Tensor,
+        batch_data_samples: Optional[List[DetDataSample]] = None
+    ) -> Tuple[Tensor]:
         return (self.extract_feat(batch_inputs), )

@@ -43,19 +43,20 @@ class BAPHead(BaseModule):
         loss_cls: classification loss (mean over all vectors of the batch).
     """
 
-    def __init__(self,
-                 in_channels: int,
-                 num_classes: int,
-                 mode: str = 'bap',
-                 grid_size: int = 4,
-                 test_grid_size: int = 1,
-                 roi_size: Optional[Sequence[int]] = (2, 2),
-                 min_background_share: float = DEFAULT_MIN_BACKGROUND_SHARE,
-                 loss_cls: dict = dict(
-                     type='CrossEntropyLoss', use_sigmoid=False,
-                     loss_weight=1.0),
-                 init_cfg: Optional[dict] = dict(
-                     type='Normal', std=0.01, layer='Conv2d')) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        mode: str = 'bap',
+        grid_size: int = 4,
+        test_grid_size: int = 1,
+        roi_size: Optional[Sequence[int]] = (2, 2),
+        min_background_share: float = DEFAULT_MIN_BACKGROUND_SHARE,
+        loss_cls: dict = dict(
+            type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0),
+        init_cfg: Optional[dict] = dict(
+            type='Normal', std=0.01, layer='Conv2d')
+    ) -> None:
         super().__init__(init_cfg=init_cfg)
         if mode not in ('bap', 'gap'):
             raise ValueError(f"mode must be 'bap' or 'gap', got {mode!r}")
@@ -65,8 +66,8 @@ class BAPHead(BaseModule):
         self.test_grid_size = test_grid_size
         self.roi_size = tuple(roi_size) if roi_size is not None else None
         self.min_background_share = min_background_share
-        self.classifier = nn.Conv2d(in_channels, num_classes + 1, 1,
-                                    bias=False)
+        self.classifier = nn.Conv2d(
+            in_channels, num_classes + 1, 1, bias=False)
         self.loss_cls = MODELS.build(loss_cls)
 
     @property
@@ -80,7 +81,7 @@ class BAPHead(BaseModule):
 
     def pool(self, feats: Tensor, data_samples: List[DetDataSample],
              grid_size: int) -> List[dict]:
-        """Run BAP on each image of the batch (see ``background_aware_pool``)."""
+        """Run BAP on each image of the batch (``background_aware_pool``)."""
         input_hw = tuple(data_samples[0].batch_input_shape)
         results = []
         for feat, sample in zip(feats, data_samples):
@@ -89,11 +90,16 @@ class BAPHead(BaseModule):
             valid = box_masks_at(
                 boxes.new_tensor([[0, 0, img_w, img_h]]), input_hw,
                 feat.shape[1:])[0]
-            results.append(background_aware_pool(
-                feat, boxes.to(feat.device), input_hw, valid=valid,
-                grid_size=grid_size, roi_size=self.roi_size,
-                use_attention=self.mode == 'bap',
-                min_background_share=self.min_background_share))
+            results.append(
+                background_aware_pool(
+                    feat,
+                    boxes.to(feat.device),
+                    input_hw,
+                    valid=valid,
+                    grid_size=grid_size,
+                    roi_size=self.roi_size,
+                    use_attention=self.mode == 'bap',
+                    min_background_share=self.min_background_share))
         return results
 
     def loss(self, feats: Tensor, data_samples: List[DetDataSample]) -> dict:
@@ -108,8 +114,9 @@ class BAPHead(BaseModule):
             targets.append((labels.to(feats.device) + 1).repeat_interleave(
                 box_feats.shape[1]))
             vectors.append(result['queries'])
-            targets.append(labels.new_zeros(result['queries'].shape[0],
-                                            device=feats.device))
+            targets.append(
+                labels.new_zeros(
+                    result['queries'].shape[0], device=feats.device))
         vectors = torch.cat(vectors)
         targets = torch.cat(targets)
         if vectors.shape[0] == 0:
@@ -122,11 +129,13 @@ class BAPHead(BaseModule):
         acc = (logits[fg].argmax(dim=1) == targets[fg]).float().mean() * 100 \
             if fg.any() else logits.new_zeros(())
         fallbacks = sum(r['fallback'] for r in pooled)
-        return dict(loss_cls=loss, acc_fg=acc.detach(),
-                    fallback_share=logits.new_tensor(fallbacks / len(pooled)))
+        return dict(
+            loss_cls=loss,
+            acc_fg=acc.detach(),
+            fallback_share=logits.new_tensor(fallbacks / len(pooled)))
 
-    def predict(self, feats: Tensor, data_samples: List[DetDataSample]
-                ) -> List[DetDataSample]:
+    def predict(self, feats: Tensor,
+                data_samples: List[DetDataSample]) -> List[DetDataSample]:
         """Classify each ground-truth box and attach what stage 2 needs.
 
         Each sample gets ``pred_instances`` (the gt boxes with ``scores``

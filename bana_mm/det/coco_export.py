@@ -40,27 +40,34 @@ def write_coco_instances(dataset, out_dir: str) -> Dict[str, str]:
                 continue
             label_map = read_label_png(path)
             images.append(coco.imgs[img_id])
-            anns = [a for a in coco.imgToAnns.get(img_id, [])
-                    if not a.get('iscrowd', 0)
-                    and a['category_id'] in cat2label]
+            anns = [
+                a for a in coco.imgToAnns.get(img_id, [])
+                if not a.get('iscrowd', 0) and a['category_id'] in cat2label
+            ]
             if not anns:
                 continue
-            boxes = np.array([[a['bbox'][0], a['bbox'][1],
-                               a['bbox'][0] + a['bbox'][2],
-                               a['bbox'][1] + a['bbox'][3]] for a in anns],
+            boxes = np.array([[
+                a['bbox'][0], a['bbox'][1], a['bbox'][0] + a['bbox'][2],
+                a['bbox'][1] + a['bbox'][3]
+            ] for a in anns],
                              dtype=np.float32)
             labels = [cat2label[a['category_id']] for a in anns]
             masks = instance_masks(label_map, boxes, labels)
             for ann, mask, rle in zip(anns, masks, masks_to_coco_rle(masks)):
-                annotations.append(dict(
-                    id=ann['id'], image_id=img_id,
-                    category_id=ann['category_id'], bbox=ann['bbox'],
-                    iscrowd=0, area=int(mask.sum()), segmentation=rle))
-        data = dict(images=images,
-                    categories=[coco.cats[c] for c in sorted(coco.cats)],
-                    annotations=annotations)
+                annotations.append(
+                    dict(
+                        id=ann['id'],
+                        image_id=img_id,
+                        category_id=ann['category_id'],
+                        bbox=ann['bbox'],
+                        iscrowd=0,
+                        area=int(mask.sum()),
+                        segmentation=rle))
+        data = dict(
+            images=images,
+            categories=[coco.cats[c] for c in sorted(coco.cats)],
+            annotations=annotations)
         path = osp.join(out_dir, f'instances_{kind.lower()}.json')
         atomic_write_text(path, json.dumps(data))
         outputs[kind] = path
     return outputs
-

@@ -24,8 +24,11 @@ from .bap_head import gt_boxes_of
 DEFAULT_PIPELINE = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape',
-                                          'img_shape', 'scale_factor'))]
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                   'scale_factor'))
+]
 
 
 def innermost_dataset(dataset_cfg: dict) -> dict:
@@ -35,7 +38,8 @@ def innermost_dataset(dataset_cfg: dict) -> dict:
     return dataset_cfg
 
 
-def label_dataset_config(cfg, data_root: Optional[str] = None,
+def label_dataset_config(cfg,
+                         data_root: Optional[str] = None,
                          split: Optional[str] = None) -> dict:
     """The stage-1 training set of ``cfg`` with the test pipeline (images
     at their own size, no augmentation) and ``test_mode`` (no image
@@ -43,8 +47,8 @@ def label_dataset_config(cfg, data_root: Optional[str] = None,
     dataset = copy.deepcopy(innermost_dataset(cfg.train_dataloader.dataset))
     test_loader = cfg.get('test_dataloader') or cfg.get('val_dataloader')
     dataset['pipeline'] = copy.deepcopy(
-        innermost_dataset(test_loader.dataset)['pipeline'] if test_loader
-        else DEFAULT_PIPELINE)
+        innermost_dataset(test_loader.dataset
+                          )['pipeline'] if test_loader else DEFAULT_PIPELINE)
     dataset['test_mode'] = True
     if data_root is not None:
         dataset['data_root'] = data_root.rstrip('/') + '/'
@@ -53,7 +57,8 @@ def label_dataset_config(cfg, data_root: Optional[str] = None,
     return dataset
 
 
-def build_label_dataset(cfg, data_root: Optional[str] = None,
+def build_label_dataset(cfg,
+                        data_root: Optional[str] = None,
                         split: Optional[str] = None):
     """Build :func:`label_dataset_config` in the mmdet scope."""
     from mmdet.registry import DATASETS
@@ -67,8 +72,9 @@ def is_coco_dataset(dataset) -> bool:
     return isinstance(dataset, CocoDataset)
 
 
-def model_classes(cfg, checkpoint_meta: Optional[dict] = None
-                  ) -> Optional[Tuple[str, ...]]:
+def model_classes(
+        cfg,
+        checkpoint_meta: Optional[dict] = None) -> Optional[Tuple[str, ...]]:
     """Class names the stage-1 classifier was trained on: the checkpoint's
     ``dataset_meta``, else the config's training set, else None."""
     meta = (checkpoint_meta or {}).get('dataset_meta') or {}
@@ -79,9 +85,10 @@ def model_classes(cfg, checkpoint_meta: Optional[dict] = None
     return tuple(classes) if classes else None
 
 
-def classifier_for(model, data_classes: Sequence[str],
-                   trained_classes: Optional[Sequence[str]]
-                   ) -> Tuple[torch.Tensor, Tuple[int, ...]]:
+def classifier_for(
+    model, data_classes: Sequence[str],
+    trained_classes: Optional[Sequence[str]]
+) -> Tuple[torch.Tensor, Tuple[int, ...]]:
     """Classifier rows for the dataset's classes and the class-agnostic
     labels (classes the model never saw, SPEC §2 variants)."""
     weights = model.head.class_weights.detach().float().cpu()
@@ -122,16 +129,16 @@ def state_dict_sha256(model) -> str:
     for name, tensor in sorted(model.state_dict().items()):
         value = tensor.detach().cpu().contiguous()
         digest.update(f'{name}:{value.dtype}:{tuple(value.shape)};'.encode())
-        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes()
-                      if value.numel() else b'')
+        digest.update(
+            value.reshape(-1).view(torch.uint8).numpy().tobytes() if value.
+            numel() else b'')
     return digest.hexdigest()
 
 
 def dataset_fingerprint(dataset) -> dict:
     """The labelled image list (count and sha256 of the ids in order), the
     data root and the split (``ann_file``)."""
-    stems = [image_stem(dataset.get_data_info(i))
-             for i in range(len(dataset))]
+    stems = [image_stem(dataset.get_data_info(i)) for i in range(len(dataset))]
     ann_file = getattr(dataset, 'ann_file', None)
     data_root = getattr(dataset, 'data_root', None)
     return dict(

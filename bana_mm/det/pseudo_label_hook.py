@@ -41,10 +41,15 @@ class PseudoLabelHook(Hook):
 
     priority = 'LOW'
 
-    def __init__(self, out_dir: str = 'pseudo_labels',
-                 data_root: Optional[str] = None, split: Optional[str] = None,
-                 workers: int = 1, num_vis: int = 4, evaluate: bool = True,
-                 grabcut: bool = True, run_after_train: bool = True,
+    def __init__(self,
+                 out_dir: str = 'pseudo_labels',
+                 data_root: Optional[str] = None,
+                 split: Optional[str] = None,
+                 workers: int = 1,
+                 num_vis: int = 4,
+                 evaluate: bool = True,
+                 grabcut: bool = True,
+                 run_after_train: bool = True,
                  label_cfg: Optional[dict] = None,
                  overwrite: bool = False) -> None:
         self.out_dir = out_dir
@@ -70,13 +75,19 @@ class PseudoLabelHook(Hook):
         out_dir = osp.join(runner.work_dir, self.out_dir)
         dataset = build_label_dataset(runner.cfg, self.data_root, self.split)
         options = Stage2Options(
-            workers=self.workers, num_vis=self.num_vis,
-            evaluate=self.evaluate, grabcut=self.grabcut,
+            workers=self.workers,
+            num_vis=self.num_vis,
+            evaluate=self.evaluate,
+            grabcut=self.grabcut,
             labels=self.label_cfg)
         was_training = model.training
-        run = run_stage2(model, dataset, out_dir, options,
-                         trained_classes=model_classes(runner.cfg),
-                         overwrite=self.overwrite)
+        run = run_stage2(
+            model,
+            dataset,
+            out_dir,
+            options,
+            trained_classes=model_classes(runner.cfg),
+            overwrite=self.overwrite)
         model.train(was_training)
         runner.logger.info(describe(run, out_dir))
         self.last_run = run

@@ -13,7 +13,7 @@ Under a distributed launcher each rank takes its own shard of the images
 
 Output folder::
 
-    OUT/Ycrf/<id>.png, OUT/Yret/<id>.png   palette PNGs, 0 bg, c = class c, 255 ignore
+    OUT/Ycrf/<id>.png, OUT/Yret/<id>.png   palette PNGs (0 bg, c, 255 ignore)
     OUT/vis/<id>.jpg                       overlay sheets of the first images
     OUT/instances_ycrf.json, OUT/instances_yret.json   (COCO input) RLE masks
     OUT/run.json                           what this run did, timings
@@ -26,6 +26,10 @@ image list) is compared with this run's: a rerun of the same run skips the
 images whose PNGs exist, a different run stops with
 :class:`StaleLabelsError` unless ``overwrite`` (which removes the earlier
 outputs first).
+
+Just over 400 lines: the generation loop, the out-dir fingerprint and the
+report share the options record; splitting them would spread one run's
+contract over modules.
 """
 from __future__ import annotations
 
@@ -97,8 +101,7 @@ def finish_and_write(job: FinishJob) -> dict:
     """DenseCRF + Yret of one image, its PNGs (and sheet); timings."""
     result = finish_pseudo_labels(job.prep)
     if result.yret is not None:
-        write_label_png(label_path(job.out_dir, 'Yret', job.stem),
-                        result.yret)
+        write_label_png(label_path(job.out_dir, 'Yret', job.stem), result.yret)
     # Ycrf last: an image counts as done once its Ycrf exists.
     write_label_png(label_path(job.out_dir, 'Ycrf', job.stem), result.ycrf)
     if job.vis:
@@ -106,18 +109,22 @@ def finish_and_write(job: FinishJob) -> dict:
 
         from ..visualization import pseudo_label_sheet
         prep = job.prep
-        sheet = pseudo_label_sheet(
-            prep.image, prep.boxes.numpy(), prep.labels.numpy(),
-            job.class_names, result.u0, result.class_ids,
-            result.unaries[1:], result.ycrf, result.yret)
+        sheet = pseudo_label_sheet(prep.image, prep.boxes.numpy(),
+                                   prep.labels.numpy(), job.class_names,
+                                   result.u0, result.class_ids,
+                                   result.unaries[1:], result.ycrf,
+                                   result.yret)
         ok, encoded = cv2.imencode('.jpg', sheet[..., ::-1],
                                    [cv2.IMWRITE_JPEG_QUALITY, 90])
         if ok:
             with atomic_open(osp.join(job.out_dir, 'vis',
                                       f'{job.stem}.jpg')) as f:
                 f.write(encoded.tobytes())
-    return dict(stem=job.stem, unary=result.unary_seconds,
-                crf=result.crf_seconds, retrieval=result.retrieval_seconds)
+    return dict(
+        stem=job.stem,
+        unary=result.unary_seconds,
+        crf=result.crf_seconds,
+        retrieval=result.retrieval_seconds)
 
 
 def _progress(total: int):
@@ -131,10 +138,12 @@ def _log(message: str, level: int = logging.INFO) -> None:
     print_log(message, logger='current', level=level)
 
 
-def generate_label_files(model, dataset, out_dir: str,
-                         options: Optional[Stage2Options] = None,
-                         trained_classes: Optional[Sequence[str]] = None
-                         ) -> dict:
+def generate_label_files(
+        model,
+        dataset,
+        out_dir: str,
+        options: Optional[Stage2Options] = None,
+        trained_classes: Optional[Sequence[str]] = None) -> dict:
     """Write Ycrf / Yret for this rank's shard of ``dataset``.
 
     Returns this rank's report: ``written``, ``skipped`` (finished by an
@@ -146,16 +155,21 @@ def generate_label_files(model, dataset, out_dir: str,
     data_classes = tuple(dataset.metainfo['classes'])
     weights, agnostic = classifier_for(model, data_classes, trained_classes)
     label_cfg = copy.deepcopy(options.labels)
-    label_cfg.agnostic_classes = tuple(sorted(
-        set(label_cfg.agnostic_classes) | set(agnostic)))
+    label_cfg.agnostic_classes = tuple(
+        sorted(set(label_cfg.agnostic_classes) | set(agnostic)))
     if agnostic:
         _log(f'stage 2: class-agnostic unaries (1 - u0) for '
              f'{[data_classes[a] for a in agnostic]}: not in the classifier')
     with_yret = label_cfg.compute_yret
     indices = list(DefaultSampler(dataset, shuffle=False, round_up=False))
-    report: Dict[str, list] = dict(written=[], skipped=[], failed=[],
-                                   network=[], unary=[], crf=[],
-                                   retrieval=[])
+    report: Dict[str, list] = dict(
+        written=[],
+        skipped=[],
+        failed=[],
+        network=[],
+        unary=[],
+        crf=[],
+        retrieval=[])
     bar = _progress(len(indices))
     model.eval()
     start = time.perf_counter()
@@ -192,9 +206,12 @@ def generate_label_files(model, dataset, out_dir: str,
             except Exception as err:  # unreadable image, bad boxes, ...
                 collect([(f'{stem} ({info["img_path"]})', err)])
                 continue
-            job = FinishJob(prep=prep, out_dir=out_dir, stem=stem,
-                            vis=idx < options.num_vis,
-                            class_names=data_classes)
+            job = FinishJob(
+                prep=prep,
+                out_dir=out_dir,
+                stem=stem,
+                vis=idx < options.num_vis,
+                class_names=data_classes)
             collect(executor.submit(finish_and_write, job, stem))
         collect(executor.drain())
     if bar is not None:
@@ -209,41 +226,58 @@ def _mean(values: Sequence[float]) -> Optional[float]:
 
 def merge_reports(reports: Sequence[dict], workers: int) -> dict:
     """One ``run.json`` from the reports of all ranks."""
-    merged = {key: [v for r in reports for v in r[key]]
-              for key in ('written', 'skipped', 'failed')}
-    timings = {key: [v for r in reports for v in r[key]]
-               for key in ('network', 'unary', 'crf', 'retrieval')}
+    merged = {
+        key: [v for r in reports for v in r[key]]
+        for key in ('written', 'skipped', 'failed')
+    }
+    timings = {
+        key: [v for r in reports for v in r[key]]
+        for key in ('network', 'unary', 'crf', 'retrieval')
+    }
     seconds = max(r['seconds'] for r in reports)
     written = len(merged['written'])
     return dict(
         images=written + len(merged['skipped']) + len(merged['failed']),
-        written=written, skipped=len(merged['skipped']),
-        failed=merged['failed'], workers=workers, world_size=len(reports),
+        written=written,
+        skipped=len(merged['skipped']),
+        failed=merged['failed'],
+        workers=workers,
+        world_size=len(reports),
         seconds=round(seconds, 2),
         seconds_per_image=round(seconds / written, 4) if written else None,
-        mean_seconds={k: _mean(v) for k, v in timings.items()},
-        per_rank=[dict(written=r['written'], skipped=r['skipped'])
-                  for r in reports])
+        mean_seconds={
+            k: _mean(v)
+            for k, v in timings.items()
+        },
+        per_rank=[
+            dict(written=r['written'], skipped=r['skipped']) for r in reports
+        ])
 
 
-def fingerprint(model, dataset, options: Stage2Options,
+def fingerprint(model,
+                dataset,
+                options: Stage2Options,
                 trained_classes: Optional[Sequence[str]] = None,
                 checkpoint: Optional[str] = None) -> dict:
     """What produces the labels: the checkpoint's sha256 (else the in-memory
     model's state-dict sha256), the per-image options, the class names and
     the dataset (:func:`dataset_fingerprint`)."""
-    model_id = (dict(checkpoint=osp.abspath(checkpoint),
-                     sha256=file_sha256(checkpoint)) if checkpoint else
-                dict(state_dict_sha256=state_dict_sha256(model)))
-    record = dict(model=model_id,
-                  labels=_options_record(options)['labels'],
-                  trained_classes=(list(trained_classes) if trained_classes
-                                   is not None else None),
-                  dataset=dataset_fingerprint(dataset))
+    model_id = (
+        dict(
+            checkpoint=osp.abspath(checkpoint), sha256=file_sha256(checkpoint))
+        if checkpoint else dict(state_dict_sha256=state_dict_sha256(model)))
+    record = dict(
+        model=model_id,
+        labels=_options_record(options)['labels'],
+        trained_classes=(list(trained_classes)
+                         if trained_classes is not None else None),
+        dataset=dataset_fingerprint(dataset))
     return json.loads(json.dumps(record))
 
 
-def prepare_out_dir(out_dir: str, record: dict, options: Stage2Options,
+def prepare_out_dir(out_dir: str,
+                    record: dict,
+                    options: Stage2Options,
                     overwrite: bool = False) -> None:
     """Before computing anything: remove an earlier run's outputs
     (``overwrite``), check that the folders are writable, and resume only
@@ -268,8 +302,9 @@ def prepare_out_dir(out_dir: str, record: dict, options: Stage2Options,
             except ValueError:
                 old = None
         if old != record:
-            changed = sorted(k for k in set(record) | set(old or {})
-                             if (old or {}).get(k) != record.get(k))
+            changed = sorted(
+                k for k in set(record) | set(old or {})
+                if (old or {}).get(k) != record.get(k))
             raise StaleLabelsError(
                 f'{out_dir} holds labels of a different run ({path} differs '
                 f'in: {", ".join(changed) or "format"}); {how}')
@@ -281,7 +316,9 @@ def prepare_out_dir(out_dir: str, record: dict, options: Stage2Options,
     remove_stale_temp_files(out_dir)
 
 
-def run_stage2(model, dataset, out_dir: str,
+def run_stage2(model,
+               dataset,
+               out_dir: str,
                options: Optional[Stage2Options] = None,
                trained_classes: Optional[Sequence[str]] = None,
                checkpoint: Optional[str] = None,
@@ -302,9 +339,10 @@ def run_stage2(model, dataset, out_dir: str,
     error = [None]
     if is_main_process():
         try:
-            prepare_out_dir(out_dir, fingerprint(
-                model, dataset, options, trained_classes, checkpoint),
-                options, overwrite)
+            prepare_out_dir(
+                out_dir,
+                fingerprint(model, dataset, options, trained_classes,
+                            checkpoint), options, overwrite)
         except Exception as err:
             error = [err]
     if get_world_size() > 1:
@@ -322,18 +360,23 @@ def run_stage2(model, dataset, out_dir: str,
         if options.evaluate:
             t0 = time.perf_counter()
             run['metrics'] = evaluate_label_files(
-                dataset, out_dir, grabcut=options.grabcut,
+                dataset,
+                out_dir,
+                grabcut=options.grabcut,
                 grabcut_iterations=options.grabcut_iterations,
-                seg_subdir=options.seg_subdir, workers=options.workers,
-                coco_ann_file=(dataset.ann_file if is_coco_dataset(dataset)
-                               else None))
+                seg_subdir=options.seg_subdir,
+                workers=options.workers,
+                coco_ann_file=(dataset.ann_file
+                               if is_coco_dataset(dataset) else None))
             run['evaluation_seconds'] = round(time.perf_counter() - t0, 2)
-            atomic_write_text(osp.join(out_dir, 'metrics.json'),
-                              json.dumps(run['metrics'], indent=2) + '\n')
+            atomic_write_text(
+                osp.join(out_dir, 'metrics.json'),
+                json.dumps(run['metrics'], indent=2) + '\n')
         record = {k: v for k, v in run.items() if k != 'metrics'}
         record['options'] = _options_record(options)
-        atomic_write_text(osp.join(out_dir, 'run.json'),
-                          json.dumps(record, indent=2) + '\n')
+        atomic_write_text(
+            osp.join(out_dir, 'run.json'),
+            json.dumps(record, indent=2) + '\n')
         summary = [run]
     if get_world_size() > 1:
         broadcast_object_list(summary, src=0)
@@ -343,15 +386,19 @@ def run_stage2(model, dataset, out_dir: str,
 
 def _options_record(options: Stage2Options) -> dict:
     record = asdict(options)
-    record['labels'] = {k: (list(v) if isinstance(v, tuple) else v)
-                        for k, v in record['labels'].items()}
+    record['labels'] = {
+        k: (list(v) if isinstance(v, tuple) else v)
+        for k, v in record['labels'].items()
+    }
     return record
 
 
 def describe(run: dict, out_dir: str) -> str:
     """A few lines for the log: counts, speed, scores, where things are."""
-    lines = [f'pseudo labels in {out_dir}: {run["written"]} written, '
-             f'{run["skipped"]} already there, {len(run["failed"])} failed']
+    lines = [
+        f'pseudo labels in {out_dir}: {run["written"]} written, '
+        f'{run["skipped"]} already there, {len(run["failed"])} failed'
+    ]
     if run.get('seconds_per_image'):
         t = run['mean_seconds']
         lines.append(
@@ -362,15 +409,15 @@ def describe(run: dict, out_dir: str) -> str:
     metrics = run.get('metrics') or {}
     if metrics.get('miou'):
         lines.append('  mIoU (%) ' + ', '.join(
-            f'{k} {v:.2f}' for k, v in metrics['miou'].items()
-            if v is not None))
+            f'{k} {v:.2f}'
+            for k, v in metrics['miou'].items() if v is not None))
     if metrics.get('s_share') is not None:
         acc = metrics.get('s_accuracy')
         lines.append(f'  S share {metrics["s_share"]:.2f}%, Ycrf accuracy '
                      'on S ' + ('n/a' if acc is None else f'{acc:.2f}%'))
     for kind, ap in (metrics.get('coco_ap') or {}).items():
-        lines.append(f'  {kind} mask AP (0-1, as mmdet) ' + ', '.join(
-            f'{k} {v}' for k, v in ap.items()))
+        lines.append(f'  {kind} mask AP (0-1, as mmdet) ' +
+                     ', '.join(f'{k} {v}' for k, v in ap.items()))
     if osp.isdir(osp.join(out_dir, 'vis')):
         lines.append(f'  pictures: {osp.join(out_dir, "vis")}')
     if run['failed']:

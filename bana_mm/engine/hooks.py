@@ -29,7 +29,10 @@ class ProgressBarHook(Hook):
             remaining = runner.max_iters - runner.iter
             self._bar = ProgressBar(remaining, bar_width=self.bar_width)
 
-    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx: int,
+                         data_batch=None,
                          outputs=None) -> None:
         if self._bar is not None:
             self._bar.update()

@@ -4,7 +4,6 @@ Import from configs with ``custom_imports=dict(imports=['bana_mm.seg'])``.
 Never imports mmdet.
 """
 import bana_mm  # noqa: F401  (root registries, checkpoint loading)
-
 from . import mdh  # noqa: F401  (MDH, SPEC §5)
 from .data_preprocessor import TwoMapSegDataPreProcessor
 from .datasets import PseudoLabelVOCDataset, with_background

@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Any, Dict
 
 import torch.nn.functional as F
-
 from mmseg.models.data_preprocessor import SegDataPreProcessor
 from mmseg.registry import MODELS
 
@@ -29,8 +28,8 @@ class TwoMapSegDataPreProcessor(SegDataPreProcessor):
             ret = sample.gt_ret_seg.data
             if any(pad):
                 del sample.gt_ret_seg.data
-                ret = F.pad(ret, tuple(int(p) for p in pad),
-                            value=self.seg_pad_val)
+                ret = F.pad(
+                    ret, tuple(int(p) for p in pad), value=self.seg_pad_val)
                 sample.gt_ret_seg.data = ret
             if 'gt_sem_seg' in sample and \
                     sample.gt_sem_seg.shape != sample.gt_ret_seg.shape:

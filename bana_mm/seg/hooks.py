@@ -11,7 +11,6 @@ from mmengine.dataset import Compose
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
-
 from mmseg.registry import HOOKS
 
 from ..core.nal import confidence_from_cos, split_regions
@@ -41,7 +40,9 @@ class ConfidenceMapHook(Hook):
 
     priority = 'LOW'
 
-    def __init__(self, interval: int = 500, num_images: int = 4,
+    def __init__(self,
+                 interval: int = 500,
+                 num_images: int = 4,
                  image_ids: Optional[Sequence[str]] = None,
                  gamma: Optional[float] = None) -> None:
         if interval < 1 or num_images < 1:
@@ -60,8 +61,10 @@ class ConfidenceMapHook(Hook):
         infos = [dataset.get_data_info(i) for i in range(len(dataset))]
         if self.image_ids is None:
             return infos[:self.num_images]
-        by_id = {osp.splitext(osp.basename(i['img_path']))[0]: i
-                 for i in infos}
+        by_id = {
+            osp.splitext(osp.basename(i['img_path']))[0]: i
+            for i in infos
+        }
         missing = [i for i in self.image_ids if i not in by_id]
         if missing:
             raise KeyError(f'ConfidenceMapHook: ids {missing} are not in '
@@ -96,8 +99,9 @@ class ConfidenceMapHook(Hook):
             for info in self._infos(dataset):
                 packed = self._pipeline(dict(info))
                 data = model.data_preprocessor(
-                    dict(inputs=[packed['inputs']],
-                         data_samples=[packed['data_samples']]), False)
+                    dict(
+                        inputs=[packed['inputs']],
+                        data_samples=[packed['data_samples']]), False)
                 out = head.forward(model.extract_feat(data['inputs']))
                 if not isinstance(out, NALOutput):
                     raise TypeError(f'{type(head).__name__}.forward must '
@@ -113,10 +117,13 @@ class ConfidenceMapHook(Hook):
                 on_bad = heatmap(sigma)
                 on_bad[~unreliable] = 128
                 name = osp.splitext(osp.basename(info['img_path']))[0]
-                panels[name] = np.concatenate(
-                    [np.ascontiguousarray(image, dtype=np.uint8),
-                     colorize(ycrf[0].numpy()), colorize(yret[0].numpy()),
-                     heatmap(sigma), on_bad], axis=1)
+                panels[name] = np.concatenate([
+                    np.ascontiguousarray(image, dtype=np.uint8),
+                    colorize(ycrf[0].numpy()),
+                    colorize(yret[0].numpy()),
+                    heatmap(sigma), on_bad
+                ],
+                                              axis=1)
         finally:
             model.train(was_training)
         return panels
@@ -133,7 +140,10 @@ class ConfidenceMapHook(Hook):
             names.append(name)
         return names
 
-    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx: int,
+                         data_batch=None,
                          outputs=None) -> None:
         if self.every_n_train_iters(runner, self.interval):
             self.save_maps(runner, runner.iter + 1)

@@ -13,14 +13,14 @@ from typing import Dict, Optional
 import torch
 import torch.nn as nn
 from mmengine.logging import MessageHub
-from torch import Tensor
-
 from mmseg.registry import MODELS
+from torch import Tensor
 
 from ..core.nal import IGNORE_INDEX, REGION_LOSS_MODES, poly_beta, region_loss
 
 
-def pixel_accuracy(logits: Tensor, labels: Tensor,
+def pixel_accuracy(logits: Tensor,
+                   labels: Tensor,
                    ignore_index: int = IGNORE_INDEX) -> Tensor:
     """Percent of the non-ignored pixels whose label has the top score.
 
@@ -67,10 +67,16 @@ class NoiseAwareLoss(nn.Module):
     #: Heads check this flag to call the loss with both label maps.
     uses_two_maps = True
 
-    def __init__(self, mode: str = 'nal', lam: float = 0.1, tau: float = 20.0,
-                 gamma: float = 7.0, detach_sigma: bool = False,
-                 beta_power: float = 0.9, max_iters: Optional[int] = None,
-                 loss_weight: float = 1.0, loss_name: str = 'loss_nal',
+    def __init__(self,
+                 mode: str = 'nal',
+                 lam: float = 0.1,
+                 tau: float = 20.0,
+                 gamma: float = 7.0,
+                 detach_sigma: bool = False,
+                 beta_power: float = 0.9,
+                 max_iters: Optional[int] = None,
+                 loss_weight: float = 1.0,
+                 loss_name: str = 'loss_nal',
                  ignore_index: int = IGNORE_INDEX) -> None:
         super().__init__()
         if mode not in REGION_LOSS_MODES:
@@ -110,7 +116,10 @@ class NoiseAwareLoss(nn.Module):
                 'the loss config or train with an mmengine Runner')
         return poly_beta(cur, int(total), self.beta_power)
 
-    def forward(self, logits: Tensor, ycrf: Tensor, yret: Tensor,
+    def forward(self,
+                logits: Tensor,
+                ycrf: Tensor,
+                yret: Tensor,
                 cos: Optional[Tensor] = None,
                 tau: Optional[float] = None) -> Dict[str, Tensor]:
         """Loss dict for (B, C, H, W) logits and (B, H, W) label maps.
@@ -120,11 +129,18 @@ class NoiseAwareLoss(nn.Module):
         configured scale (heads pass their classifier's).
         """
         beta = self.current_beta() if self.mode == 'bootstrap' else None
-        out = region_loss(logits, ycrf, yret, self.mode, lam=self.lam,
-                          cos=cos, tau=self.tau if tau is None else tau,
-                          gamma=self.gamma,
-                          detach_sigma=self.detach_sigma, beta=beta,
-                          ignore_index=self.ignore_index)
+        out = region_loss(
+            logits,
+            ycrf,
+            yret,
+            self.mode,
+            lam=self.lam,
+            cos=cos,
+            tau=self.tau if tau is None else tau,
+            gamma=self.gamma,
+            detach_sigma=self.detach_sigma,
+            beta=beta,
+            ignore_index=self.ignore_index)
         result = {self.loss_name: self.loss_weight * out['loss']}
         for key, value in out.items():
             if key == 'sigma':

@@ -24,11 +24,10 @@ import mmcv
 import torch
 from mmengine.fileio import get
 from mmengine.structures import PixelData
-from torch import Tensor
-
 from mmseg.models.segmentors import EncoderDecoder, SegTTAModel
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
+from torch import Tensor
 
 from ..core.crf_postprocess import CRF_DEEPLAB_V1, crf_refine_logits
 from .heads import split_output
@@ -38,16 +37,16 @@ def crf_settings(cfg: Optional[dict]) -> Optional[dict]:
     """Keyword arguments of :func:`crf_refine_logits`, or None if disabled."""
     if not cfg or not cfg.get('enabled', True):
         return None
-    unknown = set(cfg) - {'enabled', 'gaussian', 'bilateral', 'iterations',
-                          'prob_clip'}
+    unknown = set(cfg) - {
+        'enabled', 'gaussian', 'bilateral', 'iterations', 'prob_clip'
+    }
     if unknown:
         raise ValueError(f'unknown CRF settings {sorted(unknown)}')
-    return dict(gaussian=dict(cfg.get('gaussian') or
-                              CRF_DEEPLAB_V1['gaussian']),
-                bilateral=dict(cfg.get('bilateral') or
-                               CRF_DEEPLAB_V1['bilateral']),
-                iterations=int(cfg.get('iterations', 10)),
-                prob_clip=float(cfg.get('prob_clip', 1e-5)))
+    return dict(
+        gaussian=dict(cfg.get('gaussian') or CRF_DEEPLAB_V1['gaussian']),
+        bilateral=dict(cfg.get('bilateral') or CRF_DEEPLAB_V1['bilateral']),
+        iterations=int(cfg.get('iterations', 10)),
+        prob_clip=float(cfg.get('prob_clip', 1e-5)))
 
 
 def read_rgb(img_path: str) -> 'mmcv.np.ndarray':
@@ -91,23 +90,28 @@ class CRFEncoderDecoder(EncoderDecoder):
     segmentor also uses to resize its output to the original image.
     """
 
-    def __init__(self, decode_head: dict,
-                 auxiliary_head: Optional[dict] = None, **kwargs) -> None:
-        super().__init__(decode_head=with_align_corners(decode_head),
-                         auxiliary_head=with_align_corners(auxiliary_head),
-                         **kwargs)
+    def __init__(self,
+                 decode_head: dict,
+                 auxiliary_head: Optional[dict] = None,
+                 **kwargs) -> None:
+        super().__init__(
+            decode_head=with_align_corners(decode_head),
+            auxiliary_head=with_align_corners(auxiliary_head),
+            **kwargs)
 
-    def _forward(self, inputs: Tensor,
+    def _forward(self,
+                 inputs: Tensor,
                  data_samples: Optional[List] = None) -> Tensor:
         """Plain (B, C, h, w) logits (``mode='tensor'``, export): phi of a
         noise-aware head is dropped."""
         return split_output(super()._forward(inputs, data_samples))[0]
 
-    def postprocess_result(self, seg_logits: Tensor,
+    def postprocess_result(self,
+                           seg_logits: Tensor,
                            data_samples: Optional[List] = None) -> List:
         data_samples = super().postprocess_result(seg_logits, data_samples)
-        settings = crf_settings(self.test_cfg.get('crf')
-                                if self.test_cfg else None)
+        settings = crf_settings(
+            self.test_cfg.get('crf') if self.test_cfg else None)
         if settings is None:
             return data_samples
         if self.out_channels == 1:
@@ -159,8 +163,10 @@ class CRFSegTTAModel(SegTTAModel):
             else:  # crf_refine_logits takes the softmax of the mean logits
                 pred = crf_predict(logits, views[0].img_path, self.crf)
             sample = SegDataSample(metainfo=views[0].metainfo)
-            sample.set_data({'seg_logits': PixelData(data=logits),
-                             'pred_sem_seg': PixelData(data=pred)})
+            sample.set_data({
+                'seg_logits': PixelData(data=logits),
+                'pred_sem_seg': PixelData(data=pred)
+            })
             if 'gt_sem_seg' in views[0]:
                 sample.set_data({'gt_sem_seg': views[0].gt_sem_seg})
             merged.append(sample)

@@ -24,17 +24,23 @@ DATALOADER_NEXT = 'enumerate(DataLoader)#'
 
 
 # ---------------------------------------------------------------- timing
-def make_timer(fn: Callable[[], object], description: str,
+def make_timer(fn: Callable[[], object],
+               description: str,
                label: str = '') -> Timer:
     """A ``Timer`` of ``fn()`` at the current torch thread count (``Timer``
     would otherwise time with one thread)."""
-    return Timer(stmt='fn()', globals={'fn': fn}, label=label,
-                 description=description,
-                 num_threads=torch.get_num_threads())
+    return Timer(
+        stmt='fn()',
+        globals={'fn': fn},
+        label=label,
+        description=description,
+        num_threads=torch.get_num_threads())
 
 
-def interleaved(fns: Mapping[str, Callable[[], object]], rounds: int,
-                warmup: int = 0, label: str = '') -> Dict[str, Measurement]:
+def interleaved(fns: Mapping[str, Callable[[], object]],
+                rounds: int,
+                warmup: int = 0,
+                label: str = '') -> Dict[str, Measurement]:
     """Time each function once per round, alternating the order per round
     (A B, B A, ...) so that drift and load from other processes hit all
     alike. ``warmup`` rounds are not timed. The returned measurements keep
@@ -52,17 +58,21 @@ def interleaved(fns: Mapping[str, Callable[[], object]], rounds: int,
     return {name: Measurement.merge(runs[name])[0] for name in names}
 
 
-def from_times(times: Sequence[float], description: str,
+def from_times(times: Sequence[float],
+               description: str,
                label: str = '') -> Measurement:
     """A ``Measurement`` of per-step seconds measured elsewhere (e.g. the
     ``train/time`` history of mmengine's ``IterTimerHook``)."""
     if not len(times):
         raise ValueError(f'no times for {description!r}')
-    spec = TaskSpec(stmt=description, setup='', label=label,
-                    description=description,
-                    num_threads=torch.get_num_threads())
-    return Measurement(number_per_run=1, raw_times=[float(t) for t in times],
-                       task_spec=spec)
+    spec = TaskSpec(
+        stmt=description,
+        setup='',
+        label=label,
+        description=description,
+        num_threads=torch.get_num_threads())
+    return Measurement(
+        number_per_run=1, raw_times=[float(t) for t in times], task_spec=spec)
 
 
 def paired_ratio(a: Measurement, b: Measurement) -> float:
@@ -96,12 +106,14 @@ def cpu_profile(memory: bool = False, **kwargs) -> profile:
     return profile(activities=activities, profile_memory=memory, **kwargs)
 
 
-def profile_calls(fn: Callable[[], object], steps: int = 1,
-                  memory: bool = False, warmup: int = 1) -> profile:
+def profile_calls(fn: Callable[[], object],
+                  steps: int = 1,
+                  memory: bool = False,
+                  warmup: int = 1) -> profile:
     """Profile ``steps`` calls of ``fn`` after ``warmup`` traced but
     discarded calls; each call is a ``ProfilerStep#`` span."""
-    schedule = torch.profiler.schedule(wait=0, warmup=warmup, active=steps,
-                                       repeat=1)
+    schedule = torch.profiler.schedule(
+        wait=0, warmup=warmup, active=steps, repeat=1)
     with cpu_profile(memory=memory, schedule=schedule) as prof:
         for _ in range(warmup + steps):
             fn()
@@ -131,8 +143,10 @@ def saved_tensor_bytes(forward: Callable[[], object],
     ``forward()`` (``module``'s parameters and buffers excluded): the
     activation memory held at the end of the forward pass, exact."""
     storages: Dict[int, int] = {}
-    params = {t.untyped_storage().data_ptr()
-              for t in list(module.parameters()) + list(module.buffers())}
+    params = {
+        t.untyped_storage().data_ptr()
+        for t in list(module.parameters()) + list(module.buffers())
+    }
 
     def pack(tensor):
         storage = tensor.untyped_storage()
@@ -153,9 +167,11 @@ def labelled(targets: Iterable[Tuple[object, str, str]]) -> Iterator[None]:
     saved = []
 
     def wrap(fn, label):
+
         def wrapper(*args, **kwargs):
             with record_function(label):
                 return fn(*args, **kwargs)
+
         return wrapper
 
     try:
@@ -188,26 +204,39 @@ def region_ms(prof: profile, steps: int) -> Dict[str, Tuple[float, float]]:
 
 def step_ms(prof: profile) -> float:
     """Mean wall time (ms) of the ``ProfilerStep#`` spans of a profile."""
-    spans = [e.cpu_time_total for e in prof.events()
-             if e.name.startswith('ProfilerStep')]
+    spans = [
+        e.cpu_time_total for e in prof.events()
+        if e.name.startswith('ProfilerStep')
+    ]
     if not spans:
         raise ValueError('the profile has no ProfilerStep# span; call '
                          'prof.step() after each step')
     return statistics.fmean(spans) / 1e3
 
 
-def op_diff_table(a: profile, b: profile, steps_a: int, steps_b: int,
-                  names: Tuple[str, str] = ('A', 'B'), top: int = 15) -> str:
+def op_diff_table(a: profile,
+                  b: profile,
+                  steps_a: int,
+                  steps_b: int,
+                  names: Tuple[str, str] = ('A', 'B'),
+                  top: int = 15) -> str:
     """The ``aten::`` ops whose self CPU time per step differs most between
     two profiles, with their calls per step."""
+
     def per_op(prof, steps):
-        return {e.key: (e.self_cpu_time_total / 1e3 / steps, e.count / steps)
-                for e in prof.key_averages() if e.key.startswith('aten::')}
+        return {
+            e.key: (e.self_cpu_time_total / 1e3 / steps, e.count / steps)
+            for e in prof.key_averages() if e.key.startswith('aten::')
+        }
+
     pa, pb = per_op(a, steps_a), per_op(b, steps_b)
-    keys = sorted(set(pa) | set(pb), key=lambda k: -abs(
-        pa.get(k, (0, 0))[0] - pb.get(k, (0, 0))[0]))[:top]
-    lines = [f'  {"op (self CPU ms / step, calls / step)":44s}'
-             f'{names[0]:>18s}{names[1]:>18s}{"diff ms":>10s}']
+    keys = sorted(
+        set(pa) | set(pb),
+        key=lambda k: -abs(pa.get(k, (0, 0))[0] - pb.get(k, (0, 0))[0]))[:top]
+    lines = [
+        f'  {"op (self CPU ms / step, calls / step)":44s}'
+        f'{names[0]:>18s}{names[1]:>18s}{"diff ms":>10s}'
+    ]
     for k in keys:
         (ta, ca), (tb, cb) = pa.get(k, (0.0, 0.0)), pb.get(k, (0.0, 0.0))
         lines.append(f'  {k[:44]:44s}{ta:10.1f} ({ca:4.0f}){tb:10.1f} '
@@ -215,12 +244,14 @@ def op_diff_table(a: profile, b: profile, steps_a: int, steps_b: int,
     return '\n'.join(lines)
 
 
-def region_table(rows: Sequence[Tuple], names: Tuple[str, str] = ('A', 'B')
-                 ) -> str:
+def region_table(rows: Sequence[Tuple], names: Tuple[str, str] = None) -> str:
     """Rows ``(name, ms A, ms B[, calls A, calls B])`` (None: not in that
     path) with the difference of the times, as text."""
-    lines = [f'  {"region (inclusive ms / step)":40s}{names[0]:>12s}'
-             f'{names[1]:>12s}{"diff":>10s}{"calls/step":>12s}']
+    names = names or ('A', 'B')
+    lines = [
+        f'  {"region (inclusive ms / step)":40s}{names[0]:>12s}'
+        f'{names[1]:>12s}{"diff":>10s}{"calls/step":>12s}'
+    ]
     for name, a, b, *calls in rows:
         cell = lambda v: f'{v:12.1f}' if v is not None else f'{"-":>12s}'  # noqa
         count = '' if not calls else '{:>12s}'.format(' / '.join(

@@ -57,8 +57,8 @@ def has_label_files(out_dir: str) -> bool:
     """Whether ``out_dir`` holds any finished label PNG."""
     for kind in MAPS:
         folder = osp.join(out_dir, kind)
-        if osp.isdir(folder) and any(n.endswith('.png')
-                                     for n in os.listdir(folder)):
+        if osp.isdir(folder) and any(
+                n.endswith('.png') for n in os.listdir(folder)):
             return True
     return False
 
@@ -88,8 +88,8 @@ def check_writable(folders: Sequence[str]) -> None:
     for folder in folders:
         try:
             os.makedirs(folder, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=folder, prefix='.write_test',
-                                             suffix='.tmp'):
+            with tempfile.NamedTemporaryFile(
+                    dir=folder, prefix='.write_test', suffix='.tmp'):
                 pass
         except OSError as err:
             raise type(err)(

@@ -61,8 +61,10 @@ class WorkerPool:
         if workers > 0:
             import multiprocessing as mp
             self.pool = ProcessPoolExecutor(
-                workers, mp_context=mp.get_context('spawn'),
-                initializer=_worker_init, initargs=(os.getpid(), ))
+                workers,
+                mp_context=mp.get_context('spawn'),
+                initializer=_worker_init,
+                initargs=(os.getpid(), ))
         self.pending: deque = deque()
 
     def submit(self, fn, arg, context) -> List[Tuple[object, object]]:

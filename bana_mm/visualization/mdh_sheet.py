@@ -21,7 +21,9 @@ def _ignored(label_map: np.ndarray) -> str:
     return f'{float((np.asarray(label_map) == 255).mean()):.0%} ignored'
 
 
-def mdh_sheet(image_rgb: np.ndarray, boxes: np.ndarray, labels: np.ndarray,
+def mdh_sheet(image_rgb: np.ndarray,
+              boxes: np.ndarray,
+              labels: np.ndarray,
               class_names: Sequence[str],
               position_prior: Optional[np.ndarray] = None,
               class_prior: Optional[np.ndarray] = None,
@@ -39,9 +41,13 @@ def mdh_sheet(image_rgb: np.ndarray, boxes: np.ndarray, labels: np.ndarray,
             (0 background, label + 1, 255 ignore).
     """
     image = np.ascontiguousarray(image_rgb, dtype=np.uint8)
-    panels: List[np.ndarray] = [_titled(_draw_boxes(
-        image, np.asarray(boxes).reshape(-1, 4),
-        np.asarray(labels).reshape(-1), class_names), 'input + boxes')]
+    panels: List[np.ndarray] = [
+        _titled(
+            _draw_boxes(image,
+                        np.asarray(boxes).reshape(-1, 4),
+                        np.asarray(labels).reshape(-1), class_names),
+            'input + boxes')
+    ]
     if position_prior is not None:
         g = np.asarray(position_prior, dtype=np.float32) / 255.0
         panels.append(_titled(heatmap(1.0 - g), 'position prior'))
@@ -50,22 +56,28 @@ def mdh_sheet(image_rgb: np.ndarray, boxes: np.ndarray, labels: np.ndarray,
     for name, label_map in (('proposal', proposal), ('pseudo mask', pseudo),
                             ('ground truth', gt)):
         if label_map is not None:
-            panels.append(_titled(_blend(image, colorize(label_map)),
-                                  f'{name} ({_ignored(label_map)})'))
+            panels.append(
+                _titled(
+                    _blend(image, colorize(label_map)),
+                    f'{name} ({_ignored(label_map)})'))
     width = max(p.shape[1] for p in panels)
-    padded = [np.pad(p, ((0, 0), (0, width - p.shape[1]), (0, 0)),
-                     constant_values=255) for p in panels]
+    padded = [
+        np.pad(
+            p, ((0, 0), (0, width - p.shape[1]), (0, 0)), constant_values=255)
+        for p in panels
+    ]
     while len(padded) % columns:
         padded.append(np.full_like(padded[0], 255))
-    rows = [np.concatenate(padded[i:i + columns], axis=1)
-            for i in range(0, len(padded), columns)]
+    rows = [
+        np.concatenate(padded[i:i + columns], axis=1)
+        for i in range(0, len(padded), columns)
+    ]
     return np.concatenate(rows, axis=0)
 
 
-def mdh_sheet_from_files(img_path: str, boxes: np.ndarray,
-                         labels: np.ndarray, class_names: Sequence[str],
-                         label_paths: Sequence[Optional[str]]
-                         ) -> np.ndarray:
+def mdh_sheet_from_files(img_path: str, boxes: np.ndarray, labels: np.ndarray,
+                         class_names: Sequence[str],
+                         label_paths: Sequence[Optional[str]]) -> np.ndarray:
     """:func:`mdh_sheet` of one image file: priors computed from the boxes
     at the image's size (:mod:`bana_mm.core.priors`), ``label_paths`` =
     (proposal, pseudo mask, ground truth) PNGs, each left out when None or
@@ -79,8 +91,9 @@ def mdh_sheet_from_files(img_path: str, boxes: np.ndarray,
         raise ValueError(f'cannot read image {img_path}')
     hw = image.shape[:2]
     labels = np.asarray(labels, np.int64).reshape(-1)
-    maps = [read_label_png(p) if p and osp.isfile(p) else None
-            for p in label_paths]
+    maps = [
+        read_label_png(p) if p and osp.isfile(p) else None for p in label_paths
+    ]
     return mdh_sheet(image, boxes, labels, class_names,
                      position_prior(boxes, hw),
                      class_prior(boxes, labels + 1, hw, 0), *maps)

@@ -18,19 +18,21 @@ PANEL_HEIGHT = 200
 COLUMNS = 4
 
 
-def _blend(image: np.ndarray, overlay: np.ndarray, alpha: float = 0.6
-           ) -> np.ndarray:
+def _blend(image: np.ndarray,
+           overlay: np.ndarray,
+           alpha: float = 0.6) -> np.ndarray:
     return cv2.addWeighted(overlay, alpha, image, 1 - alpha, 0)
 
 
 def _titled(panel: np.ndarray, title: str) -> np.ndarray:
     h, w = panel.shape[:2]
     scale = PANEL_HEIGHT / h
-    panel = cv2.resize(panel, (max(1, int(round(w * scale))), PANEL_HEIGHT),
-                       interpolation=cv2.INTER_NEAREST)
+    panel = cv2.resize(
+        panel, (max(1, int(round(w * scale))), PANEL_HEIGHT),
+        interpolation=cv2.INTER_NEAREST)
     bar = np.full((22, panel.shape[1], 3), 255, np.uint8)
-    cv2.putText(bar, title, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
-                (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(bar, title, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0),
+                1, cv2.LINE_AA)
     return np.concatenate([bar, panel], axis=0)
 
 
@@ -66,10 +68,13 @@ def pseudo_label_sheet(image_rgb: np.ndarray, boxes: np.ndarray,
     """
     image = np.ascontiguousarray(image_rgb, dtype=np.uint8)
     panels: List[np.ndarray] = [
-        _titled(_draw_boxes(image, np.asarray(boxes).reshape(-1, 4),
-                            np.asarray(labels).reshape(-1), class_names),
-                'input + boxes'),
-        _titled(heatmap(u0), 'u0 (background)')]
+        _titled(
+            _draw_boxes(image,
+                        np.asarray(boxes).reshape(-1, 4),
+                        np.asarray(labels).reshape(-1), class_names),
+            'input + boxes'),
+        _titled(heatmap(u0), 'u0 (background)')
+    ]
     for cid, cam in zip(np.asarray(class_ids).tolist(), class_unaries):
         name = class_names[cid - 1] if cid - 1 < len(class_names) else cid
         panels.append(_titled(_blend(image, heatmap(cam)), f'CAM {name}'))
@@ -79,13 +84,20 @@ def pseudo_label_sheet(image_rgb: np.ndarray, boxes: np.ndarray,
         unreliable = (ycrf != yret)
         marked = image.copy()
         marked[unreliable] = (255, 0, 255)
-        panels.append(_titled(_blend(image, marked, 0.7),
-                              f'~S ({unreliable.mean():.0%} of pixels)'))
+        panels.append(
+            _titled(
+                _blend(image, marked, 0.7),
+                f'~S ({unreliable.mean():.0%} of pixels)'))
     width = max(p.shape[1] for p in panels)
-    padded = [np.pad(p, ((0, 0), (0, width - p.shape[1]), (0, 0)),
-                     constant_values=255) for p in panels]
+    padded = [
+        np.pad(
+            p, ((0, 0), (0, width - p.shape[1]), (0, 0)), constant_values=255)
+        for p in panels
+    ]
     while len(padded) % COLUMNS:
         padded.append(np.full_like(padded[0], 255))
-    rows = [np.concatenate(padded[i:i + COLUMNS], axis=1)
-            for i in range(0, len(padded), COLUMNS)]
+    rows = [
+        np.concatenate(padded[i:i + COLUMNS], axis=1)
+        for i in range(0, len(padded), COLUMNS)
+    ]
     return np.concatenate(rows, axis=0)

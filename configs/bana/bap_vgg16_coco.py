@@ -13,13 +13,19 @@ max_iters = 88000
 
 model = dict(head=dict(num_classes=num_classes))
 train_dataloader = dict(
-    dataset=dict(type=dataset_type, data_root=data_root, metainfo=None,
-                 ann_file='annotations/instances_train2017.json',
-                 data_prefix=dict(img='train2017/')))
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        metainfo=None,
+        ann_file='annotations/instances_train2017.json',
+        data_prefix=dict(img='train2017/')))
 val_dataloader = dict(
-    dataset=dict(type=dataset_type, data_root=data_root, metainfo=None,
-                 ann_file='annotations/instances_val2017.json',
-                 data_prefix=dict(img='val2017/')))
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        metainfo=None,
+        ann_file='annotations/instances_val2017.json',
+        data_prefix=dict(img='val2017/')))
 test_dataloader = val_dataloader
 param_scheduler = [
     dict(type='MultiStepLR', by_epoch=False, milestones=[58600], gamma=0.1)

@@ -1,3 +1,4 @@
-# Paper Table 3 baseline for DeepLab-V1: CE on S + 0.1 x entropy regularisation on ~S (supplement eq. 4).
+# Paper Table 3 baseline for DeepLab-V1: CE on S + 0.1 x entropy regularisation
+# on ~S (supplement eq. 4).
 _base_ = './deeplabv1_nal_voc.py'
 model = dict(decode_head=dict(loss_decode=dict(mode='entropy')))

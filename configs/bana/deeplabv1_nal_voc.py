@@ -16,20 +16,27 @@ optim_wrapper = dict(
         bias_decay_mult=0.0,
         custom_keys={'decode_head': dict(lr_mult=10.0)}))
 param_scheduler = [
-    dict(type='PolyLR', eta_min=0.0, power=0.9, begin=0, end=max_iters,
-         by_epoch=False)
+    dict(
+        type='PolyLR',
+        eta_min=0.0,
+        power=0.9,
+        begin=0,
+        end=max_iters,
+        by_epoch=False)
 ]
 train_cfg = dict(max_iters=max_iters)
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadPseudoLabels'),  # Ycrf -> gt_seg_map, Yret -> gt_ret_map
-    dict(type='RandomResize', scale=(500, 500), ratio_range=(0.5, 1.5),
-         keep_ratio=True),
+    dict(
+        type='RandomResize',
+        scale=(500, 500),
+        ratio_range=(0.5, 1.5),
+        keep_ratio=True),
     dict(type='RandomCrop', crop_size=(321, 321), cat_max_ratio=1.0),
     dict(type='RandomFlip', prob=0.5),
     # the authors' jitter (SPEC §1, §3: V1 uses the stage-1 one)
-    dict(type='BANAColorJitter', brightness=0.5, contrast=0.5,
-         saturation=0.5),
+    dict(type='BANAColorJitter', brightness=0.5, contrast=0.5, saturation=0.5),
     dict(type='PackTwoMapSegInputs'),
 ]
 train_dataloader = dict(batch_size=20, dataset=dict(pipeline=train_pipeline))

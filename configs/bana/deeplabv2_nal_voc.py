@@ -13,8 +13,13 @@ _base_ = [
 max_iters = 21164
 optim_wrapper = dict(optimizer=dict(lr=2.5e-4))
 param_scheduler = [
-    dict(type='PolyLR', eta_min=0.0, power=0.9, begin=0, end=max_iters,
-         by_epoch=False)
+    dict(
+        type='PolyLR',
+        eta_min=0.0,
+        power=0.9,
+        begin=0,
+        end=max_iters,
+        by_epoch=False)
 ]
 train_cfg = dict(max_iters=max_iters)
 train_dataloader = dict(batch_size=10)

@@ -16,12 +16,12 @@ img_scale = (320, 320)
 model = dict(
     backbone=dict(frozen_stages=-1, init_cfg=None),
     # fewer sampled RoIs (the mask head dominates the CPU cost)
-    train_cfg=dict(rpn_proposal=dict(max_per_img=500),
-                   rcnn=dict(sampler=dict(num=128))),
+    train_cfg=dict(
+        rpn_proposal=dict(max_per_img=500), rcnn=dict(sampler=dict(num=128))),
     # score_thr 0: a few-iteration model still outputs detections, so that
     # CocoMetric reports (near-zero) AP instead of an empty result
-    test_cfg=dict(rpn=dict(max_per_img=300),
-                  rcnn=dict(score_thr=0.0, max_per_img=20)))
+    test_cfg=dict(
+        rpn=dict(max_per_img=300), rcnn=dict(score_thr=0.0, max_per_img=20)))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -34,9 +34,10 @@ test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=img_scale, keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                    'scale_factor')),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                   'scale_factor')),
 ]
 train_dataloader = dict(
     batch_size=2,
@@ -44,13 +45,18 @@ train_dataloader = dict(
     persistent_workers=False,
     sampler=dict(type='InfiniteSampler', shuffle=True),
     batch_sampler=None,
-    dataset=dict(data_root=data_root, data_prefix=dict(img='images/'),
-                 pipeline=train_pipeline))
+    dataset=dict(
+        data_root=data_root,
+        data_prefix=dict(img='images/'),
+        pipeline=train_pipeline))
 val_dataloader = dict(
     num_workers=0,
     persistent_workers=False,
-    dataset=dict(data_root=data_root, ann_file=val_ann_file,
-                 data_prefix=dict(img='images/'), pipeline=test_pipeline))
+    dataset=dict(
+        data_root=data_root,
+        ann_file=val_ann_file,
+        data_prefix=dict(img='images/'),
+        pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + val_ann_file)
 test_evaluator = val_evaluator
@@ -59,8 +65,8 @@ optim_wrapper = dict(optimizer=dict(lr=0.01), clip_grad=dict(max_norm=10.0))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=10)
 ]
-train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=40,
-                 val_interval=40)
+train_cfg = dict(
+    _delete_=True, type='IterBasedTrainLoop', max_iters=40, val_interval=40)
 default_hooks = dict(
     logger=dict(interval=5),
     checkpoint=dict(by_epoch=False, interval=40, max_keep_ckpts=1))

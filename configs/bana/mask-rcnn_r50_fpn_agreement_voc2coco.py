@@ -10,5 +10,6 @@
 _base_ = './mask-rcnn_r50_fpn_agreement_coco.py'
 
 train_dataloader = dict(
-    dataset=dict(ann_file='pseudo_masks_voc2coco/instances_ycrf.json',
-                 ret_ann_file='pseudo_masks_voc2coco/instances_yret.json'))
+    dataset=dict(
+        ann_file='pseudo_masks_voc2coco/instances_ycrf.json',
+        ret_ann_file='pseudo_masks_voc2coco/instances_yret.json'))

@@ -3,5 +3,5 @@
 _base_ = './mask-rcnn_r50_fpn_agreement_coco.py'
 
 train_dataloader = dict(
-    dataset=dict(ann_file='pseudo_masks/instances_yret.json',
-                 ret_ann_file=None))
+    dataset=dict(
+        ann_file='pseudo_masks/instances_yret.json', ret_ann_file=None))

@@ -2,7 +2,8 @@
 output against another implementation's), per image and overall.
 
     python tools/analysis/compare_label_dirs.py DIR_A DIR_B \\
-        [--kinds Ycrf Yret] [--subdirs-a Y_crf Y_ret] [--subdirs-b Ycrf Yret] \\
+        [--kinds Ycrf Yret] [--subdirs-a Y_crf Y_ret] \\
+        [--subdirs-b Ycrf Yret] \\
         [--voc-root ROOT [--border 1]] [--per-image] [--json OUT.json]
 
 For each kind K, ``DIR_A/<subdir_a>/<id>.png`` is compared with
@@ -30,10 +31,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
+#: Key of the agreement measured away from every box edge.
+AWAY = 'agreement_away_from_box_edges'
 
-from bana_mm.utils.label_io import read_label_png  # noqa: E402
+sys.path.insert(0,
+                osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+from bana_mm.utils.label_io import read_label_png
 
 
 @dataclass
@@ -51,10 +55,11 @@ class Counts:
             setattr(self, key, getattr(self, key) + getattr(other, key))
 
     def summary(self, with_boxes: bool) -> Dict[str, Optional[float]]:
+
         def pct(num: int, den: int) -> Optional[float]:
             return 100.0 * num / den if den else None
-        out = dict(pixels=self.pixels,
-                   agreement=pct(self.agree, self.pixels))
+
+        out = dict(pixels=self.pixels, agreement=pct(self.agree, self.pixels))
         if with_boxes:
             outside = self.pixels - self.inside
             out.update(
@@ -63,8 +68,7 @@ class Counts:
                 disagree_outside_boxes=pct(
                     outside - (self.agree - self.inside_agree), outside),
                 disagreeing_pixels_inside_share=pct(
-                    self.inside - self.inside_agree,
-                    self.pixels - self.agree),
+                    self.inside - self.inside_agree, self.pixels - self.agree),
                 agreement_away_from_box_edges=pct(self.interior_agree,
                                                   self.interior),
                 away_from_box_edges_share=pct(self.interior, self.pixels))
@@ -75,8 +79,7 @@ class Counts:
 class KindReport:
     """Agreement of one kind of map (e.g. Ycrf)."""
     kind: str
-    images: Dict[str, Dict[str, Optional[float]]] = field(
-        default_factory=dict)
+    images: Dict[str, Dict[str, Optional[float]]] = field(default_factory=dict)
     total: Dict[str, Optional[float]] = field(default_factory=dict)
     only_in_a: List[str] = field(default_factory=list)
     only_in_b: List[str] = field(default_factory=list)
@@ -92,8 +95,8 @@ def read_voc_boxes(xml_path: str) -> np.ndarray:
         bnd = obj.find('bndbox')
         if bnd is None:
             raise ValueError(f'{xml_path}: an object without <bndbox>')
-        xmin, ymin, xmax, ymax = (float(bnd.find(k).text)
-                                  for k in ('xmin', 'ymin', 'xmax', 'ymax'))
+        xmin, ymin, xmax, ymax = (
+            float(bnd.find(k).text) for k in ('xmin', 'ymin', 'xmax', 'ymax'))
         boxes.append((xmin - 1, ymin - 1, xmax - 1, ymax - 1))
     return np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
 
@@ -124,7 +127,8 @@ def box_region_masks(boxes: np.ndarray, shape: Tuple[int, int],
     return inside, band
 
 
-def compare_maps(a: np.ndarray, b: np.ndarray,
+def compare_maps(a: np.ndarray,
+                 b: np.ndarray,
                  inside: Optional[np.ndarray] = None,
                  band: Optional[np.ndarray] = None) -> Counts:
     """Pixel counts of one pair of (H, W) maps."""
@@ -145,14 +149,20 @@ def _stems(folder: str) -> set:
     return {f[:-4] for f in os.listdir(folder) if f.endswith('.png')}
 
 
-def compare_kind(dir_a: str, dir_b: str, kind: str, sub_a: str, sub_b: str,
+def compare_kind(dir_a: str,
+                 dir_b: str,
+                 kind: str,
+                 sub_a: str,
+                 sub_b: str,
                  voc_root: Optional[str] = None,
                  border: int = 1) -> KindReport:
     """Compare ``dir_a/sub_a`` with ``dir_b/sub_b`` image by image."""
     folder_a, folder_b = osp.join(dir_a, sub_a), osp.join(dir_b, sub_b)
     stems_a, stems_b = _stems(folder_a), _stems(folder_b)
-    report = KindReport(kind=kind, only_in_a=sorted(stems_a - stems_b),
-                        only_in_b=sorted(stems_b - stems_a))
+    report = KindReport(
+        kind=kind,
+        only_in_a=sorted(stems_a - stems_b),
+        only_in_b=sorted(stems_b - stems_a))
     common = sorted(stems_a & stems_b)
     if not common:
         raise ValueError(f'no common <id>.png in {folder_a} and {folder_b}')
@@ -192,12 +202,12 @@ def format_reports(reports: Sequence[KindReport], per_image: bool,
         lines.append(head)
         for stem in reports[0].images:
             row = stem.ljust(16)
-            row += ''.join(f'{_fmt(r.images.get(stem, {}).get("agreement")):>10}'
-                           for r in reports)
+            row += ''.join(
+                f'{_fmt(r.images.get(stem, {}).get("agreement")):>10}'
+                for r in reports)
             if with_boxes:
-                row += ''.join(
-                    f'{_fmt(r.images.get(stem, {}).get("agreement_away_from_box_edges")):>20}'
-                    for r in reports)
+                row += ''.join(f'{_fmt(r.images.get(stem, {}).get(AWAY)):>20}'
+                               for r in reports)
             lines.append(row)
         lines.append('')
     for r in reports:
@@ -217,8 +227,8 @@ def format_reports(reports: Sequence[KindReport], per_image: bool,
         for side, stems in (('A', r.only_in_a), ('B', r.only_in_b)):
             if stems:
                 lines.append(f'  {len(stems)} image(s) only in {side}: '
-                             f'{", ".join(stems[:10])}'
-                             + (' ...' if len(stems) > 10 else ''))
+                             f'{", ".join(stems[:10])}' +
+                             (' ...' if len(stems) > 10 else ''))
     return '\n'.join(lines)
 
 
@@ -227,21 +237,31 @@ def parse_args(argv=None) -> argparse.Namespace:
         description='Pixel agreement of two folders of label maps')
     parser.add_argument('dir_a', help='first folder (holds the sub-folders)')
     parser.add_argument('dir_b', help='second folder')
-    parser.add_argument('--kinds', nargs='+', default=['Ycrf', 'Yret'],
-                        help='names of the maps compared (default: Ycrf '
-                        'Yret); also the sub-folder names unless given')
-    parser.add_argument('--subdirs-a', nargs='+',
-                        help='sub-folders of DIR_A, one per kind '
-                        '(e.g. Y_crf Y_ret)')
-    parser.add_argument('--subdirs-b', nargs='+',
-                        help='sub-folders of DIR_B, one per kind')
-    parser.add_argument('--voc-root', help='VOC-layout folder whose '
-                        'Annotations/<id>.xml boxes split the disagreement')
-    parser.add_argument('--border', type=int, default=1,
-                        help='with --voc-root: also report agreement on '
-                        'pixels farther than this from every box edge')
-    parser.add_argument('--per-image', action='store_true',
-                        help='print one line per image')
+    parser.add_argument(
+        '--kinds',
+        nargs='+',
+        default=['Ycrf', 'Yret'],
+        help='names of the maps compared (default: Ycrf '
+        'Yret); also the sub-folder names unless given')
+    parser.add_argument(
+        '--subdirs-a',
+        nargs='+',
+        help='sub-folders of DIR_A, one per kind '
+        '(e.g. Y_crf Y_ret)')
+    parser.add_argument(
+        '--subdirs-b', nargs='+', help='sub-folders of DIR_B, one per kind')
+    parser.add_argument(
+        '--voc-root',
+        help='VOC-layout folder whose '
+        'Annotations/<id>.xml boxes split the disagreement')
+    parser.add_argument(
+        '--border',
+        type=int,
+        default=1,
+        help='with --voc-root: also report agreement on '
+        'pixels farther than this from every box edge')
+    parser.add_argument(
+        '--per-image', action='store_true', help='print one line per image')
     parser.add_argument('--json', help='also write the figures here')
     args = parser.parse_args(argv)
     for name in ('subdirs_a', 'subdirs_b'):
@@ -259,17 +279,24 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     reports = [
-        compare_kind(args.dir_a, args.dir_b, kind, sub_a, sub_b,
-                     args.voc_root, args.border)
-        for kind, sub_a, sub_b in zip(args.kinds, args.subdirs_a,
-                                      args.subdirs_b)]
-    print(format_reports(reports, args.per_image, args.voc_root is not None,
-                         args.border))
+        compare_kind(args.dir_a, args.dir_b, kind, sub_a, sub_b, args.voc_root,
+                     args.border) for kind, sub_a, sub_b in zip(
+                         args.kinds, args.subdirs_a, args.subdirs_b)
+    ]
+    print(
+        format_reports(reports, args.per_image, args.voc_root is not None,
+                       args.border))
     if args.json:
         with open(args.json, 'w') as f:
-            json.dump(dict(dir_a=args.dir_a, dir_b=args.dir_b,
-                           voc_root=args.voc_root, border=args.border,
-                           kinds=[asdict(r) for r in reports]), f, indent=1)
+            json.dump(
+                dict(
+                    dir_a=args.dir_a,
+                    dir_b=args.dir_b,
+                    voc_root=args.voc_root,
+                    border=args.border,
+                    kinds=[asdict(r) for r in reports]),
+                f,
+                indent=1)
     return 0
 
 

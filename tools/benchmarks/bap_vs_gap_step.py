@@ -57,17 +57,17 @@ from typing import Dict
 import numpy as np
 import torch
 
-sys.path.insert(
-    0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+sys.path.insert(0,
+                osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from mmengine.config import Config  # noqa: E402
-from mmengine.dataset import pseudo_collate  # noqa: E402
-from mmengine.logging import MMLogger  # noqa: E402
-from mmengine.optim import build_optim_wrapper  # noqa: E402
-from mmengine.registry import init_default_scope  # noqa: E402
+from mmengine.config import Config
+from mmengine.dataset import pseudo_collate
+from mmengine.logging import MMLogger
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import init_default_scope
 
-from bana_mm.utils.benchmark import (interleaved, load_average,  # noqa: E402
-                                     mib, paired_ratio, peak_allocated,
+from bana_mm.utils.benchmark import (interleaved, load_average, mib,
+                                     paired_ratio, peak_allocated,
                                      profile_calls, saved_tensor_bytes)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -79,40 +79,66 @@ MODES = ('bap', 'gap')
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Benchmark a training step of the BAP vs the GAP head.')
-    parser.add_argument('--full', action='store_true',
-                        help='use configs/bana/bap_vgg16_voc.py (full width, '
-                        '321 crop) instead of the tiny preset')
+    parser.add_argument(
+        '--full',
+        action='store_true',
+        help='use configs/bana/bap_vgg16_voc.py (full width, '
+        '321 crop) instead of the tiny preset')
     parser.add_argument('--config', help='any other stage-1 config')
     parser.add_argument('--batch-size', type=int, default=4)
-    parser.add_argument('--crop', type=int, default=None,
-                        help='square crop size (default: the config\'s, '
-                        '161 tiny / 321 full)')
-    parser.add_argument('--iters', type=int, default=10,
-                        help='timed rounds (each runs both modes once)')
-    parser.add_argument('--warmup', type=int, default=2,
-                        help='untimed rounds first')
-    parser.add_argument('--width-mult', type=float, default=None,
-                        help='backbone width multiplier (default: the '
-                        'config\'s, 0.25 tiny / 1.0 full)')
-    parser.add_argument('--device', default=None,
-                        help='default: cuda if available, else cpu')
-    parser.add_argument('--data', choices=('random', 'dataset'),
-                        default='random',
-                        help='random: uniform noise images with random '
-                        'boxes; dataset: one batch through the config\'s '
-                        'train pipeline')
-    parser.add_argument('--data-root',
-                        help='VOC-layout folder for --data dataset (default: '
-                        'generate a small synthetic one in a temp dir)')
-    parser.add_argument('--boxes', type=int, default=3,
-                        help='max boxes per image for --data random')
-    parser.add_argument('--head-iters', type=int, default=None,
-                        help='rounds of the head-only timing (default: '
-                        '5 x --iters)')
-    parser.add_argument('--mem-iters', type=int, default=1,
-                        help='untimed profiled steps per mode for memory')
-    parser.add_argument('--threads', type=int, default=None,
-                        help='torch.set_num_threads (CPU)')
+    parser.add_argument(
+        '--crop',
+        type=int,
+        default=None,
+        help='square crop size (default: the config\'s, '
+        '161 tiny / 321 full)')
+    parser.add_argument(
+        '--iters',
+        type=int,
+        default=10,
+        help='timed rounds (each runs both modes once)')
+    parser.add_argument(
+        '--warmup', type=int, default=2, help='untimed rounds first')
+    parser.add_argument(
+        '--width-mult',
+        type=float,
+        default=None,
+        help='backbone width multiplier (default: the '
+        'config\'s, 0.25 tiny / 1.0 full)')
+    parser.add_argument(
+        '--device', default=None, help='default: cuda if available, else cpu')
+    parser.add_argument(
+        '--data',
+        choices=('random', 'dataset'),
+        default='random',
+        help='random: uniform noise images with random '
+        'boxes; dataset: one batch through the config\'s '
+        'train pipeline')
+    parser.add_argument(
+        '--data-root',
+        help='VOC-layout folder for --data dataset (default: '
+        'generate a small synthetic one in a temp dir)')
+    parser.add_argument(
+        '--boxes',
+        type=int,
+        default=3,
+        help='max boxes per image for --data random')
+    parser.add_argument(
+        '--head-iters',
+        type=int,
+        default=None,
+        help='rounds of the head-only timing (default: '
+        '5 x --iters)')
+    parser.add_argument(
+        '--mem-iters',
+        type=int,
+        default=1,
+        help='untimed profiled steps per mode for memory')
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=None,
+        help='torch.set_num_threads (CPU)')
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args(argv)
     if args.batch_size < 1 or args.iters < 1 or args.warmup < 0:
@@ -168,15 +194,19 @@ def random_batch(args: argparse.Namespace) -> dict:
     num_classes = args.num_classes
     inputs, samples = [], []
     for _ in range(args.batch_size):
-        inputs.append(torch.from_numpy(
-            rng.integers(0, 256, (3, size, size), dtype=np.uint8)))
+        inputs.append(
+            torch.from_numpy(
+                rng.integers(0, 256, (3, size, size), dtype=np.uint8)))
         k = int(rng.integers(1, args.boxes + 1))
         wh = rng.uniform(0.1, 0.5, (k, 2)) * size
         xy = rng.uniform(0, 1, (k, 2)) * (size - wh)
         boxes = np.concatenate([xy, xy + wh], axis=1).astype(np.float32)
-        sample = DetDataSample(metainfo=dict(
-            img_shape=(size, size), ori_shape=(size, size),
-            pad_shape=(size, size), scale_factor=(1.0, 1.0)))
+        sample = DetDataSample(
+            metainfo=dict(
+                img_shape=(size, size),
+                ori_shape=(size, size),
+                pad_shape=(size, size),
+                scale_factor=(1.0, 1.0)))
         sample.gt_instances = InstanceData(
             bboxes=HorizontalBoxes(torch.from_numpy(boxes)),
             labels=torch.from_numpy(rng.integers(0, num_classes, k)))
@@ -193,11 +223,11 @@ def dataset_batch(cfg: Config, args: argparse.Namespace) -> dict:
             step['crop_size'] = (args.crop, args.crop)
     tmp = None
     if args.data_root is None:
-        from bana_mm.datagen import SYNTHETIC_CLASSES, \
-            generate_synthetic_dataset
+        from bana_mm.datagen import (SYNTHETIC_CLASSES,
+                                     generate_synthetic_dataset)
         tmp = tempfile.TemporaryDirectory(prefix='bap_vs_gap_')
-        generate_synthetic_dataset(tmp.name, num_train=args.batch_size,
-                                   num_val=1, seed=args.seed)
+        generate_synthetic_dataset(
+            tmp.name, num_train=args.batch_size, num_val=1, seed=args.seed)
         ds_cfg.data_root = tmp.name
         ds_cfg.ann_file = 'ImageSets/Segmentation/train.txt'
         ds_cfg.metainfo = dict(classes=SYNTHETIC_CLASSES)
@@ -223,8 +253,8 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device or (
-        'cuda' if torch.cuda.is_available() else 'cpu'))
+    device = torch.device(
+        args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     torch.manual_seed(args.seed)
     # A quiet current logger: no per-parameter init/paramwise INFO lines.
     MMLogger.get_instance('bap_vs_gap_step', log_level='WARNING')
@@ -234,8 +264,10 @@ def main(argv=None) -> dict:
     cfg = load_config(args)
     args.num_classes = head_num_classes(cfg)
     models = build_models(cfg, device)
-    wrappers = {m: build_optim_wrapper(models[m], copy.deepcopy(
-        cfg.optim_wrapper)) for m in MODES}
+    wrappers = {
+        m: build_optim_wrapper(models[m], copy.deepcopy(cfg.optim_wrapper))
+        for m in MODES
+    }
 
     raw = dataset_batch(cfg, args) if args.data == 'dataset' \
         else random_batch(args)
@@ -253,8 +285,8 @@ def main(argv=None) -> dict:
 
     load_before = load_average()
     t0 = time.perf_counter()
-    step = interleaved({m: (lambda m=m: train_step(m)) for m in MODES},
-                       args.iters, args.warmup, 'train step')
+    step = interleaved({m: (lambda m=m: train_step(m))
+                        for m in MODES}, args.iters, args.warmup, 'train step')
 
     # Head alone, on features precomputed once by a backbone (same for both).
     with torch.no_grad():
@@ -271,22 +303,34 @@ def main(argv=None) -> dict:
         heads[mode].zero_grad(set_to_none=True)
 
     head_iters = args.head_iters or 5 * args.iters
-    head_fwd_ms = interleaved({m: (lambda m=m: head_fwd(m)) for m in MODES},
-                              head_iters, max(1, args.warmup), 'head fwd')
+    head_fwd_ms = interleaved({m: (lambda m=m: head_fwd(m))
+                               for m in MODES}, head_iters,
+                              max(1, args.warmup), 'head fwd')
     head_bwd_ms = interleaved(
-        {m: (lambda m=m: head_fwd_bwd(m)) for m in MODES}, head_iters,
-        max(1, args.warmup), 'head fwd+bwd')
+        {m: (lambda m=m: head_fwd_bwd(m))
+         for m in MODES}, head_iters, max(1, args.warmup), 'head fwd+bwd')
 
     # Memory, in separate untimed steps (profiling costs time).
-    peak = {m: peak_allocated(profile_calls(
-        lambda m=m: train_step(m), args.mem_iters, memory=True), device)
-        for m in MODES}
-    saved = {m: saved_tensor_bytes(
-        lambda m=m: models[m].loss(inputs, samples), models[m])
-        for m in MODES}
+    peak = {
+        m:
+        peak_allocated(
+            profile_calls(
+                lambda m=m: train_step(m), args.mem_iters, memory=True),
+            device)
+        for m in MODES
+    }
+    saved = {
+        m:
+        saved_tensor_bytes(
+            lambda m=m: models[m].loss(inputs, samples), models[m])
+        for m in MODES
+    }
     leaf = feats.clone().requires_grad_(True)
-    saved_head = {m: saved_tensor_bytes(
-        lambda m=m: heads[m].loss(leaf, samples), heads[m]) for m in MODES}
+    saved_head = {
+        m:
+        saved_tensor_bytes(lambda m=m: heads[m].loss(leaf, samples), heads[m])
+        for m in MODES
+    }
     for model in models.values():
         model.zero_grad(set_to_none=True)
     total_s = time.perf_counter() - t0
@@ -324,14 +368,15 @@ def main(argv=None) -> dict:
               f'{b.median / g.median:8.3f}{paired_ratio(b, g):8.3f}')
         print(f'  {"  mean":26s}{b.mean * 1e3:12.2f}{g.mean * 1e3:23.2f}'
               f'{b.mean / g.mean:17.3f}')
+
     row('train step (fwd+bwd+SGD)', step)
     row('head.loss fwd', head_fwd_ms)
     row('head.loss fwd+bwd', head_bwd_ms)
     share = {m: head_bwd_ms[m].median / step[m].median for m in MODES}
     print(f'  {"head fwd+bwd / step":26s}{share["bap"]:21.1%} '
           f'{share["gap"]:21.1%}')
-    for name, values in (('peak step memory', peak),
-                         ('saved for backward, model', saved),
+    for name, values in (('peak step memory',
+                          peak), ('saved for backward, model', saved),
                          ('saved for backward, head', saved_head)):
         print(f'  {name:26s}{mib(values["bap"]):>22s}'
               f'{mib(values["gap"]):>22s}'
@@ -345,12 +390,17 @@ def main(argv=None) -> dict:
     if device.type != 'cuda':
         maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         print(f'  process ru_maxrss (both modes, whole run): {mib(maxrss)}')
-    print('  final losses: ' + ', '.join(
-        f'{m} {torch.as_tensor(last_vars[m]["loss"]).item():.4f}'
-        for m in MODES))
+    print('  final losses: ' +
+          ', '.join(f'{m} {torch.as_tensor(last_vars[m]["loss"]).item():.4f}'
+                    for m in MODES))
     print(f'  measured in {total_s:.1f} s')
-    return dict(step=step, head_fwd=head_fwd_ms, head_fwd_bwd=head_bwd_ms,
-                peak=peak, saved=saved, saved_head=saved_head)
+    return dict(
+        step=step,
+        head_fwd=head_fwd_ms,
+        head_fwd_bwd=head_bwd_ms,
+        peak=peak,
+        saved=saved,
+        saved_head=saved_head)
 
 
 if __name__ == '__main__':

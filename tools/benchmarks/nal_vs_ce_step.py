@@ -14,19 +14,20 @@ import copy
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(
-    __file__)))))
+sys.path.insert(0,
+                osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-import torch  # noqa: E402
-from mmengine.config import Config  # noqa: E402
-from mmengine.optim import OptimWrapper  # noqa: E402
-from mmengine.registry import init_default_scope  # noqa: E402
-from mmengine.structures import PixelData  # noqa: E402
+import torch
+from mmengine.config import Config
+from mmengine.optim import OptimWrapper
+from mmengine.registry import init_default_scope
+from mmengine.structures import PixelData
 
-from bana_mm.utils.benchmark import interleaved, paired_ratio  # noqa: E402
+from bana_mm.utils.benchmark import interleaved, paired_ratio
 
-CONFIG = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(
-    __file__)))), 'configs', 'bana', 'deeplabv1_nal_voc.py')
+CONFIG = osp.join(
+    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs',
+    'bana', 'deeplabv1_nal_voc.py')
 
 
 def make_batch(batch: int, crop: int, classes: int) -> dict:
@@ -37,15 +38,19 @@ def make_batch(batch: int, crop: int, classes: int) -> dict:
     cells = (crop + 15) // 16
     inputs, samples = [], []
     for _ in range(batch):
-        inputs.append(torch.randint(0, 256, (3, crop, crop), generator=g,
-                                    dtype=torch.uint8))
+        inputs.append(
+            torch.randint(
+                0, 256, (3, crop, crop), generator=g, dtype=torch.uint8))
         blocks = torch.randint(0, classes, (cells, cells), generator=g)
         flip = torch.rand(cells, cells, generator=g) < 0.2
         other = (blocks + 1) % classes
-        up = lambda t: t.repeat_interleave(16, 0).repeat_interleave(  # noqa
-            16, 1)[:crop, :crop][None]
-        s = SegDataSample(metainfo=dict(img_shape=(crop, crop),
-                                        ori_shape=(crop, crop)))
+
+        def up(t):
+            return t.repeat_interleave(16, 0).repeat_interleave(
+                16, 1)[:crop, :crop][None]
+
+        s = SegDataSample(
+            metainfo=dict(img_shape=(crop, crop), ori_shape=(crop, crop)))
         s.gt_sem_seg = PixelData(data=up(blocks))
         s.gt_ret_seg = PixelData(data=up(torch.where(flip, other, blocks)))
         samples.append(s)
@@ -62,14 +67,15 @@ def main(argv=None) -> float:
     parser.add_argument('--warmup', type=int, default=1)
     args = parser.parse_args(argv)
 
-    import bana_mm.seg  # noqa: F401
     from mmseg.registry import MODELS
+
+    import bana_mm.seg  # noqa: F401
     init_default_scope('mmseg')
     torch.manual_seed(0)
     cfg = Config.fromfile(CONFIG).model
     cfg.backbone.update(width_mult=args.width_mult, init_cfg=None)
-    cfg.decode_head.update(in_channels=int(1024 * args.width_mult),
-                           num_classes=args.classes)
+    cfg.decode_head.update(
+        in_channels=int(1024 * args.width_mult), num_classes=args.classes)
     cfg.data_preprocessor.size = (args.crop, args.crop)
     model = MODELS.build(cfg)
     model.train()
@@ -77,8 +83,8 @@ def main(argv=None) -> float:
     losses = dict(
         nal=MODELS.build(dict(type='NoiseAwareLoss', mode='nal')),
         ce=MODELS.build(dict(type='CrossEntropyLoss', loss_name='loss_ce')))
-    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=1e-4,
-                                         momentum=0.9))
+    optim = OptimWrapper(
+        torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9))
     batch = make_batch(args.batch, args.crop, args.classes)
 
     def step(name: str) -> None:
@@ -87,8 +93,9 @@ def main(argv=None) -> float:
         if not torch.isfinite(log['loss']):
             raise RuntimeError(f'{name} loss is not finite')
 
-    times = interleaved({k: (lambda k=k: step(k)) for k in ('nal', 'ce')},
-                        args.steps, args.warmup, 'NAL vs CE step')
+    times = interleaved({k: (lambda k=k: step(k))
+                         for k in ('nal', 'ce')}, args.steps, args.warmup,
+                        'NAL vs CE step')
     nal, ce = times['nal'].median, times['ce'].median
     ratio = nal / ce
     print(f'model: DeepLab-V1 LargeFOV width x{args.width_mult}, batch '

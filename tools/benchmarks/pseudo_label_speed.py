@@ -29,16 +29,22 @@ from bana_mm.core.pseudo_labels import (UPSAMPLE_MODES, PseudoLabelConfig,
 from bana_mm.utils.benchmark import interleaved
 
 
-def random_inputs(seed: int, height: int, width: int, dim: int, stride: int,
-                  num_boxes: int, image_kind: str = 'noise'):
+def random_inputs(seed: int,
+                  height: int,
+                  width: int,
+                  dim: int,
+                  stride: int,
+                  num_boxes: int,
+                  image_kind: str = 'noise'):
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     if image_kind == 'noise':  # i.i.d. pixels: worst case for the lattice
         image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
     else:  # smooth random colours, closer to a natural image
         small = rng.integers(0, 256, (height // 16 + 1, width // 16 + 1, 3))
-        image = cv2.resize(small.astype(np.uint8), (width, height),
-                           interpolation=cv2.INTER_CUBIC)
+        image = cv2.resize(
+            small.astype(np.uint8), (width, height),
+            interpolation=cv2.INTER_CUBIC)
     h, w = -(-height // stride), -(-width // stride)
     feat = torch.rand(dim, h, w, generator=gen)
     weights = torch.randn(21, dim, generator=gen) * 0.01
@@ -60,13 +66,21 @@ def main() -> None:
     parser.add_argument('--dim', type=int, default=1024)
     parser.add_argument('--stride', type=int, default=8)
     parser.add_argument('--boxes', type=int, default=3)
-    parser.add_argument('--image', default='noise',
-                        choices=['noise', 'smooth'],
-                        help='i.i.d. random pixels or smooth random colours')
-    parser.add_argument('--threads', type=int, default=None,
-                        help='torch intra-op threads (default: torch default)')
-    parser.add_argument('--modes', nargs='+', default=['maps', 'features'],
-                        choices=UPSAMPLE_MODES)
+    parser.add_argument(
+        '--image',
+        default='noise',
+        choices=['noise', 'smooth'],
+        help='i.i.d. random pixels or smooth random colours')
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=None,
+        help='torch intra-op threads (default: torch default)')
+    parser.add_argument(
+        '--modes',
+        nargs='+',
+        default=['maps', 'features'],
+        choices=UPSAMPLE_MODES)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -81,16 +95,22 @@ def main() -> None:
     parts = {m: dict(unary=[], crf=[], retrieval=[]) for m in args.modes}
 
     def run(mode: str) -> None:
-        out = generate_pseudo_labels(image, feat, weights, boxes, labels,
-                                     cfg=cfgs[mode])
+        out = generate_pseudo_labels(
+            image, feat, weights, boxes, labels, cfg=cfgs[mode])
         parts[mode]['unary'].append(out.unary_seconds)
         parts[mode]['crf'].append(out.crf_seconds)
         parts[mode]['retrieval'].append(out.retrieval_seconds)
 
-    totals = interleaved({m: (lambda m=m: run(m)) for m in args.modes},
-                         args.repeats, args.warmup, 'pseudo labels')
-    times = {m: {k: v[args.warmup:] for k, v in parts[m].items()}
-             for m in args.modes}
+    totals = interleaved({m: (lambda m=m: run(m))
+                          for m in args.modes}, args.repeats, args.warmup,
+                         'pseudo labels')
+    times = {
+        m: {
+            k: v[args.warmup:]
+            for k, v in parts[m].items()
+        }
+        for m in args.modes
+    }
     for m in args.modes:
         times[m]['total'] = totals[m].times
 

@@ -17,8 +17,9 @@ after the inputs were built):
 Features are random (the cost does not depend on their values); three
 boxes of two classes cover about a third of the image.
 
-    python tools/benchmarks/stage2_memory.py [--sizes voc coco 2048x1024 4000x3000]
-        [--modes features maps] [--steps unaries retrieval densecrf] [--backbone]
+    python tools/benchmarks/stage2_memory.py
+        [--sizes voc coco 2048x1024 4000x3000] [--modes features maps]
+        [--steps unaries retrieval densecrf] [--backbone]
 """
 from __future__ import annotations
 
@@ -30,8 +31,12 @@ import subprocess
 import sys
 import time
 
-SIZES = {'voc': (375, 500), 'coco': (480, 640), '2048x1024': (1024, 2048),
-         '4000x3000': (3000, 4000)}
+SIZES = {
+    'voc': (375, 500),
+    'coco': (480, 640),
+    '2048x1024': (1024, 2048),
+    '4000x3000': (3000, 4000)
+}
 STEPS = ('unaries', 'retrieval', 'densecrf')
 
 
@@ -69,8 +74,8 @@ def _inputs(H: int, W: int):
              [0.4 * W, 0.1 * H, 0.7 * W, 0.5 * H],
              [0.6 * W, 0.5 * H, 0.95 * W, 0.95 * H]]
     labels = [4, 14, 4]
-    image = np.random.default_rng(0).integers(0, 256, (H, W, 3),
-                                              dtype=np.uint8)
+    image = np.random.default_rng(0).integers(
+        0, 256, (H, W, 3), dtype=np.uint8)
     return image, feat, weights, boxes, labels
 
 
@@ -91,14 +96,15 @@ def measure(size: str, mode: str, step: str) -> dict:
     image, feat, weights, boxes, labels = _inputs(H, W)
     cfg = PseudoLabelConfig(upsample=mode)
     if step == 'densecrf':
-        probs = prepare_pseudo_labels(image, feat, weights, boxes, labels,
-                                      cfg=cfg).probs.numpy()
+        probs = prepare_pseudo_labels(
+            image, feat, weights, boxes, labels, cfg=cfg).probs.numpy()
     elif step == 'retrieval':
         ycrf = box_baseline(np.asarray(boxes, np.float32), labels, (H, W))
         resampler = BilinearResampler(feat.shape[1:], (H, W), (H, W),
                                       cfg.align_corners)
-        norms = (resampler.feature_norms(feat)  # from unaries
-                 if mode == 'features' else None)
+        norms = (
+            resampler.feature_norms(feat)  # from unaries
+            if mode == 'features' else None)
     elif step == 'backbone':
         from mmengine.registry import MODELS
 
@@ -110,32 +116,54 @@ def measure(size: str, mode: str, step: str) -> dict:
     t0 = time.perf_counter()
     with torch.no_grad():
         if step == 'unaries':
-            prepare_pseudo_labels(image, feat, weights, boxes, labels,
-                                  cfg=cfg)
+            prepare_pseudo_labels(image, feat, weights, boxes, labels, cfg=cfg)
         elif step == 'retrieval':
-            retrieval_maps(feat, ycrf, weights, boxes, labels,
-                           upsample=mode, resampler=resampler, norms=norms)
+            retrieval_maps(
+                feat,
+                ycrf,
+                weights,
+                boxes,
+                labels,
+                upsample=mode,
+                resampler=resampler,
+                norms=norms)
         elif step == 'densecrf':
             dense_crf(image, probs)
         elif step == 'backbone':
             model(x)
     seconds = time.perf_counter() - t0
-    return dict(size=size, mode=mode, step=step, seconds=round(seconds, 2),
-                peak_mib=round(max(0.0, _peak_mib() - before), 1))
+    return dict(
+        size=size,
+        mode=mode,
+        step=step,
+        seconds=round(seconds, 2),
+        peak_mib=round(max(0.0,
+                           _peak_mib() - before), 1))
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--sizes', nargs='+', default=list(SIZES),
-                        choices=list(SIZES))
-    parser.add_argument('--modes', nargs='+', default=['features', 'maps'],
-                        choices=['features', 'maps'])
-    parser.add_argument('--steps', nargs='+', default=list(STEPS),
-                        choices=list(STEPS) + ['backbone'])
-    parser.add_argument('--backbone', action='store_true',
-                        help='also time the VGG-16 LargeFOV forward')
-    parser.add_argument('--one', nargs=3, metavar=('SIZE', 'MODE', 'STEP'),
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        '--sizes', nargs='+', default=list(SIZES), choices=list(SIZES))
+    parser.add_argument(
+        '--modes',
+        nargs='+',
+        default=['features', 'maps'],
+        choices=['features', 'maps'])
+    parser.add_argument(
+        '--steps',
+        nargs='+',
+        default=list(STEPS),
+        choices=list(STEPS) + ['backbone'])
+    parser.add_argument(
+        '--backbone',
+        action='store_true',
+        help='also time the VGG-16 LargeFOV forward')
+    parser.add_argument(
+        '--one',
+        nargs=3,
+        metavar=('SIZE', 'MODE', 'STEP'),
+        help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
         print(json.dumps(measure(*args.one)))
@@ -151,7 +179,9 @@ def main(argv=None) -> None:
             for mode in modes:
                 out = subprocess.run(
                     [sys.executable, __file__, '--one', size, mode, step],
-                    capture_output=True, text=True, cwd=repo,
+                    capture_output=True,
+                    text=True,
+                    cwd=repo,
                     env=dict(__import__('os').environ, PYTHONPATH=repo))
                 if out.returncode:
                     print(f'{size:>10} {mode:>9} {step:>10}  failed: '
@@ -159,8 +189,10 @@ def main(argv=None) -> None:
                     continue
                 r = json.loads(out.stdout.strip().splitlines()[-1])
                 shown = mode if step in ('unaries', 'retrieval') else '-'
-                print(f'{size:>10} {shown:>9} {step:>10} '
-                      f'{r["seconds"]:8.2f} {r["peak_mib"]:9.1f}', flush=True)
+                print(
+                    f'{size:>10} {shown:>9} {step:>10} '
+                    f'{r["seconds"]:8.2f} {r["peak_mib"]:9.1f}',
+                    flush=True)
 
 
 if __name__ == '__main__':

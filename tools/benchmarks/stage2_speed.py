@@ -44,8 +44,8 @@ def resized_copy(root: str, layout, count: int, max_side: int,
     for img_id in ids:
         image = cv2.imread(osp.join(root, 'JPEGImages', f'{img_id}.jpg'))
         scale = min(1.0, max_side / max(image.shape[:2]))
-        image = cv2.resize(image, None, fx=scale, fy=scale,
-                           interpolation=cv2.INTER_AREA)
+        image = cv2.resize(
+            image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         cv2.imwrite(osp.join(out, 'JPEGImages', f'{img_id}.jpg'), image)
         tree = ET.parse(osp.join(root, 'Annotations', f'{img_id}.xml'))
         tree.find('size/height').text = str(image.shape[0])
@@ -69,17 +69,24 @@ def resized_copy(root: str, layout, count: int, max_side: int,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--data-root', default=None)
-    parser.add_argument('--config', default=osp.join(
-        REPO, 'configs', 'bana', 'bap_vgg16_voc.py'))
+    parser.add_argument(
+        '--config',
+        default=osp.join(REPO, 'configs', 'bana', 'bap_vgg16_voc.py'))
     parser.add_argument('--checkpoint', default=None)
     parser.add_argument('--images', type=int, default=12)
     parser.add_argument('--workers', type=int, nargs='+', default=[1, 2])
     parser.add_argument('--modes', nargs='+', default=['maps', 'features'])
-    parser.add_argument('--threads', type=int, default=None,
-                        help='torch threads of the main process')
-    parser.add_argument('--max-side', type=int, default=500,
-                        help='resize images (and boxes) so that the longer '
-                        'side is at most this (VOC: 500); 0 keeps them')
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=None,
+        help='torch threads of the main process')
+    parser.add_argument(
+        '--max-side',
+        type=int,
+        default=500,
+        help='resize images (and boxes) so that the longer '
+        'side is at most this (VOC: 500); 0 keeps them')
     args = parser.parse_args()
 
     import torch
@@ -102,12 +109,12 @@ def main() -> None:
     layout = VOCLayout.inspect(root)
     tmp = tempfile.TemporaryDirectory()
     if args.max_side:
-        root = resized_copy(root, layout, args.images, args.max_side,
-                            tmp.name)
+        root = resized_copy(root, layout, args.images, args.max_side, tmp.name)
         layout = VOCLayout.inspect(root)
     cfg = Config.fromfile(args.config)
     cfg.train_dataloader.dataset.update(
-        data_root=root.rstrip('/') + '/', ann_file=layout.train_split,
+        data_root=root.rstrip('/') + '/',
+        ann_file=layout.train_split,
         metainfo=dict(classes=layout.classes))
     cfg.model.head.num_classes = len(layout.classes)
     with DefaultScope.overwrite_default_scope('mmdet'):
@@ -130,15 +137,19 @@ def main() -> None:
         for workers in args.workers:
             with tempfile.TemporaryDirectory() as out:
                 options = Stage2Options(
-                    workers=workers, num_vis=0, evaluate=False,
+                    workers=workers,
+                    num_vis=0,
+                    evaluate=False,
                     labels=PseudoLabelConfig(upsample=mode))
                 report = generate_label_files(model, dataset, out, options,
                                               layout.classes)
             run = merge_reports([report], workers)
             t = run['mean_seconds']
-            print(f'{mode:9s} {workers:7d} {run["seconds_per_image"]:7.2f} '
-                  f'{t["network"]:8.2f} {t["unary"]:8.2f} {t["crf"]:7.2f} '
-                  f'{t["retrieval"]:9.2f}', flush=True)
+            print(
+                f'{mode:9s} {workers:7d} {run["seconds_per_image"]:7.2f} '
+                f'{t["network"]:8.2f} {t["unary"]:8.2f} {t["crf"]:7.2f} '
+                f'{t["retrieval"]:9.2f}',
+                flush=True)
 
 
 if __name__ == '__main__':

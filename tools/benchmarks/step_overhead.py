@@ -55,22 +55,23 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
-from mmengine.config import Config  # noqa: E402
-from mmengine.dataset import pseudo_collate  # noqa: E402
-from mmengine.hooks import Hook, ProfilerHook  # noqa: E402
-from mmengine.optim import build_optim_wrapper  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
+from bare_steps import LOSSES, BareCollate, bare_step, to_device
+from mmengine.config import Config
+from mmengine.dataset import pseudo_collate
+from mmengine.hooks import Hook, ProfilerHook
+from mmengine.optim import build_optim_wrapper
+from mmengine.runner import Runner
 
-from bana_mm.utils.benchmark import (DATALOADER_NEXT, from_times,  # noqa
-                                     interleaved, labelled, load_average,
-                                     op_diff_table, profile_calls,
-                                     region_ms, region_table, step_ms)
-from bana_mm.utils.label_io import read_label_png, write_label_png  # noqa
-from bare_steps import (LOSSES, BareCollate, bare_step,  # noqa: E402
-                        to_device)
+from bana_mm.utils.benchmark import (DATALOADER_NEXT, from_times, interleaved,
+                                     labelled, load_average, op_diff_table,
+                                     profile_calls, region_ms, region_table,
+                                     step_ms)
+from bana_mm.utils.label_io import read_label_png, write_label_png
 
-CONFIGS = {1: 'configs/bana/bap_vgg16_voc.py',
-           3: 'configs/bana/deeplabv1_nal_voc.py'}
+CONFIGS = {
+    1: 'configs/bana/bap_vgg16_voc.py',
+    3: 'configs/bana/deeplabv1_nal_voc.py'
+}
 DATA = osp.join(osp.dirname(REPO), 'shared', 'data', 'coco128_voc20')
 #: (row, label or labels in the Runner profile, in the bare profile, nested)
 ROWS = {
@@ -91,8 +92,7 @@ ROWS = {
         ('classifier', 'head.forward', 'head.forward'),
         ('stack Ycrf + Yret in the head', 'stack labels', None),
         ('upsample to label size (fwd)', 'aten::upsample_bilinear2d',
-         'aten::upsample_bilinear2d'),
-        ('loss (NAL)', 'loss', 'loss'),
+         'aten::upsample_bilinear2d'), ('loss (NAL)', 'loss', 'loss'),
         ('accuracy (logged only)', 'accuracy', None),
         ('parse_losses (sum, log_vars)', 'parse_losses', None),
         ('backward', 'backward', 'backward'),
@@ -101,16 +101,15 @@ ROWS = {
         ('hooks (before/after_train_iter)', 'hooks', None)],
 }
 
-
 #: rows whose calls per step are shown (e.g. one upsampling, K RoIAligns)
-COUNTED = ('aten::upsample_bilinear2d', 'RoIAlign', 'accuracy',
-           'stack labels', 'data_preprocessor', 'backbone')
+COUNTED = ('aten::upsample_bilinear2d', 'RoIAlign', 'accuracy', 'stack labels',
+           'data_preprocessor', 'backbone')
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--stage', type=int, nargs='+', default=[1, 3],
-                        choices=[1, 3])
+    parser.add_argument(
+        '--stage', type=int, nargs='+', default=[1, 3], choices=[1, 3])
     parser.add_argument('--data-root', default=DATA)
     parser.add_argument('--batch', type=int, default=4)
     parser.add_argument('--crop', type=int, default=321)
@@ -118,8 +117,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--workers', type=int, default=2)
     parser.add_argument('--profile-steps', type=int, default=2)
-    parser.add_argument('--width-mult', type=float, default=1.0,
-                        help='backbone width (1.0 = the paper model)')
+    parser.add_argument(
+        '--width-mult',
+        type=float,
+        default=1.0,
+        help='backbone width (1.0 = the paper model)')
     parser.add_argument('--threads', type=int, default=None)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--top-ops', type=int, default=15)
@@ -146,14 +148,16 @@ def write_box_labels(root: str, classes: Tuple[str, ...], out: str) -> str:
     with open(osp.join(root, 'ImageSets/Segmentation/train.txt')) as f:
         ids = f.read().split()
     for img_id in ids:
-        gt = read_label_png(osp.join(root, 'SegmentationClass',
-                                     img_id + '.png'))
+        gt = read_label_png(
+            osp.join(root, 'SegmentationClass', img_id + '.png'))
         ret = np.zeros_like(gt)
         objs = []
         for obj in ET.parse(osp.join(root, 'Annotations',
                                      img_id + '.xml')).iter('object'):
-            box = [int(float(obj.find(f'bndbox/{k}').text))
-                   for k in ('xmin', 'ymin', 'xmax', 'ymax')]
+            box = [
+                int(float(obj.find(f'bndbox/{k}').text))
+                for k in ('xmin', 'ymin', 'xmax', 'ymax')
+            ]
             objs.append((box, index[obj.find('name').text]))
         objs.sort(key=lambda o: -(o[0][2] - o[0][0]) * (o[0][3] - o[0][1]))
         for (x1, y1, x2, y2), label in objs:
@@ -172,9 +176,10 @@ def build_config(stage: int, args: argparse.Namespace, work_dir: str,
     loader.update(batch_size=args.batch, num_workers=args.workers)
     if args.workers == 0:
         loader.persistent_workers = False
-    loader.dataset.update(data_root=args.data_root.rstrip('/') + '/',
-                          ann_file='ImageSets/Segmentation/train.txt',
-                          metainfo=dict(classes=classes))
+    loader.dataset.update(
+        data_root=args.data_root.rstrip('/') + '/',
+        ann_file='ImageSets/Segmentation/train.txt',
+        metainfo=dict(classes=classes))
     for step in loader.dataset.pipeline:
         if step['type'] == 'RandomCrop':
             step['crop_size'] = crop
@@ -182,15 +187,18 @@ def build_config(stage: int, args: argparse.Namespace, work_dir: str,
     # random initialisation: the backbone's Kaiming instead of `pretrained`
     cfg.model.backbone.width_mult = width
     cfg.model.backbone['init_cfg'] = dict(  # replaced, not merged
-        type='Kaiming', layer='Conv2d', mode='fan_out', nonlinearity='relu')
+        type='Kaiming',
+        layer='Conv2d',
+        mode='fan_out',
+        nonlinearity='relu')
     if stage == 1:
-        cfg.model.head.update(in_channels=int(1024 * width),
-                              num_classes=len(classes))
+        cfg.model.head.update(
+            in_channels=int(1024 * width), num_classes=len(classes))
     else:
         loader.dataset.pseudo_label_dir = labels
         cfg.model.data_preprocessor.size = crop
-        cfg.model.decode_head.update(in_channels=int(1024 * width),
-                                     num_classes=len(classes) + 1)
+        cfg.model.decode_head.update(
+            in_channels=int(1024 * width), num_classes=len(classes) + 1)
     iters = args.warmup + args.steps + 1 + args.profile_steps
     cfg.train_cfg.update(max_iters=iters, val_interval=iters + 1)
     for key in ('val_dataloader', 'val_cfg', 'val_evaluator',
@@ -241,8 +249,8 @@ def runner_targets(runner, stage: int) -> List[tuple]:
             continue
         for name in ('before_train_iter', 'after_train_iter'):
             if getattr(type(hook), name) is not getattr(Hook, name):
-                targets.append((hook, name,
-                                f'hook {type(hook).__name__}.{name}'))
+                targets.append(
+                    (hook, name, f'hook {type(hook).__name__}.{name}'))
     return targets
 
 
@@ -256,16 +264,17 @@ class _Labels(Hook):
         self.stack = ExitStack()
 
     def before_train(self, runner) -> None:
-        self.stack.enter_context(labelled(
-            model_targets(runner.model, self.stage) +
-            runner_targets(runner, self.stage)))
+        self.stack.enter_context(
+            labelled(
+                model_targets(runner.model, self.stage) +
+                runner_targets(runner, self.stage)))
 
     def after_train(self, runner) -> None:
         self.stack.close()
 
 
-def regions(prof, steps: int, runner: bool
-            ) -> Tuple[Dict[str, float], Dict[str, float]]:
+def regions(prof, steps: int,
+            runner: bool) -> Tuple[Dict[str, float], Dict[str, float]]:
     """Inclusive ms and calls per step of every label, plus derived rows."""
     found = region_ms(prof, steps)
     ms = {k: v[0] for k, v in found.items()}
@@ -289,12 +298,14 @@ def check_same_loss(model, stage: int, dataset, collate: BareCollate,
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        data = model.data_preprocessor(pseudo_collate(
-            copy.deepcopy(samples)), True)
-        project, _ = model.parse_losses(model.loss(data['inputs'],
-                                                   data['data_samples']))
-        bare = LOSSES[stage](model, to_device(
-            collate(samples), next(model.parameters()).device))
+        data = model.data_preprocessor(
+            pseudo_collate(copy.deepcopy(samples)), True)
+        project, _ = model.parse_losses(
+            model.loss(data['inputs'], data['data_samples']))
+        bare = LOSSES[stage](model,
+                             to_device(
+                                 collate(samples),
+                                 next(model.parameters()).device))
     model.train(was_training)
     project, bare = float(project), float(bare)
     if abs(project - bare) > 1e-4 * max(1.0, abs(project)):
@@ -313,9 +324,13 @@ def run_stage(stage: int, args: argparse.Namespace, tmp: str) -> float:
     cfg = build_config(stage, args, osp.join(tmp, f'work{stage}'), labels)
     traces = []
     hook = ProfilerHook(
-        by_epoch=False, profile_times=cfg.train_cfg.max_iters,
-        schedule=dict(wait=args.warmup + args.steps, warmup=1,
-                      active=args.profile_steps, repeat=1),
+        by_epoch=False,
+        profile_times=cfg.train_cfg.max_iters,
+        schedule=dict(
+            wait=args.warmup + args.steps,
+            warmup=1,
+            active=args.profile_steps,
+            repeat=1),
         on_trace_ready=traces.append)
     runner = Runner.from_cfg(cfg)  # sets up the environment for both
     runner.register_hook(hook)
@@ -334,8 +349,8 @@ def run_stage(stage: int, args: argparse.Namespace, tmp: str) -> float:
     loader = Runner.build_dataloader(loader_cfg, seed=runner.seed)
     project, bare = check_same_loss(model, stage, loader.dataset, collate,
                                     args.batch)
-    optimizer = build_optim_wrapper(model, copy.deepcopy(
-        cfg.optim_wrapper)).optimizer
+    optimizer = build_optim_wrapper(model,
+                                    copy.deepcopy(cfg.optim_wrapper)).optimizer
     model.train()
     batches = iter(loader)
     step = bare_step(model, optimizer, batches, stage)
@@ -364,9 +379,10 @@ def run_stage(stage: int, args: argparse.Namespace, tmp: str) -> float:
             row += (ca.get(a, 0.0), None if b is None else cb.get(b, 0.0))
         rows.append(row)
     top = [r for r in rows if not r[0].startswith('  ')]
-    rows.append(('other (loop, glue, model.train())',
-                 ra['step'] - sum(r[1] for r in top),
-                 rb['step'] - sum(r[2] or 0.0 for r in top)))
+    rows.append(
+        ('other (loop, glue, model.train())',
+         ra['step'] - sum(r[1] for r in top), rb['step'] - sum(r[2] or 0.0
+                                                               for r in top)))
     rows.append(('step (ProfilerStep span)', ra['step'], rb['step']))
     ratio = runner_time.median / bare_time.median
     print(f'\n== stage {stage}: {CONFIGS[stage]} (width x{args.width_mult}),'
@@ -378,13 +394,14 @@ def run_stage(stage: int, args: argparse.Namespace, tmp: str) -> float:
           'warm-up: median (IQR) s')
     print(f'    Runner {runner_time.median:8.3f} ({runner_time.iqr:.3f})'
           f'   bare {bare_time.median:8.3f} ({bare_time.iqr:.3f})')
-    print('    Runner per iteration (s, data wait in brackets): ' + ', '.join(
-        f'{t:.2f} ({d:.2f})' for t, d in zip(history, data_time)))
+    print('    Runner per iteration (s, data wait in brackets): ' +
+          ', '.join(f'{t:.2f} ({d:.2f})' for t, d in zip(history, data_time)))
     print(f'  profile of {p} step(s) each, inclusive CPU ms per step of the '
           'main process (profiler overhead included):')
     print(region_table(rows, ('Runner', 'bare')))
-    print(op_diff_table(runner_prof, bare_prof, p, p, ('Runner', 'bare'),
-                        args.top_ops))
+    print(
+        op_diff_table(runner_prof, bare_prof, p, p, ('Runner', 'bare'),
+                      args.top_ops))
     print(f'stage {stage}: Runner / bare step-time ratio {ratio:.3f}')
     return ratio
 
@@ -400,8 +417,8 @@ def main(argv=None) -> Dict[int, float]:
         for stage in args.stage:
             os.makedirs(osp.join(tmp, 'labels'), exist_ok=True)
             ratios[stage] = run_stage(stage, args, tmp)
-    print('Runner / bare step-time ratio: ' + ', '.join(
-        f'stage {s} {r:.3f}' for s, r in ratios.items()))
+    print('Runner / bare step-time ratio: ' +
+          ', '.join(f'stage {s} {r:.3f}' for s, r in ratios.items()))
     return ratios
 
 

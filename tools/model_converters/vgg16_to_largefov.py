@@ -14,21 +14,25 @@ import argparse
 import os.path as osp
 import sys
 
-sys.path.insert(
-    0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+sys.path.insert(0,
+                osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from bana_mm.models.converters.torchvision_vgg import (VGGConversionError,  # noqa: E402
-                                       convert_vgg16_file)
+from bana_mm.models.converters.torchvision_vgg import (VGGConversionError,
+                                                       convert_vgg16_file)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Convert ImageNet VGG-16 weights to VGG16LargeFOV')
-    parser.add_argument('src', help='torchvision vgg16 / vgg_caffe.pth / '
-                        'VGG16LargeFOV checkpoint')
+    parser.add_argument(
+        'src',
+        help='torchvision vgg16 / vgg_caffe.pth / '
+        'VGG16LargeFOV checkpoint')
     parser.add_argument('dst', help='output checkpoint')
     parser.add_argument(
-        '--fc', choices=('decimate', 'drop'), default='decimate',
+        '--fc',
+        choices=('decimate', 'drop'),
+        default='decimate',
         help='fc6/fc7: decimate 4096 -> 1024 as DeepLab-LargeFOV did '
         '(default), or drop them (random init)')
     return parser.parse_args(argv)

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from .vgg16_largefov import VGG16_CONV_NAMES, VGG16_FC_NAMES
 
+
 class VGG16PretrainedInit(PretrainedInit):
     """``Pretrained`` initialiser that maps VGG-16 checkpoint layouts.
 

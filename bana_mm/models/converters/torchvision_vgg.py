@@ -144,8 +144,8 @@ def _from_torchvision(state: Mapping[str, Tensor], errors: List[str],
     for name, keys in fc_keys.items():
         used.update(keys)
         if all(k in state for k in keys):
-            out[f'{name}.weight'], out[f'{name}.bias'] = (state[k]
-                                                          for k in keys)
+            out[f'{name}.weight'], out[f'{name}.bias'] = (
+                state[k] for k in keys)
     for key in state:
         if key not in used:
             if key.endswith(('running_mean', 'running_var')):
@@ -201,8 +201,8 @@ def convert_vgg16(checkpoint: Mapping,
                 out[f'{name}.weight'], out[f'{name}.bias'] = fn(w, b)
     shapes = vgg16_largefov_param_shapes()
     for key, shape in shapes.items():
-        if key.startswith(('fc6.', 'fc7.')) and (fc == 'drop'
-                                                 or key not in out):
+        is_fc = key.startswith(('fc6.', 'fc7.'))
+        if is_fc and (fc == 'drop' or key not in out):
             continue
         if key not in out:
             errors.append(f'missing {key!r}')
@@ -211,8 +211,8 @@ def convert_vgg16(checkpoint: Mapping,
                           f'expected {shape}')
     if errors:
         raise VGGConversionError(
-            f'cannot convert {source or "checkpoint"} ({layout} layout):\n  '
-            + '\n  '.join(errors))
+            f'cannot convert {source or "checkpoint"} ({layout} layout):\n  ' +
+            '\n  '.join(errors))
     out = OrderedDict((k, out[k].detach().float().contiguous().clone())
                       for k in shapes if k in out)
     meta = dict(

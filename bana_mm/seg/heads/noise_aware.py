@@ -23,11 +23,10 @@ from typing import (Dict, List, NamedTuple, Optional, Sequence, Tuple, Type,
 import torch
 import torch.nn as nn
 from mmengine.model import normal_init
-from torch import Tensor
-
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.models.utils import resize
 from mmseg.registry import MODELS
+from torch import Tensor
 
 from ...core.nal import cosine_map, dot_logits
 from ..losses import pixel_accuracy
@@ -44,8 +43,8 @@ class NALOutput(NamedTuple):
     phi: Tensor
 
 
-def split_output(out: Union[NALOutput, Tensor]
-                 ) -> Tuple[Tensor, Optional[Tensor]]:
+def split_output(
+        out: Union[NALOutput, Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
     """(logits, phi) of a head output; phi is None for a plain tensor."""
     if isinstance(out, NALOutput):
         return out.logits, out.phi
@@ -68,8 +67,11 @@ class NoiseAwareHeadMixin:
         All other arguments go to the mmseg head.
     """
 
-    def __init__(self, *args, classifier: Optional[dict] = None,
-                 align_corners: bool = True, **kwargs) -> None:
+    def __init__(self,
+                 *args,
+                 classifier: Optional[dict] = None,
+                 align_corners: bool = True,
+                 **kwargs) -> None:
         super().__init__(*args, align_corners=align_corners, **kwargs)
         cfg = dict(type='cosine', tau=20.0)
         cfg.update(classifier or {})
@@ -78,8 +80,8 @@ class NoiseAwareHeadMixin:
                              f"{CLASSIFIER_TYPES}, got {cfg['type']!r}")
         self.classifier_type: str = cfg['type']
         self.tau = float(cfg.get('tau', 20.0))
-        self.conv_seg = nn.Conv2d(self.channels, self.out_channels, 1,
-                                  bias=False)
+        self.conv_seg = nn.Conv2d(
+            self.channels, self.out_channels, 1, bias=False)
         normal_init(self.conv_seg, mean=0, std=0.01)
 
     # ----------------------------------------------------------- classifier
@@ -95,7 +97,9 @@ class NoiseAwareHeadMixin:
             feat = self.dropout(feat)
         return NALOutput(self.classify(feat), feat)
 
-    def cosine_scores(self, out: NALOutput, size: Sequence[int],
+    def cosine_scores(self,
+                      out: NALOutput,
+                      size: Sequence[int],
                       upsampled_logits: Optional[Tensor] = None) -> Tensor:
         """cos(phi, W_c) upsampled to ``size`` (bilinear, SPEC §3).
 
@@ -112,8 +116,8 @@ class NoiseAwareHeadMixin:
                 raise ValueError('the dot classifier needs phi: pass the '
                                  "head's NALOutput, not bare logits")
             cos = cosine_map(phi, self.conv_seg.weight)
-        return resize(cos, size=size, mode='bilinear',
-                      align_corners=self.align_corners)
+        return resize(
+            cos, size=size, mode='bilinear', align_corners=self.align_corners)
 
     # ---------------------------------------------------------------- losses
     def _stack_ret_gt(self, batch_data_samples: List) -> Tensor:
@@ -133,8 +137,9 @@ class NoiseAwareHeadMixin:
         seg_logits, phi = split_output(seg_logits)
         losses_decode = self.loss_decode if isinstance(
             self.loss_decode, nn.ModuleList) else [self.loss_decode]
-        if not any(getattr(loss, 'uses_two_maps', False)
-                   for loss in losses_decode):
+        if not any(
+                getattr(loss, 'uses_two_maps', False)
+                for loss in losses_decode):
             return super().loss_by_feat(seg_logits, batch_data_samples)
         ycrf = self._stack_batch_gt(batch_data_samples).squeeze(1)
         yret = self._stack_ret_gt(batch_data_samples).squeeze(1)
@@ -142,19 +147,23 @@ class NoiseAwareHeadMixin:
             raise ValueError(f'Ycrf {tuple(ycrf.shape)} and Yret '
                              f'{tuple(yret.shape)} batches differ in shape')
         size = ycrf.shape[-2:]
-        logits = resize(seg_logits, size=size, mode='bilinear',
-                        align_corners=self.align_corners)
+        logits = resize(
+            seg_logits,
+            size=size,
+            mode='bilinear',
+            align_corners=self.align_corners)
         # cosine classifier: the loss derives cos = logits / tau per pixel
         cos = None if self.classifier_type == 'cosine' else \
             self.cosine_scores(NALOutput(seg_logits, phi), size)
         losses: Dict[str, Tensor] = {}
         for loss_decode in losses_decode:
             if getattr(loss_decode, 'uses_two_maps', False):
-                parts = loss_decode(logits, ycrf, yret, cos=cos,
-                                    tau=self.tau)
+                parts = loss_decode(logits, ycrf, yret, cos=cos, tau=self.tau)
             else:  # a stock mmseg loss, on Ycrf
-                parts = {loss_decode.loss_name: loss_decode(
-                    logits, ycrf, ignore_index=self.ignore_index)}
+                parts = {
+                    loss_decode.loss_name:
+                    loss_decode(logits, ycrf, ignore_index=self.ignore_index)
+                }
             for key, value in parts.items():
                 losses[key] = losses[key] + value if key in losses else value
         losses['acc_seg'] = pixel_accuracy(logits, ycrf, self.ignore_index)
@@ -163,8 +172,8 @@ class NoiseAwareHeadMixin:
     def predict_by_feat(self, seg_logits: Union[NALOutput, Tensor],
                         batch_img_metas: List[dict]) -> Tensor:
         """Plain logits upsampled to the input (mmseg's contract)."""
-        return super().predict_by_feat(split_output(seg_logits)[0],
-                                       batch_img_metas)
+        return super().predict_by_feat(
+            split_output(seg_logits)[0], batch_img_metas)
 
 
 def noise_aware_head(base: Type[BaseDecodeHead],

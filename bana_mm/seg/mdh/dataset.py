@@ -25,8 +25,8 @@ from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
 from ...core.boxes import clip_boxes
-from ...datasets.voc_annotations import read_voc_xml
 from ...core.priors import boxes_from_masks
+from ...datasets.voc_annotations import read_voc_xml
 from ...utils.io import read_split
 from ...utils.label_io import read_label_png
 from ..datasets import with_background

@@ -17,8 +17,7 @@ train_pipeline = [
     # The authors' colour jitter (SPEC §1): brightness, contrast, saturation
     # factors from U(0.5, 1.5), always, in that order (not mmdet's
     # PhotoMetricDistortion: additive, p=0.5 per op, channel swaps).
-    dict(type='BANAColorJitter', brightness=0.5, contrast=0.5,
-         saturation=0.5),
+    dict(type='BANAColorJitter', brightness=0.5, contrast=0.5, saturation=0.5),
     dict(type='RandomFlip', prob=0.5),
     # No Pad here: DetDataPreprocessor pads the batch with the mean colour and
     # img_shape keeps the real crop, so padding never counts as background.
@@ -27,9 +26,10 @@ train_pipeline = [
 test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                    'scale_factor')),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                   'scale_factor')),
 ]
 
 train_dataloader = dict(

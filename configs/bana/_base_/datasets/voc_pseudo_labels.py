@@ -13,8 +13,11 @@ train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadPseudoLabels'),  # Ycrf -> gt_seg_map, Yret -> gt_ret_map
     # about x0.5-1.5 of a VOC image (longer side ~500)
-    dict(type='RandomResize', scale=(500, 500), ratio_range=(0.5, 1.5),
-         keep_ratio=True),
+    dict(
+        type='RandomResize',
+        scale=(500, 500),
+        ratio_range=(0.5, 1.5),
+        keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=1.0),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackTwoMapSegInputs'),
@@ -29,15 +32,20 @@ test_pipeline = [
 img_ratios = [0.5, 0.75, 1.0, 1.5]
 tta_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='TestTimeAug',
-         transforms=[
-             [dict(type='Resize', scale_factor=r, keep_ratio=True)
-              for r in img_ratios],
-             [dict(type='RandomFlip', prob=0., direction='horizontal'),
-              dict(type='RandomFlip', prob=1., direction='horizontal')],
-             [dict(type='LoadAnnotations')],
-             [dict(type='PackSegInputs')],
-         ])
+    dict(
+        type='TestTimeAug',
+        transforms=[
+            [
+                dict(type='Resize', scale_factor=r, keep_ratio=True)
+                for r in img_ratios
+            ],
+            [
+                dict(type='RandomFlip', prob=0., direction='horizontal'),
+                dict(type='RandomFlip', prob=1., direction='horizontal')
+            ],
+            [dict(type='LoadAnnotations')],
+            [dict(type='PackSegInputs')],
+        ])
 ]
 
 train_dataloader = dict(

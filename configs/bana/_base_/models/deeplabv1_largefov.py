@@ -34,14 +34,19 @@ model = dict(
         classifier=dict(type='cosine', tau=20.0),
         # feature cell i sits at input pixel 8i (authors, SPEC §2)
         align_corners=True,
-        loss_decode=dict(type='NoiseAwareLoss', mode='nal', lam=0.1,
-                         gamma=7.0, detach_sigma=False)),
+        loss_decode=dict(
+            type='NoiseAwareLoss',
+            mode='nal',
+            lam=0.1,
+            gamma=7.0,
+            detach_sigma=False)),
     train_cfg=dict(),
     test_cfg=dict(
         mode='whole',
         # DeepLab-V1 test-time CRF (SPEC §3). enabled=False: validation
         # during training skips it; tools/test.py enables it (crf_at_test)
-        crf=dict(enabled=False,
-                 bilateral=dict(sxy=121, srgb=5, compat=4),
-                 gaussian=dict(sxy=3, compat=3),
-                 iterations=10)))
+        crf=dict(
+            enabled=False,
+            bilateral=dict(sxy=121, srgb=5, compat=4),
+            gaussian=dict(sxy=3, compat=3),
+            iterations=10)))
