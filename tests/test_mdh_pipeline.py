@@ -93,7 +93,7 @@ def test_proposals_written_scored_and_resumed(layout_and_splits):
         assert (gc[(mask != 0) & (mask != 255)] != 0).all()
         assert (gc[mask == 0] == 0).all()
         assert (mask == 255).any()
-    assert 0 < entry['ignored_share'] < 1
+    assert 0 < entry['ignored_share'] < 100  # percent
     assert 0 < entry['miou'] <= 100 and 0 < entry['baselines']['box'] <= 100
     assert entry['baselines']['grabcut'] is not None
     assert osp.isfile(osp.join(out, 'run.json'))

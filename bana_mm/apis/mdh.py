@@ -232,15 +232,11 @@ def score_label_dir(label_dir: str,
             if boxes_by_id is not None:
                 scores['box'].add(
                     box_baseline(*boxes_by_id[stem], gt.shape), gt)
-    miou = {k: s.results()['miou'] for k, s in scores.items()}
-    miou = {
-        k: None if v is None else round(100.0 * v, 2)
-        for k, v in miou.items()
-    }
+    miou = {k: s.results()['miou'] for k, s in scores.items()}  # percent
     entry = dict(
         miou=miou['all'],
         miou_labelled=miou['labelled'],
-        ignored_share=round(ignored / total, 4) if total else None,
+        ignored_share=round(100.0 * ignored / total, 2) if total else None,
         images=len(ids),
         evaluated=scores['all'].images)
     if boxes_by_id is not None:
@@ -530,7 +526,7 @@ def run_mdh_pipeline(work_dir: str,
     proposals = run_proposals(layout, splits, osp.join(work_dir, 'proposals'),
                               ycrf_dir, grabcut_iterations)
     _log(f'MDH proposals ({proposals["second"]} as second proposal): mIoU '
-         f'{proposals["miou"]}, ignored {proposals["ignored_share"]}')
+         f'{proposals["miou"]} %, ignored {proposals["ignored_share"]} %')
     class_names = ('background', ) + tuple(layout.classes)
     boxes = None
     if box_constraint:
@@ -559,8 +555,8 @@ def run_mdh_pipeline(work_dir: str,
             box_constraint=box_constraint,
             out_dir=osp.abspath(pseudo_dir),
             seconds=round(time.perf_counter() - start, 1))
-        _log(f'MDH round {k} pseudo masks: mIoU {pseudo["miou"]}, ignored '
-             f'{pseudo["ignored_share"]}')
+        _log(f'MDH round {k} pseudo masks: mIoU {pseudo["miou"]} %, ignored '
+             f'{pseudo["ignored_share"]} %')
         history.append(
             dict(
                 round=k,
