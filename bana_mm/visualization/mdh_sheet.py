@@ -14,7 +14,8 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from .palette import colorize, heatmap
-from .pseudo_label_sheet import COLUMNS, _blend, _draw_boxes, _titled
+from .pseudo_label_sheet import (COLUMNS, _blend, _draw_boxes, _titled,
+                                 tile_panels)
 
 
 def _ignored(label_map: np.ndarray) -> str:
@@ -60,19 +61,7 @@ def mdh_sheet(image_rgb: np.ndarray,
                 _titled(
                     _blend(image, colorize(label_map)),
                     f'{name} ({_ignored(label_map)})'))
-    width = max(p.shape[1] for p in panels)
-    padded = [
-        np.pad(
-            p, ((0, 0), (0, width - p.shape[1]), (0, 0)), constant_values=255)
-        for p in panels
-    ]
-    while len(padded) % columns:
-        padded.append(np.full_like(padded[0], 255))
-    rows = [
-        np.concatenate(padded[i:i + columns], axis=1)
-        for i in range(0, len(padded), columns)
-    ]
-    return np.concatenate(rows, axis=0)
+    return tile_panels(panels, columns)
 
 
 def mdh_sheet_from_files(img_path: str, boxes: np.ndarray, labels: np.ndarray,

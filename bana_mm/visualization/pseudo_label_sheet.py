@@ -51,6 +51,23 @@ def _draw_boxes(image: np.ndarray, boxes: np.ndarray, labels: np.ndarray,
     return out
 
 
+def tile_panels(panels: List[np.ndarray], columns: int) -> np.ndarray:
+    """Panels of one height side by side, ``columns`` a row, padded white."""
+    width = max(p.shape[1] for p in panels)
+    padded = [
+        np.pad(
+            p, ((0, 0), (0, width - p.shape[1]), (0, 0)), constant_values=255)
+        for p in panels
+    ]
+    while len(padded) % columns:
+        padded.append(np.full_like(padded[0], 255))
+    rows = [
+        np.concatenate(padded[i:i + columns], axis=1)
+        for i in range(0, len(padded), columns)
+    ]
+    return np.concatenate(rows, axis=0)
+
+
 def pseudo_label_sheet(image_rgb: np.ndarray, boxes: np.ndarray,
                        labels: np.ndarray, class_names: Sequence[str],
                        u0: np.ndarray, class_ids: np.ndarray,
@@ -88,16 +105,4 @@ def pseudo_label_sheet(image_rgb: np.ndarray, boxes: np.ndarray,
             _titled(
                 _blend(image, marked, 0.7),
                 f'~S ({unreliable.mean():.0%} of pixels)'))
-    width = max(p.shape[1] for p in panels)
-    padded = [
-        np.pad(
-            p, ((0, 0), (0, width - p.shape[1]), (0, 0)), constant_values=255)
-        for p in panels
-    ]
-    while len(padded) % COLUMNS:
-        padded.append(np.full_like(padded[0], 255))
-    rows = [
-        np.concatenate(padded[i:i + COLUMNS], axis=1)
-        for i in range(0, len(padded), COLUMNS)
-    ]
-    return np.concatenate(rows, axis=0)
+    return tile_panels(panels, COLUMNS)
