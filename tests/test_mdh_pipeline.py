@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from bana_mm.apis.common import VOCLayout
-from bana_mm.apis.mdh import (box_dataset, boxes_of, default_full_ids,
-                              make_splits, run_proposals)
+from bana_mm.apis.mdh import default_full_ids, make_splits, run_proposals
+from bana_mm.seg.mdh.label_writers import box_dataset, boxes_of
 from bana_mm.utils.label_io import read_label_png
 
 TRAIN = 'ImageSets/Segmentation/train.txt'
@@ -119,6 +119,44 @@ def test_proposals_with_ground_truth_as_ycrf_are_exact(layout_and_splits):
     assert entry['miou'] < 100.0  # the disagreements are ignored
     with pytest.raises(FileNotFoundError, match='Ycrf folder not found'):
         run_proposals(layout, splits, str(work / 'x'), str(work / 'none'))
+
+
+def test_proposal_workers_match_inline_and_bad_images_are_named(
+        layout_and_splits, tmp_path):
+    """GrabCut in worker processes writes the same files as inline; a
+    corrupt W image stops the step with its path after the others are
+    written, and a rerun resumes."""
+    layout, splits, work = layout_and_splits
+    inline = str(work / 'proposals_inline')
+    run_proposals(layout, splits, inline, grabcut_iterations=2, workers=0)
+    pooled = str(work / 'proposals_pooled')
+    entry = run_proposals(
+        layout, splits, pooled, grabcut_iterations=2, workers=2)
+    assert entry['written'] == len(splits.weak)
+    for sub in ('masks', 'grabcut'):
+        for stem in splits.weak:
+            a = read_label_png(osp.join(inline, sub, f'{stem}.png'))
+            b = read_label_png(osp.join(pooled, sub, f'{stem}.png'))
+            np.testing.assert_array_equal(a, b)
+    # a copy of the dataset with one corrupt W image
+    root = str(tmp_path / 'copy')
+    shutil.copytree(layout.root, root)
+    bad = splits.weak[1]
+    bad_path = osp.join(root, 'JPEGImages', f'{bad}.jpg')
+    with open(bad_path, 'wb') as f:
+        f.write(b'not a jpeg')
+    copy_layout = VOCLayout.inspect(root)
+    out = str(tmp_path / 'proposals')
+    with pytest.raises(RuntimeError, match=f'(?s)1 proposal.*{bad}.jpg'):
+        run_proposals(
+            copy_layout, splits, out, grabcut_iterations=2, workers=1)
+    written = sorted(os.listdir(osp.join(out, 'masks')))
+    assert written == sorted(f'{i}.png' for i in splits.weak if i != bad)
+    shutil.copy(osp.join(layout.root, 'JPEGImages', f'{bad}.jpg'), bad_path)
+    again = run_proposals(
+        copy_layout, splits, out, grabcut_iterations=2, workers=0)
+    assert again['written'] == 1
+    assert again['skipped'] == len(splits.weak) - 1
 
 
 def test_mdh_sheet(layout_and_splits):

@@ -125,7 +125,7 @@ def test_box_constraint():
 
 
 def test_grabcut_baseline_from_masks_smaller_box_on_top():
-    from bana_mm.core.mdh_proposals import paint_by_box_area
+    from bana_mm.core.baselines import paint_by_box_area
     big = np.zeros((3, 4), bool)
     big[:, :3] = True
     small = np.zeros((3, 4), bool)

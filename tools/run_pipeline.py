@@ -5,7 +5,9 @@
                                  [--workers N] [--max-iters N]
     python tools/run_pipeline.py --method mdh [--data-root DIR] --work-dir DIR
                                  [--preset tiny|full] [--full-split FILE]
-                                 [--rounds K] [--max-iters N]
+                                 [--rounds K] [--max-iters N] [--workers N]
+                                 [--tau T] [--bana-labels DIR]
+                                 [--box-constraint]
 
 --method mdh runs the MDH job instead (docs/mdh.md): proposals, AnnNet,
 pseudo masks (K rounds), SegNet; --full-split lists the fully labelled ids.
@@ -50,7 +52,11 @@ def main(argv=None) -> dict:
         type=int,
         help='override the iterations of stages 1 and 3')
     parser.add_argument(
-        '--workers', type=int, default=1, help='DenseCRF processes of stage 2')
+        '--workers',
+        type=int,
+        help='processes for the CPU-bound label maths: DenseCRF of stage 2 '
+        '(bana, default 1) or GrabCut of the proposals (mdh, default 2); '
+        '0 runs it in the main process')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -70,7 +76,23 @@ def main(argv=None) -> dict:
         type=int,
         default=1,
         help='mdh: AnnNet rounds (paper Table 6)')
+    parser.add_argument(
+        '--tau',
+        type=float,
+        default=0.9,
+        help='mdh: pseudo-mask confidence threshold of eq. 3, in (0, 1)')
+    parser.add_argument(
+        '--bana-labels',
+        help='mdh: a BANA stage-2 output folder whose Ycrf/ is the second '
+        'proposal (default: the stage2 of WORK/summary.json, else the box)')
+    parser.add_argument(
+        '--box-constraint',
+        action='store_true',
+        help='mdh: drop pseudo-mask classes outside their boxes (not in the '
+        'paper)')
     args = parser.parse_args(argv)
+    if args.workers is not None and args.workers < 0:
+        parser.error('--workers must be >= 0')
     if args.method == 'mdh':
         from bana_mm.apis.mdh import run_mdh_pipeline
         summary = run_mdh_pipeline(
@@ -79,7 +101,11 @@ def main(argv=None) -> dict:
             args.preset,
             args.full_split,
             args.rounds,
-            max_iters=args.max_iters)
+            tau=args.tau,
+            bana_labels=args.bana_labels,
+            max_iters=args.max_iters,
+            box_constraint=args.box_constraint,
+            workers=2 if args.workers is None else args.workers)
         print(json.dumps(summary.get('mdh'), indent=2))
         print(f'summary written to {osp.join(args.work_dir, "summary.json")}')
         return summary
@@ -88,7 +114,8 @@ def main(argv=None) -> dict:
     except ValueError as err:
         parser.error(str(err))
     summary = run_pipeline(args.work_dir, args.data_root, args.preset, stages,
-                           args.max_iters, args.cfg_options, args.workers)
+                           args.max_iters, args.cfg_options,
+                           1 if args.workers is None else args.workers)
     print(json.dumps(summary, indent=2))
     if 'stage2' in summary:
         print(f'pseudo labels: {summary["stage2"]["out_dir"]} (metrics.json), '

@@ -4,9 +4,9 @@ mixed-dual-head) -> pseudo masks for W (eq. 3) [-> rounds, Table 6] ->
 SegNet, evaluated on val. ``tools/run_pipeline.py --method mdh`` calls
 :func:`run_mdh_pipeline`; docs/mdh.md lists the choices the paper leaves open.
 
-Over 400 lines for now: like the other stage modules of ``apis`` it holds
-one method's whole job (splits, label writers, AnnNet rounds, SegNet); the
-label writers and their scores are the part to move out next.
+The label writers are in :mod:`bana_mm.seg.mdh.label_writers`, their
+scores in :func:`bana_mm.evaluation.label_files.score_label_dir`; this module
+holds the splits, the configs and the order of the steps.
 
 Work folder::
 
@@ -34,14 +34,12 @@ import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
-import numpy as np
-
-from ..core.baselines import box_baseline, grabcut_mask
-from ..core.mdh_proposals import (check_tau, paint_by_box_area, proposal_mask,
-                                  pseudo_mask_from_probs)
+from ..core.mdh_proposals import check_tau
+from ..evaluation.label_files import score_label_dir
+from ..seg.mdh.label_writers import (box_dataset, boxes_by_id, write_proposals,
+                                     write_pseudo_masks, write_sheets)
 from ..utils.config_path import config_file
-from ..utils.io import atomic_write_bytes, atomic_write_text, read_split
-from ..utils.label_io import read_label_png, write_label_png
+from ..utils.io import atomic_write_text, read_split
 from .common import (VOCLayout, ensure_default_dataset, train_and_summarise,
                      unique_experiment_name, update_summary)
 
@@ -121,42 +119,6 @@ def make_splits(data_root: str,
 
 
 # --------------------------------------------------------------- proposals
-def box_dataset(data_root: str, ann_file: str, classes: Sequence[str]):
-    """Boxes of ``ann_file``'s ids, as AnnNet's priors see them:
-    :class:`~bana_mm.seg.mdh.MDHVOCDataset` (VOC XML, else boxes derived from
-    the masks) without a pipeline (``get_data_info`` only)."""
-    from mmengine.registry import DefaultScope
-    from mmseg.registry import DATASETS
-
-    import bana_mm.seg  # noqa: F401
-    with DefaultScope.overwrite_default_scope('mmseg'):
-        return DATASETS.build(
-            dict(
-                type='MDHVOCDataset',
-                data_root=data_root.rstrip('/') + '/',
-                ann_file=ann_file,
-                metainfo=dict(classes=tuple(classes)),
-                pipeline=[]))
-
-
-def boxes_of(info: dict):
-    """(N, 4) float32 boxes and (N,) int64 0-based labels of a data info
-    (the dataset's labels are segmentation indices, background 0)."""
-    return (np.asarray(info['gt_bboxes'], np.float32).reshape(-1, 4),
-            np.asarray(info['gt_bboxes_labels'], np.int64).reshape(-1) - 1)
-
-
-def _shard(dataset) -> List[int]:
-    from mmengine.dataset import DefaultSampler
-    return list(DefaultSampler(dataset, shuffle=False, round_up=False))
-
-
-def _progress(total: int):
-    from mmengine.dist import is_main_process
-    from mmengine.utils import ProgressBar
-    return ProgressBar(total) if is_main_process() and total else None
-
-
 def _sum_over_ranks(report: Dict[str, int]) -> Dict[str, int]:
     """Counts summed over ranks (also a barrier: every shard is done)."""
     from mmengine.dist import all_gather_object, get_world_size
@@ -165,117 +127,39 @@ def _sum_over_ranks(report: Dict[str, int]) -> Dict[str, int]:
     return {k: sum(r[k] for r in all_gather_object(report)) for k in report}
 
 
-def write_proposals(dataset,
-                    out_dir: str,
-                    ycrf_dir: Optional[str] = None,
-                    grabcut_iterations: int = 5) -> dict:
-    """Proposal masks (and the GrabCut baseline) of this rank's shard."""
-    import mmcv
-    report = dict(written=0, skipped=0)
-    indices = _shard(dataset)
-    bar = _progress(len(indices))
-    for idx in indices:
-        info = dataset.get_data_info(idx)
-        stem = info['img_id']
-        target = osp.join(out_dir, 'masks', f'{stem}.png')
-        if osp.isfile(target):
-            report['skipped'] += 1
-        else:
-            image = mmcv.imread(info['img_path'])
-            if image is None:
-                raise ValueError(f'cannot read image {info["img_path"]}')
-            boxes, labels = boxes_of(info)
-            hw = image.shape[:2]
-            gcs = [grabcut_mask(image, b, grabcut_iterations) for b in boxes]
-            ycrf = None
-            if ycrf_dir is not None:
-                ycrf = read_label_png(osp.join(ycrf_dir, f'{stem}.png'))
-            write_label_png(
-                osp.join(out_dir, 'grabcut', f'{stem}.png'),
-                paint_by_box_area(gcs, boxes, labels, hw))
-            # the proposal last: an id counts as done once it exists
-            write_label_png(target, proposal_mask(gcs, boxes, labels, hw,
-                                                  ycrf))
-            report['written'] += 1
-        if bar is not None:
-            bar.update()
-    if bar is not None:
-        bar.file.write('\n')
-    return report
-
-
-def score_label_dir(label_dir: str,
-                    ids: Sequence[str],
-                    data_root: str,
-                    class_names: Sequence[str],
-                    boxes_by_id=None) -> Dict[str, Optional[float]]:
-    """Scores of ``label_dir/<id>.png`` against the ground truth of the ids
-    that have one: ``miou`` (percent; ignored pixels count as misses, as in
-    mmseg), ``miou_labelled`` (only where the map is not 255) and
-    ``ignored_share`` over all ids. ``boxes_by_id`` ({id: (boxes, labels)})
-    also scores the Box baseline: returns ``{"maps": ..., "box": ...}``."""
-    from ..evaluation import SemanticScores
-    scores = {
-        k: SemanticScores(class_names)
-        for k in ('all', 'labelled', 'box')
-    }
-    ignored = total = 0
-    for stem in ids:
-        pred = read_label_png(osp.join(label_dir, f'{stem}.png'))
-        ignored += int((pred == 255).sum())
-        total += pred.size
-        gt_path = osp.join(data_root, GT_SUBDIR, f'{stem}.png')
-        if osp.isfile(gt_path):
-            gt = read_label_png(gt_path)
-            scores['all'].add(pred, gt)
-            scores['labelled'].add(pred, np.where(pred == 255, 255, gt))
-            if boxes_by_id is not None:
-                scores['box'].add(
-                    box_baseline(*boxes_by_id[stem], gt.shape), gt)
-    miou = {k: s.results()['miou'] for k, s in scores.items()}  # percent
-    entry = dict(
-        miou=miou['all'],
-        miou_labelled=miou['labelled'],
-        ignored_share=round(100.0 * ignored / total, 2) if total else None,
-        images=len(ids),
-        evaluated=scores['all'].images)
-    if boxes_by_id is not None:
-        return dict(maps=entry, box=miou['box'])
-    return entry
-
-
 def run_proposals(layout,
                   splits: MDHSplits,
                   out_dir: str,
                   ycrf_dir: Optional[str] = None,
-                  grabcut_iterations: int = 5) -> dict:
-    """Proposal masks for W, their scores and the Box / GrabCut baselines.
-    Returns ``{"miou", "ignored_share", "second", ..., "baselines"}``."""
+                  grabcut_iterations: int = 5,
+                  workers: int = 0) -> dict:
+    """Proposal masks for W (GrabCut in ``workers`` processes), their scores
+    and the Box / GrabCut baselines. Returns ``{"miou", "ignored_share",
+    "second", ..., "baselines"}``."""
     from mmengine.dist import is_main_process
     if ycrf_dir is not None and not osp.isdir(ycrf_dir):
         raise FileNotFoundError(f'BANA Ycrf folder not found: {ycrf_dir}')
     start = time.perf_counter()
     dataset = box_dataset(layout.root, splits.weak_file, layout.classes)
-    report = write_proposals(dataset, out_dir, ycrf_dir, grabcut_iterations)
-    report = _sum_over_ranks(report)
+    report = _sum_over_ranks(
+        write_proposals(dataset, out_dir, ycrf_dir, grabcut_iterations,
+                        workers))
     seconds = time.perf_counter() - start
     class_names = ('background', ) + tuple(layout.classes)
-    boxes = {
-        dataset.get_data_info(i)['img_id']: boxes_of(dataset.get_data_info(i))
-        for i in range(len(dataset))
-    }
+    gt_dir = osp.join(layout.root, GT_SUBDIR)
     scored = score_label_dir(
-        osp.join(out_dir, 'masks'), splits.weak, layout.root, class_names,
-        boxes)
+        osp.join(out_dir, 'masks'), splits.weak, gt_dir, class_names,
+        boxes_by_id(dataset))
     grabcut = score_label_dir(
-        osp.join(out_dir, 'grabcut'), splits.weak, layout.root, class_names)
+        osp.join(out_dir, 'grabcut'), splits.weak, gt_dir, class_names)
+    box_miou = scored.pop('box')
     entry = dict(
-        scored['maps'],
+        scored,
         second='ycrf' if ycrf_dir else 'box',
         ycrf_dir=ycrf_dir and osp.abspath(ycrf_dir),
         grabcut_iterations=grabcut_iterations,
         out_dir=osp.abspath(osp.join(out_dir, 'masks')),
-        baselines=dict(box=scored['box'], grabcut=grabcut['miou']),
+        baselines=dict(box=box_miou, grabcut=grabcut['miou']),
         seconds=round(seconds, 1),
         **report)
     if is_main_process():
@@ -355,90 +239,6 @@ def train_or_reuse(cfg, stage: str):
     return runner, entry
 
 
-def write_pseudo_masks(runner,
-                       cfg,
-                       splits: MDHSplits,
-                       out_dir: str,
-                       tau: float = 0.9,
-                       boxes_by_id: Optional[dict] = None) -> dict:
-    """Eq. 3 for every W id without a PNG in ``out_dir``: AnnNet's strong
-    head (``model.test_step`` on the config's 5-channel test pipeline),
-    softmax, argmax where the max > τ, else 255. ``boxes_by_id`` turns on
-    the optional box constraint."""
-    import copy
-
-    import torch
-    from mmengine.dist import get_rank
-    from mmengine.runner import Runner
-    todo = [
-        i for i in splits.weak
-        if not osp.isfile(osp.join(out_dir, f'{i}.png'))
-    ]
-    report = dict(written=0, skipped=len(splits.weak) - len(todo))
-    if not todo:
-        return report
-    os.makedirs(out_dir, exist_ok=True)
-    todo_file = osp.abspath(osp.join(out_dir, f'.todo_rank{get_rank()}.txt'))
-    atomic_write_text(todo_file, '\n'.join(todo) + '\n')
-    loader_cfg = copy.deepcopy(cfg.test_dataloader)
-    loader_cfg.dataset.ann_file = todo_file
-    loader_cfg.batch_size = 1
-    loader_cfg.sampler = dict(
-        type='DefaultSampler', shuffle=False, round_up=False)
-    loader = Runner.build_dataloader(loader_cfg)
-    model = runner.model.module if hasattr(runner.model, 'module') \
-        else runner.model
-    model.eval()
-    bar = _progress(len(loader))
-    with torch.no_grad():
-        for batch in loader:
-            for sample in model.test_step(batch):
-                stem = osp.splitext(osp.basename(sample.img_path))[0]
-                probs = sample.seg_logits.data.float().softmax(dim=0)
-                box, lab = (
-                    boxes_by_id[stem] if boxes_by_id is not None else
-                    (None, None))
-                write_label_png(
-                    osp.join(out_dir, f'{stem}.png'),
-                    pseudo_mask_from_probs(probs.cpu(), tau, box, lab))
-                report['written'] += 1
-            if bar is not None:
-                bar.update()
-    if bar is not None:
-        bar.file.write('\n')
-    os.unlink(todo_file)
-    return report
-
-
-# ------------------------------------------------------------- pictures
-def write_sheets(layout, dataset, stems: Sequence[str], out_dir: str,
-                 proposal_dir: str, pseudo_dir: str) -> List[str]:
-    """:func:`~bana_mm.visualization.mdh_sheet.mdh_sheet` of ``stems`` as
-    ``out_dir/<id>.jpg``."""
-    import cv2
-
-    from ..visualization.mdh_sheet import mdh_sheet_from_files
-    infos = {
-        dataset.get_data_info(i)['img_id']: dataset.get_data_info(i)
-        for i in range(len(dataset))
-    }
-    written = []
-    for stem in stems:
-        info = infos[stem]
-        sheet = mdh_sheet_from_files(
-            info['img_path'], *boxes_of(info), layout.classes, [
-                osp.join(d, f'{stem}.png')
-                for d in (proposal_dir, pseudo_dir,
-                          osp.join(layout.root, GT_SUBDIR))
-            ])
-        ok, encoded = cv2.imencode('.jpg', sheet[..., ::-1],
-                                   [cv2.IMWRITE_JPEG_QUALITY, 90])
-        if ok:
-            written.append(osp.join(out_dir, f'{stem}.jpg'))
-            atomic_write_bytes(written[-1], encoded.tobytes())
-    return written
-
-
 # ------------------------------------------------------------------ all
 def _ycrf_from_summary(summary_path: str) -> Optional[str]:
     """BANA's Ycrf folder recorded by a ``--method bana`` stage-2 run in the
@@ -470,7 +270,8 @@ def run_mdh_pipeline(work_dir: str,
                      box_constraint: bool = False,
                      num_vis: int = 4,
                      grabcut_iterations: int = 5,
-                     mix_ratio: Optional[Sequence[float]] = None) -> dict:
+                     mix_ratio: Optional[Sequence[float]] = None,
+                     workers: int = 2) -> dict:
     """Proposals -> AnnNet -> pseudo masks (x ``rounds``) -> SegNet.
 
     Args:
@@ -488,6 +289,7 @@ def run_mdh_pipeline(work_dir: str,
         box_constraint: also drop pseudo-mask classes outside their boxes.
         mix_ratio: F:W ratio r of the strong heads (default: the configs',
             7:1); a zero part is an error.
+        workers: GrabCut processes of the proposals (0: the main process).
 
     Returns:
         the updated summary (its ``mdh`` entry as in issue 11).
@@ -524,18 +326,14 @@ def run_mdh_pipeline(work_dir: str,
         osp.join(bana_labels, 'Ycrf')
         if bana_labels else _ycrf_from_summary(summary_path))
     proposals = run_proposals(layout, splits, osp.join(work_dir, 'proposals'),
-                              ycrf_dir, grabcut_iterations)
+                              ycrf_dir, grabcut_iterations, workers)
     _log(f'MDH proposals ({proposals["second"]} as second proposal): mIoU '
          f'{proposals["miou"]} %, ignored {proposals["ignored_share"]} %')
     class_names = ('background', ) + tuple(layout.classes)
     boxes = None
     if box_constraint:
-        dataset = box_dataset(layout.root, splits.weak_file, layout.classes)
-        boxes = {
-            dataset.get_data_info(i)['img_id']:
-            boxes_of(dataset.get_data_info(i))
-            for i in range(len(dataset))
-        }
+        boxes = boxes_by_id(
+            box_dataset(layout.root, splits.weak_file, layout.classes))
     annnet_cfg, segnet_cfg = MDH_CONFIGS[preset]
     weak_dir, history = proposals['out_dir'], []
     for k in range(1, int(rounds) + 1):
@@ -546,9 +344,10 @@ def run_mdh_pipeline(work_dir: str,
         pseudo_dir = osp.join(round_dir, 'pseudo')
         start = time.perf_counter()
         report = _sum_over_ranks(
-            write_pseudo_masks(runner, cfg, splits, pseudo_dir, tau, boxes))
-        pseudo = score_label_dir(pseudo_dir, splits.weak, layout.root,
-                                 class_names)
+            write_pseudo_masks(runner, cfg, splits.weak, pseudo_dir, tau,
+                               boxes))
+        pseudo = score_label_dir(pseudo_dir, splits.weak,
+                                 osp.join(layout.root, GT_SUBDIR), class_names)
         pseudo.update(
             report,
             tau=tau,
@@ -577,9 +376,10 @@ def run_mdh_pipeline(work_dir: str,
     pictures = []
     if is_main_process() and num_vis > 0:
         dataset = box_dataset(layout.root, splits.weak_file, layout.classes)
-        pictures = write_sheets(layout, dataset, splits.weak[:num_vis],
-                                osp.join(work_dir, 'vis'),
-                                proposals['out_dir'], weak_dir)
+        pictures = write_sheets(
+            dataset, layout.classes, splits.weak[:num_vis],
+            osp.join(work_dir, 'vis'),
+            (proposals['out_dir'], weak_dir, osp.join(layout.root, GT_SUBDIR)))
     entry = dict(
         full=len(splits.full),
         weak=len(splits.weak),

@@ -15,6 +15,10 @@ import numpy as np
 from .boxes import ArrayLike, pixel_box_masks
 
 
+#: Seed of OpenCV's generator before every GrabCut call.
+GRABCUT_SEED = 0
+
+
 def _area_order(boxes: np.ndarray) -> np.ndarray:
     """Box indices from the largest to the smallest area (stable)."""
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
@@ -25,18 +29,28 @@ def _as_numpy_boxes(boxes: ArrayLike) -> np.ndarray:
     return np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
 
 
+def paint_by_box_area(masks: Sequence[np.ndarray], boxes: ArrayLike,
+                      labels: Sequence[int],
+                      image_hw: Tuple[int, int]) -> np.ndarray:
+    """Paint each (H, W) bool mask with its box's class (``label + 1``),
+    from the largest box to the smallest, so a smaller box's mask wins."""
+    boxes = _as_numpy_boxes(boxes)
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if not len(masks) == len(boxes) == len(labels):
+        raise ValueError(f'{len(masks)} masks, {len(boxes)} boxes and '
+                         f'{len(labels)} labels')
+    out = np.zeros(image_hw, dtype=np.uint8)
+    for i in _area_order(boxes):
+        out[np.asarray(masks[i], dtype=bool)] = labels[i] + 1
+    return out
+
+
 def box_baseline(boxes: ArrayLike, labels: Sequence[int],
                  image_hw: Tuple[int, int]) -> np.ndarray:
     """"Box": each box filled with its class, smaller boxes on top."""
     boxes = _as_numpy_boxes(boxes)
-    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
-    out = np.zeros(image_hw, dtype=np.uint8)
-    if len(boxes) == 0:
-        return out
-    masks = pixel_box_masks(boxes, image_hw).numpy()
-    for i in _area_order(boxes):
-        out[masks[i]] = labels[i] + 1
-    return out
+    masks = pixel_box_masks(boxes, image_hw).numpy() if len(boxes) else []
+    return paint_by_box_area(masks, boxes, labels, image_hw)
 
 
 def grabcut_mask(image_bgr: np.ndarray,
@@ -50,7 +64,9 @@ def grabcut_mask(image_bgr: np.ndarray,
     model from outside the rectangle, and a local window is what the box
     tells it about; it also keeps the cost per box bounded on large images.
     A box thinner than 2 pixels is returned filled (GrabCut needs an
-    interior).
+    interior). OpenCV's random generator (GrabCut's k-means seeding) is
+    reset before each call, so a box's mask does not depend on what ran
+    before it in the process (order, resume, worker processes).
     """
     H, W = image_bgr.shape[:2]
     x1, y1, x2, y2 = (float(v) for v in box)
@@ -71,6 +87,7 @@ def grabcut_mask(image_bgr: np.ndarray,
         return out
     mask = np.zeros(window.shape[:2], np.uint8)
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(GRABCUT_SEED)
     try:
         cv2.grabCut(window, mask, rect, bgd, fgd, iterations,
                     cv2.GC_INIT_WITH_RECT)
@@ -89,8 +106,5 @@ def grabcut_baseline(image_bgr: np.ndarray,
     """"GrabCut": per box, its GrabCut foreground gets its class; smaller
     boxes on top."""
     boxes = _as_numpy_boxes(boxes)
-    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
-    out = np.zeros(image_bgr.shape[:2], dtype=np.uint8)
-    for i in _area_order(boxes):
-        out[grabcut_mask(image_bgr, boxes[i], iterations)] = labels[i] + 1
-    return out
+    masks = [grabcut_mask(image_bgr, box, iterations) for box in boxes]
+    return paint_by_box_area(masks, boxes, labels, image_bgr.shape[:2])

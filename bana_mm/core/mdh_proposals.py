@@ -135,21 +135,6 @@ def proposal_mask(grabcut_fgs: Sequence[np.ndarray],
     return paste_objects(objects, image_hw)
 
 
-def paint_by_box_area(masks: Sequence[np.ndarray], boxes: ArrayLike,
-                      labels: Sequence[int],
-                      image_hw: Tuple[int, int]) -> np.ndarray:
-    """The "GrabCut" baseline of BANA Table 1 from precomputed per-box
-    masks (as :func:`~bana_mm.core.baselines.grabcut_baseline`: each mask
-    gets its class, smaller boxes painted last), so GrabCut runs once."""
-    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    out = np.zeros(image_hw, dtype=np.uint8)
-    for i in np.argsort(-areas, kind='stable'):
-        out[np.asarray(masks[i], dtype=bool)] = labels[i] + 1
-    return out
-
-
 def check_tau(tau: float) -> float:
     """τ of eq. 3 must lie in (0, 1)."""
     tau = float(tau)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os.path as osp
 from dataclasses import dataclass
-from typing import Optional
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -174,3 +174,53 @@ def evaluate_label_files(dataset,
                     coco_ann_file, pseudo['annotations'],
                     [im['id'] for im in pseudo['images']])
     return metrics
+
+
+def score_label_dir(
+    label_dir: str,
+    ids: Sequence[str],
+    gt_dir: str,
+    class_names: Sequence[str],
+    boxes_by_id: Optional[Dict[str, Tuple[np.ndarray, np.ndarray]]] = None
+) -> dict:
+    """Scores of the single-map label files ``label_dir/<id>.png`` (MDH's
+    proposal and pseudo masks) against ``gt_dir/<id>.png`` where it exists.
+
+    Returns ``miou`` (percent; ignored pixels count as misses, as in mmseg's
+    ``IoUMetric`` on the map as written), ``miou_labelled`` (only the pixels
+    the map labels), ``ignored_share`` (percent of 255 pixels over all ids),
+    ``images`` and ``evaluated``. With ``boxes_by_id`` ({id: (boxes,
+    0-based labels)}) also ``box``: the Box baseline on the same ids.
+
+    Raises:
+        FileNotFoundError / ValueError naming the file: a missing or
+        unreadable label map, a map whose size differs from its ground truth.
+    """
+    scores = {k: SemanticScores(class_names) for k in ('all', 'labelled')}
+    box_scores = SemanticScores(class_names)
+    ignored = total = 0
+    for stem in ids:
+        path = osp.join(label_dir, f'{stem}.png')
+        pred = read_label_png(path)
+        ignored += int((pred == 255).sum())
+        total += pred.size
+        gt_path = osp.join(gt_dir, f'{stem}.png')
+        if not osp.isfile(gt_path):
+            continue
+        gt = read_label_png(gt_path)
+        if gt.shape != pred.shape:
+            raise ValueError(f'{path}: label map {pred.shape} does not '
+                             f'match its ground truth {gt_path} {gt.shape}')
+        scores['all'].add(pred, gt)
+        scores['labelled'].add(pred, np.where(pred == 255, 255, gt))
+        if boxes_by_id is not None:
+            box_scores.add(box_baseline(*boxes_by_id[stem], gt.shape), gt)
+    entry = dict(
+        miou=scores['all'].results()['miou'],
+        miou_labelled=scores['labelled'].results()['miou'],
+        ignored_share=round(100.0 * ignored / total, 2) if total else None,
+        images=len(ids),
+        evaluated=scores['all'].images)
+    if boxes_by_id is not None:
+        entry['box'] = box_scores.results()['miou']
+    return entry
