@@ -221,8 +221,8 @@ def test_grabcut_does_not_depend_on_earlier_calls(synthetic_root):
     the same box gives the same mask whatever ran before it (on this image
     and box, other generator states change ~40-650 pixels)."""
     import cv2
-    image = cv2.imread(osp.join(synthetic_root, 'JPEGImages',
-                                'syn_000005.jpg'))
+    image = cv2.imread(
+        osp.join(synthetic_root, 'JPEGImages', 'syn_000005.jpg'))
     box = [86, 89, 188, 191]
     first = grabcut_mask(image, box, iterations=2)
     for state in (1, 2):

@@ -14,7 +14,6 @@ import numpy as np
 
 from .boxes import ArrayLike, pixel_box_masks
 
-
 #: Seed of OpenCV's generator before every GrabCut call.
 GRABCUT_SEED = 0
 
