@@ -20,7 +20,7 @@ from typing import List, Optional, Sequence, Union
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
-from ..utils.io import explain_image_failure, read_split
+from ..utils.io import explain_image_failure, read_split, under_root
 
 BACKGROUND_NAMES = ('background', '__background__')
 
@@ -83,16 +83,11 @@ class PseudoLabelVOCDataset(BaseSegDataset):
             metainfo=metainfo,
             **kwargs)
 
-    def _root_join(self, path: str) -> str:
-        if osp.isabs(path) or not self.data_root:
-            return path
-        return osp.join(self.data_root, path)
-
     def _gt_id_set(self) -> set:
         if self.gt_ids is None:
             return set()
         if isinstance(self.gt_ids, str):
-            return set(read_split(self._root_join(self.gt_ids)))
+            return set(read_split(under_root(self.data_root, self.gt_ids)))
         return set(self.gt_ids)
 
     def load_data_list(self) -> List[dict]:
@@ -100,8 +95,8 @@ class PseudoLabelVOCDataset(BaseSegDataset):
         exist."""
         img_dir = self.data_prefix.get('img_path', '')
         gt_dir = self.data_prefix.get('seg_map_path', '')
-        pl_root = (None if self.pseudo_label_dir is None else self._root_join(
-            self.pseudo_label_dir))
+        pl_root = (None if self.pseudo_label_dir is None else under_root(
+            self.data_root, self.pseudo_label_dir))
         gt_set = self._gt_id_set()
         data_list, missing = [], []
         for img_id in read_split(self.ann_file):

@@ -11,7 +11,7 @@ import contextlib
 import os
 import statistics
 from typing import (Callable, Dict, Iterable, Iterator, List, Mapping,
-                    Sequence, Tuple)
+                    Optional, Sequence, Tuple)
 
 import torch
 from torch.autograd import DeviceType
@@ -244,7 +244,8 @@ def op_diff_table(a: profile,
     return '\n'.join(lines)
 
 
-def region_table(rows: Sequence[Tuple], names: Tuple[str, str] = None) -> str:
+def region_table(rows: Sequence[Tuple],
+                 names: Optional[Tuple[str, str]] = None) -> str:
     """Rows ``(name, ms A, ms B[, calls A, calls B])`` (None: not in that
     path) with the difference of the times, as text."""
     names = names or ('A', 'B')

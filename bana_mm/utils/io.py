@@ -72,6 +72,14 @@ def atomic_write_text(path: str, text: str) -> None:
 
 
 # -------------------------------------------------------------- split lists
+def under_root(data_root: Optional[str], path: str) -> str:
+    """``path`` joined to ``data_root`` unless it is absolute (or there is
+    no root), as mmengine datasets resolve ``ann_file``."""
+    if osp.isabs(path) or not data_root:
+        return path
+    return osp.join(data_root, path)
+
+
 def read_split(path: str) -> List[str]:
     """Image ids of a split list, one per line (first token of the line).
 

@@ -27,7 +27,7 @@ from mmseg.registry import DATASETS
 from ...core.boxes import clip_boxes
 from ...core.priors import boxes_from_masks
 from ...datasets.voc_annotations import read_voc_xml
-from ...utils.io import read_split
+from ...utils.io import read_split, under_root
 from ...utils.label_io import read_label_png
 from ..datasets import with_background
 
@@ -95,15 +95,10 @@ class MDHVOCDataset(BaseSegDataset):
             metainfo=metainfo,
             **kwargs)
 
-    def _root_join(self, path: str) -> str:
-        if osp.isabs(path) or not self.data_root:
-            return path
-        return osp.join(self.data_root, path)
-
     def _full_ids(self, ids: Sequence[str]) -> set:
         if self.full_split is None:
             return set()
-        path = self._root_join(self.full_split)
+        path = under_root(self.data_root, self.full_split)
         if not osp.isfile(path):
             raise FileNotFoundError(f'full split {path} not found')
         full = read_split(path)
@@ -117,8 +112,8 @@ class MDHVOCDataset(BaseSegDataset):
     def load_data_list(self) -> List[dict]:
         ids = read_split(self.ann_file)
         full = self._full_ids(ids)
-        weak_root = (None if self.weak_label_dir is None else self._root_join(
-            self.weak_label_dir))
+        weak_root = (None if self.weak_label_dir is None else under_root(
+            self.data_root, self.weak_label_dir))
         if self.full_split is not None and weak_root is None \
                 and len(full) < len(ids):
             raise ValueError('MDHVOCDataset: weak_label_dir is required for '
