@@ -130,6 +130,11 @@ def test_batch_sampler_mix_and_errors(fw_root):
     weak_seen = [i for b in batches for i in b if not flags[i]]
     assert len(set(weak_seen)) == 12
     assert list(MixedBatchSampler(_Sampler(ds), 8, (1, 3))) == batches
+    # infinite: the same first epoch, then more batches of the same mix
+    endless = iter(MixedBatchSampler(_Sampler(ds), 8, (1, 3), infinite=True))
+    more = [next(endless) for _ in range(5 * len(batches))]
+    assert more[:len(batches)] == batches
+    assert all(sum(flags[i] for i in b) == 2 and len(b) == 8 for b in more)
     with pytest.raises(ValueError, match='zero or negative part'):
         MixedBatchSampler(_Sampler(ds), 8, batch_ratio=(7, 0))
     with pytest.raises(ValueError, match='batch_size >= 2'):

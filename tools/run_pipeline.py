@@ -7,7 +7,8 @@
                                  [--preset tiny|full] [--full-split FILE]
                                  [--rounds K] [--max-iters N] [--workers N]
                                  [--tau T] [--bana-labels DIR]
-                                 [--box-constraint]
+                                 [--box-constraint] [--annnet-config C]
+                                 [--segnet-config C]
 
 --method mdh runs the MDH job instead (docs/mdh.md): proposals, AnnNet,
 pseudo masks (K rounds), SegNet; --full-split lists the fully labelled ids.
@@ -90,6 +91,14 @@ def main(argv=None) -> dict:
         action='store_true',
         help='mdh: drop pseudo-mask classes outside their boxes (not in the '
         'paper)')
+    parser.add_argument(
+        '--annnet-config',
+        help='mdh: AnnNet config instead of the preset\'s, a name in '
+        'configs/mdh/ (e.g. annnet_tiny_nopriors.py) or a path')
+    parser.add_argument(
+        '--segnet-config',
+        help='mdh: SegNet config instead of the preset\'s (e.g. '
+        'segnet_tiny_single.py) or a path')
     args = parser.parse_args(argv)
     if args.workers is not None and args.workers < 0:
         parser.error('--workers must be >= 0')
@@ -105,7 +114,9 @@ def main(argv=None) -> dict:
             bana_labels=args.bana_labels,
             max_iters=args.max_iters,
             box_constraint=args.box_constraint,
-            workers=2 if args.workers is None else args.workers)
+            workers=2 if args.workers is None else args.workers,
+            annnet_config=args.annnet_config,
+            segnet_config=args.segnet_config)
         print(json.dumps(summary.get('mdh'), indent=2))
         print(f'summary written to {osp.join(args.work_dir, "summary.json")}')
         return summary

@@ -177,13 +177,15 @@ def mdh_config(name: str,
                work_dir: str,
                max_iters: Optional[int] = None,
                cfg_options: Optional[dict] = None):
-    """An 'mdh' config (``configs/mdh/<name>``, found by
-    :func:`~bana_mm.utils.config_path.config_file`) pointed at the data: the
+    """An 'mdh' config (``configs/mdh/<name>`` found by
+    :func:`~bana_mm.utils.config_path.config_file`, or a config file path)
+    pointed at the data: the
     training split with F = ``splits.full_file`` and W's labels in
     ``weak_label_dir``; val and test on the val split."""
     from mmengine.config import Config
 
-    cfg = Config.fromfile(config_file(f'mdh/{name}'))
+    cfg = Config.fromfile(
+        config_file(name if osp.isfile(name) else f'mdh/{name}'))
     root = layout.root.rstrip('/') + '/'
     meta = dict(classes=tuple(layout.classes))
     cfg.train_dataloader.dataset.update(
@@ -202,7 +204,7 @@ def mdh_config(name: str,
                 head.num_classes = len(layout.classes) + 1
     cfg.work_dir = work_dir
     cfg.experiment_name = unique_experiment_name(
-        osp.splitext(name)[0].split('_')[0])
+        osp.splitext(osp.basename(name))[0].split('_')[0])
     if max_iters is not None:
         cfg.train_cfg.max_iters = max_iters
         for scheduler in cfg.get('param_scheduler', []):
@@ -271,7 +273,9 @@ def run_mdh_pipeline(work_dir: str,
                      num_vis: int = 4,
                      grabcut_iterations: int = 5,
                      mix_ratio: Optional[Sequence[float]] = None,
-                     workers: int = 2) -> dict:
+                     workers: int = 2,
+                     annnet_config: Optional[str] = None,
+                     segnet_config: Optional[str] = None) -> dict:
     """Proposals -> AnnNet -> pseudo masks (x ``rounds``) -> SegNet.
 
     Args:
@@ -290,6 +294,9 @@ def run_mdh_pipeline(work_dir: str,
         mix_ratio: F:W ratio r of the strong heads (default: the configs',
             7:1); a zero part is an error.
         workers: GrabCut processes of the proposals (0: the main process).
+        annnet_config / segnet_config: replace the preset's config: a name
+            in ``configs/mdh/`` (e.g. ``annnet_tiny_nopriors.py`` for paper
+            Table 2, ``*_single.py`` / ``*_dual.py`` for Table 4) or a path.
 
     Returns:
         the updated summary (its ``mdh`` entry as in issue 11).
@@ -335,6 +342,8 @@ def run_mdh_pipeline(work_dir: str,
         boxes = boxes_by_id(
             box_dataset(layout.root, splits.weak_file, layout.classes))
     annnet_cfg, segnet_cfg = MDH_CONFIGS[preset]
+    annnet_cfg = annnet_config or annnet_cfg
+    segnet_cfg = segnet_config or segnet_cfg
     weak_dir, history = proposals['out_dir'], []
     for k in range(1, int(rounds) + 1):
         round_dir = osp.join(work_dir, f'round{k}')
@@ -384,6 +393,7 @@ def run_mdh_pipeline(work_dir: str,
         full=len(splits.full),
         weak=len(splits.weak),
         rounds=len(history),
+        configs=dict(annnet=annnet_cfg, segnet=segnet_cfg),
         splits=dict(full=splits.full_file, weak=splits.weak_file),
         proposals={
             k: v

@@ -24,6 +24,15 @@ def _blend(image: np.ndarray,
     return cv2.addWeighted(overlay, alpha, image, 1 - alpha, 0)
 
 
+def _text_width(text: str, font_scale: float) -> int:
+    return cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)[0][0]
+
+
+def _title_room(panel: np.ndarray) -> int:
+    """Room for a title above ``panel`` (4 px margins)."""
+    return panel.shape[1] - 8
+
+
 def _titled(panel: np.ndarray, title: str) -> np.ndarray:
     h, w = panel.shape[:2]
     scale = PANEL_HEIGHT / h
@@ -31,8 +40,12 @@ def _titled(panel: np.ndarray, title: str) -> np.ndarray:
         panel, (max(1, int(round(w * scale))), PANEL_HEIGHT),
         interpolation=cv2.INTER_NEAREST)
     bar = np.full((22, panel.shape[1], 3), 255, np.uint8)
-    cv2.putText(bar, title, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0),
-                1, cv2.LINE_AA)
+    room = _title_room(panel)
+    font_scale = 0.5  # shrunk (down to 0.3) until the title fits the panel
+    while font_scale > 0.3 and _text_width(title, font_scale) > room:
+        font_scale -= 0.05
+    cv2.putText(bar, title, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
+                (0, 0, 0), 1, cv2.LINE_AA)
     return np.concatenate([bar, panel], axis=0)
 
 

@@ -95,7 +95,8 @@ train_dataloader = dict(
     num_workers=4,
     persistent_workers=True,
     sampler=dict(_delete_=True, type='DefaultSampler', shuffle=True),
-    batch_sampler=dict(type='MixedBatchSampler', batch_ratio=(1, 1)),
+    batch_sampler=dict(
+        type='MixedBatchSampler', batch_ratio=(1, 1), infinite=True),
     dataset=dict(
         _delete_=True,
         type='MDHVOCDataset',

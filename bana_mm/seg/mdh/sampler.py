@@ -71,6 +71,10 @@ class MixedBatchSampler(BatchSampler):
         batch_size: samples per batch (per rank).
         batch_ratio: F:W composition of a batch, default 1:1.
         seed: shuffling seed; default the sampler's seed (or a synced one).
+        infinite: keep yielding batches after an epoch, for iteration-based
+            training (as mmengine's ``InfiniteSampler``): mmengine restarts
+            an exhausted dataloader with a 2 s pause, which is most of a
+            tiny CPU step when an epoch is a few batches.
 
     One epoch is ``ceil(len(dataset) / (batch_size * world_size))`` batches.
     Each rank draws its own streams (seed offset by rank), so ranks may
@@ -82,7 +86,8 @@ class MixedBatchSampler(BatchSampler):
                  sampler: Sampler,
                  batch_size: int,
                  batch_ratio: Sequence[float] = (1, 1),
-                 seed: int | None = None) -> None:
+                 seed: int | None = None,
+                 infinite: bool = False) -> None:
         dataset = getattr(sampler, 'dataset', None)
         if dataset is None:
             raise TypeError('MixedBatchSampler needs a sampler with a '
@@ -109,6 +114,7 @@ class MixedBatchSampler(BatchSampler):
         if seed is None:
             seed = getattr(sampler, 'seed', None)
         self.seed = sync_random_seed() if seed is None else int(seed)
+        self.infinite = bool(infinite)
         self._calls = 0
         self.drop_last = False  # every batch is full by construction
 
@@ -123,8 +129,11 @@ class MixedBatchSampler(BatchSampler):
         gen = torch.Generator()
         gen.manual_seed(self.seed + 1000003 * epoch + 7919 * self.rank)
         full, weak = _Stream(self.full, gen), _Stream(self.weak, gen)
-        for _ in range(len(self)):
-            batch = full.take(self.num_full) + \
-                weak.take(self.batch_size - self.num_full)
-            order = torch.randperm(len(batch), generator=gen).tolist()
-            yield [batch[i] for i in order]
+        while True:
+            for _ in range(len(self)):
+                batch = full.take(self.num_full) + \
+                    weak.take(self.batch_size - self.num_full)
+                order = torch.randperm(len(batch), generator=gen).tolist()
+                yield [batch[i] for i in order]
+            if not self.infinite:
+                return
