@@ -199,6 +199,7 @@ def test_run_mdh_pipeline_rounds_and_resume(synthetic_root, tmp_path):
         assert np.isfinite([mdh[net]['loss_first'],
                             mdh[net]['loss_last']]).all()
     assert 0 <= mdh['segnet']['miou_val'] <= 100
+    assert 0 <= mdh['annnet']['miou_val'] <= 100  # AnnNet's own val
     assert set(mdh['baselines']) == {'box', 'grabcut'}
     first, second = mdh['history']
     assert first['trained_on'] == mdh['proposals']['out_dir']

@@ -222,7 +222,8 @@ def mdh_config(name: str,
 def train_or_reuse(cfg, stage: str):
     """Train ``cfg`` (:func:`~bana_mm.apis.common.train_and_summarise`)
     unless ``work_dir/summary_entry.json`` and its checkpoint exist from an
-    earlier run; returns (runner, entry)."""
+    earlier run; returns (runner, entry). The entry also holds ``miou_val``
+    (percent) of the validation mmengine runs after the last iteration."""
     from mmengine.runner import Runner
 
     record = osp.join(cfg.work_dir, 'summary_entry.json')
@@ -237,6 +238,9 @@ def train_or_reuse(cfg, stage: str):
     start = time.perf_counter()
     runner, entry = train_and_summarise(cfg, stage)
     entry['seconds'] = round(time.perf_counter() - start, 1)
+    if 'val/mIoU' in runner.message_hub.log_scalars:
+        entry['miou_val'] = round(
+            float(runner.message_hub.get_scalar('val/mIoU').current()), 2)
     atomic_write_text(record, json.dumps(entry, indent=2) + '\n')
     return runner, entry
 
@@ -256,8 +260,8 @@ def _ycrf_from_summary(summary_path: str) -> Optional[str]:
 def _train_entry(entry: dict) -> dict:
     return {
         k: entry[k]
-        for k in ('iters', 'loss_first', 'loss_last', 'checkpoint', 'seconds')
-        if k in entry
+        for k in ('iters', 'loss_first', 'loss_last', 'checkpoint', 'seconds',
+                  'miou_val') if k in entry
     }
 
 
@@ -376,12 +380,12 @@ def run_mdh_pipeline(work_dir: str,
     cfg = mdh_config(segnet_cfg, layout, splits, weak_dir,
                      osp.join(work_dir, 'segnet'), max_iters, options)
     runner, segnet = train_or_reuse(cfg, 'SegNet')
-    start = time.perf_counter()
-    metrics = runner.test()
-    segnet = dict(
-        _train_entry(segnet),
-        miou_val=round(float(metrics['mIoU']), 2),
-        test_seconds=round(time.perf_counter() - start, 1))
+    segnet = _train_entry(segnet)
+    if 'miou_val' not in segnet:  # trained without a val loop
+        start = time.perf_counter()
+        segnet.update(
+            miou_val=round(float(runner.test()['mIoU']), 2),
+            test_seconds=round(time.perf_counter() - start, 1))
     pictures = []
     if is_main_process() and num_vis > 0:
         dataset = box_dataset(layout.root, splits.weak_file, layout.classes)

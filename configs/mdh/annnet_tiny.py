@@ -1,7 +1,7 @@
 # Tiny CPU preset of the MDH AnnNet (5-channel input with box priors,
 # mixed-dual-head): a narrow HRNetV2 (one block per branch, widths 8-64)
 # trained from scratch with BatchNorm, crop 128, batch 8 (4 F + 4 W),
-# 200 iterations. Overrides used by the pipeline: train_dataloader.dataset.
+# 600 iterations. Overrides used by the pipeline: train_dataloader.dataset.
 # {data_root, ann_file, full_split, weak_label_dir}, val_dataloader.dataset.
 # {data_root, ann_file}, test_dataloader.dataset.{data_root, ann_file},
 # work_dir, train_cfg.max_iters (+ param_scheduler[0].end).
@@ -10,7 +10,7 @@ _base_ = './annnet_hrnetv2-w48_voc.py'
 data_root = 'data/coco128_voc20'
 crop_size = (128, 128)
 test_scale = (320, 160)
-max_iters = 200
+max_iters = 600
 widths = (8, 16, 32, 64)
 norm_cfg = dict(type='BN', requires_grad=True)
 

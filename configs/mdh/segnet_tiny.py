@@ -1,14 +1,14 @@
 # Tiny CPU preset of the MDH SegNet (RGB, mixed-dual-head, plain mmseg
 # DeepLabV3+ at inference): ResNet-18-V1c at quarter width (base 16, output
 # stride 16), DeepLabV3+ head with 64 channels, from scratch with BatchNorm,
-# crop 128, batch 8 (4 F + 4 W), 200 iterations. Same override keys as
+# crop 128, batch 8 (4 F + 4 W), 600 iterations. Same override keys as
 # annnet_tiny.py.
 _base_ = './segnet_deeplabv3plus_r50_voc.py'
 
 data_root = 'data/coco128_voc20'
 crop_size = (128, 128)
 test_scale = (320, 160)
-max_iters = 200
+max_iters = 600
 norm_cfg = dict(type='BN', requires_grad=True)
 
 model = dict(
