@@ -20,6 +20,10 @@ def _ids(root):
         return [ln.strip() for ln in f if ln.strip()]
 
 
+def _pngs(folder):
+    return [f for f in os.listdir(folder) if f.endswith('.png')]
+
+
 def _write(path, ids):
     with open(path, 'w') as f:
         f.write('\n'.join(ids) + '\n')
@@ -205,16 +209,62 @@ def test_run_mdh_pipeline_rounds_and_resume(synthetic_root, tmp_path):
     assert first['trained_on'] == mdh['proposals']['out_dir']
     assert second['trained_on'] == first['pseudo']['out_dir']
     assert mdh['pseudo'] == second['pseudo']
-    assert len(os.listdir(second['pseudo']['out_dir'])) == 14
+    assert len(_pngs(second['pseudo']['out_dir'])) == 14
     assert len(mdh['pictures']) == 1 and osp.isfile(mdh['pictures'][0])
     ckpt = mdh['annnet']['checkpoint']
     stamp = os.path.getmtime(ckpt)
     again = run_mdh_pipeline(
-        work, synthetic_root, rounds=2, max_iters=2, num_vis=0, tau=0.5)['mdh']
+        work,
+        synthetic_root,
+        rounds=2,
+        max_iters=2,
+        num_vis=0,
+        tau=0.5,
+        grabcut_iterations=1)['mdh']
     assert os.path.getmtime(ckpt) == stamp  # not retrained
     assert again['pseudo']['skipped'] == 14 and again['pseudo']['written'] == 0
     assert again['proposals']['skipped'] == 14
     assert again['segnet']['loss_last'] == mdh['segnet']['loss_last']
+
+
+def test_rerun_with_changed_inputs_redoes_the_steps(synthetic_root, tmp_path):
+    """Each step folder records the fingerprint of its inputs: a rerun with
+    another τ rewrites the pseudo masks (not skipped as existing) and
+    retrains SegNet but reuses AnnNet; more rounds reuse round 1 and keep
+    round 1's SegNet in the history (paper Table 6); other proposals
+    retrain everything downstream."""
+    from bana_mm.apis.mdh import run_mdh_pipeline
+    work = str(tmp_path / 'w')
+
+    def run(**kwargs):
+        options = dict(max_iters=2, num_vis=0, grabcut_iterations=1, workers=0)
+        options.update(kwargs)
+        return run_mdh_pipeline(work, synthetic_root, **options)['mdh']
+
+    def mtime(path):
+        return os.path.getmtime(path)
+
+    first = run(tau=0.5)
+    annnet_ckpt = first['annnet']['checkpoint']
+    annnet_time = mtime(annnet_ckpt)
+    segnet_time = mtime(first['segnet']['checkpoint'])
+    second = run(tau=0.6)
+    assert second['proposals']['skipped'] == 14
+    assert mtime(annnet_ckpt) == annnet_time  # AnnNet reused
+    assert second['pseudo']['written'] == 14  # not kept from tau 0.5
+    assert second['pseudo']['tau'] == 0.6
+    assert mtime(second['segnet']['checkpoint']) != segnet_time
+    two = run(tau=0.6, rounds=2)
+    assert mtime(annnet_ckpt) == annnet_time
+    assert two['history'][0]['pseudo']['skipped'] == 14
+    assert two['history'][0]['segnet'] == second['segnet']  # Table 6
+    assert '/round2/segnet/' in two['segnet']['checkpoint']
+    assert two['history'][1]['segnet'] == two['segnet']
+    other = run(tau=0.6, grabcut_iterations=2)
+    assert other['proposals']['written'] == 14
+    assert mtime(annnet_ckpt) != annnet_time  # retrained on new proposals
+    assert 'segnet' not in other['history'][0] or \
+        other['history'][0]['segnet'] != second['segnet']
 
 
 def test_run_mdh_pipeline_with_variant_configs(synthetic_root, tmp_path):
@@ -238,9 +288,10 @@ def test_run_mdh_pipeline_with_variant_configs(synthetic_root, tmp_path):
     annnet = Config.fromfile(
         str(work / 'round1' / 'annnet' / 'annnet_tiny_nopriors.py'))
     assert len(annnet.model.data_preprocessor.mean) == 3  # RGB only
-    segnet = Config.fromfile(str(work / 'segnet' / 'segnet_tiny_single.py'))
+    segnet = Config.fromfile(
+        str(work / 'round1' / 'segnet' / 'segnet_tiny_single.py'))
     assert segnet.model.decode_head.head_mode == 'single'
-    assert len(os.listdir(mdh['pseudo']['out_dir'])) == 14
+    assert len(_pngs(mdh['pseudo']['out_dir'])) == 14
 
 
 @pytest.mark.parametrize('kwargs, match', [(dict(tau=1.0), r'\(0, 1\)'),
