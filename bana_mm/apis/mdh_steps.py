@@ -227,6 +227,12 @@ def mdh_config(name: str,
     return cfg
 
 
+def training_fingerprint(cfg, inputs: str) -> str:
+    """What a training run depends on: its config (without the experiment
+    name) and the fingerprint of the labels it reads."""
+    return digest([config_digest(cfg), inputs])
+
+
 def train_or_reuse(cfg, stage: str, inputs: str):
     """Train ``cfg`` (:func:`~bana_mm.apis.common.train_and_summarise`)
     unless its work dir holds a run of the same config on the same inputs
@@ -237,7 +243,7 @@ def train_or_reuse(cfg, stage: str, inputs: str):
     runs after the last iteration."""
     from mmengine.runner import Runner
 
-    fingerprint = digest([config_digest(cfg), inputs])
+    fingerprint = training_fingerprint(cfg, inputs)
     record = osp.join(cfg.work_dir, 'summary_entry.json')
     if refresh_on_rank0(cfg.work_dir, fingerprint,
                         stage) and osp.isfile(record):
@@ -267,7 +273,7 @@ def earlier_segnet(cfg, inputs: str) -> Optional[dict]:
         return None
     with open(record) as f:
         entry = json.load(f)
-    if entry.get('fingerprint') != digest([config_digest(cfg), inputs]):
+    if entry.get('fingerprint') != training_fingerprint(cfg, inputs):
         return None
     return train_entry(entry)
 

@@ -33,6 +33,17 @@ def with_background(classes: Sequence[str]) -> tuple:
     return ('background', ) + classes
 
 
+def metainfo_with_background(metainfo: Optional[dict], dataset: str) -> dict:
+    """A copy of ``metainfo`` whose ``classes`` (the object classes, which
+    ``dataset`` requires) start with ``background``."""
+    metainfo = dict(metainfo or {})
+    if 'classes' not in metainfo:
+        raise ValueError(f'{dataset} needs metainfo=dict(classes=...) (object '
+                         'classes; background is added as class 0)')
+    metainfo['classes'] = with_background(metainfo['classes'])
+    return metainfo
+
+
 @DATASETS.register_module()
 class PseudoLabelVOCDataset(BaseSegDataset):
     """VOC-layout images with Ycrf/Yret pseudo labels or ground truth.
@@ -65,12 +76,7 @@ class PseudoLabelVOCDataset(BaseSegDataset):
                  seg_map_suffix: str = '.png',
                  metainfo: Optional[dict] = None,
                  **kwargs) -> None:
-        metainfo = dict(metainfo or {})
-        if 'classes' not in metainfo:
-            raise ValueError('PseudoLabelVOCDataset needs metainfo=dict('
-                             'classes=...) (object classes; background is '
-                             'added as class 0)')
-        metainfo['classes'] = with_background(metainfo['classes'])
+        metainfo = metainfo_with_background(metainfo, 'PseudoLabelVOCDataset')
         self.pseudo_label_dir = pseudo_label_dir
         self.ycrf_dir = ycrf_dir
         self.yret_dir = yret_dir

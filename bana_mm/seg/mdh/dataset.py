@@ -29,7 +29,7 @@ from ...core.priors import boxes_from_masks
 from ...datasets.voc_annotations import read_voc_xml
 from ...utils.io import read_split, under_root
 from ...utils.label_io import read_label_png
-from ..datasets import with_background
+from ..datasets import metainfo_with_background
 
 
 def read_voc_boxes(xml_path: str,
@@ -78,11 +78,7 @@ class MDHVOCDataset(BaseSegDataset):
                  seg_map_suffix: str = '.png',
                  metainfo: Optional[dict] = None,
                  **kwargs) -> None:
-        metainfo = dict(metainfo or {})
-        if 'classes' not in metainfo:
-            raise ValueError('MDHVOCDataset needs metainfo=dict(classes=...)'
-                             ' (object classes; background becomes 0)')
-        metainfo['classes'] = with_background(metainfo['classes'])
+        metainfo = metainfo_with_background(metainfo, 'MDHVOCDataset')
         self.full_split = full_split
         self.weak_label_dir = weak_label_dir
         self.box_dir = box_dir
