@@ -28,11 +28,6 @@ def _text_width(text: str, font_scale: float) -> int:
     return cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)[0][0]
 
 
-def _title_room(panel: np.ndarray) -> int:
-    """Room for a title above ``panel`` (4 px margins)."""
-    return panel.shape[1] - 8
-
-
 def _titled(panel: np.ndarray, title: str) -> np.ndarray:
     h, w = panel.shape[:2]
     scale = PANEL_HEIGHT / h
@@ -40,7 +35,7 @@ def _titled(panel: np.ndarray, title: str) -> np.ndarray:
         panel, (max(1, int(round(w * scale))), PANEL_HEIGHT),
         interpolation=cv2.INTER_NEAREST)
     bar = np.full((22, panel.shape[1], 3), 255, np.uint8)
-    room = _title_room(panel)
+    room = panel.shape[1] - 8  # 4 px margins
     font_scale = 0.5  # shrunk (down to 0.3) until the title fits the panel
     while font_scale > 0.3 and _text_width(title, font_scale) > room:
         font_scale -= 0.05
