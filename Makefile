@@ -8,13 +8,14 @@
 #               it from outside the checkout (tests/test_packaging.py)
 #
 # Variables: PYTHON (interpreter for the venv), VENV (its folder),
-# TORCH (pip spec of torch; GPU users: install their own torch first and set
-# TORCH=), WHEELS (a folder of prebuilt wheels, used when it exists).
+# TORCH (pip specs of torch and torchvision; GPU users: install their own
+# matching pair first and set TORCH=), WHEELS (a folder of prebuilt mmcv /
+# pydensecrf2 wheels for that torch, used when it exists).
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
-TORCH ?= torch==2.13.0
-WHEELS ?= ../shared/wheels
+TORCH ?= torch==2.14.1 torchvision==0.29.1
+WHEELS ?= ../shared/wheels/torch2.14.1
 DEMO_DIR ?= work_dirs/demo
 DEMO_STAGES ?= 1,2,3
 
@@ -23,6 +24,7 @@ PIP := $(PY) -m pip
 CONSTRAINTS := -c requirements/constraints.txt
 LINT_PATHS := bana_mm configs tools tests setup.py
 FIND_LINKS := $(if $(wildcard $(WHEELS)/*.whl),--find-links $(WHEELS),)
+MMCV_WHEEL := $(firstword $(wildcard $(WHEELS)/mmcv-2.1.0-*.whl))
 STAMP := $(VENV)/.bana-mm-installed
 
 .PHONY: install demo test lint format wheel-smoke benchmark clean-demo
@@ -32,11 +34,12 @@ install: $(STAMP)
 $(STAMP): setup.py $(wildcard requirements/*.txt)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install $(CONSTRAINTS) "setuptools<82" wheel
-	$(if $(TORCH),$(PIP) install $(CONSTRAINTS) "$(TORCH)",)
+	$(if $(TORCH),$(PIP) install $(CONSTRAINTS) $(TORCH),)
 	# mmcv 2.1.0 with ops: a prebuilt wheel from $(WHEELS) when present,
-	# otherwise a ~22 min compile against the installed torch.
-	MMCV_WITH_OPS=1 $(PIP) install $(CONSTRAINTS) $(FIND_LINKS) \
-		--no-build-isolation mmcv==2.1.0
+	# otherwise a ~22 min compile against the installed torch
+	# (requirements/build_mmcv.sh: torch >= 2.14 needs C++20).
+	$(if $(MMCV_WHEEL),$(PIP) install $(CONSTRAINTS) $(MMCV_WHEEL),\
+		bash requirements/build_mmcv.sh $(PY))
 	$(PIP) install $(CONSTRAINTS) $(FIND_LINKS) -e ".[tests]"
 	touch $(STAMP)
 

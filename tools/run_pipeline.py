@@ -1,10 +1,10 @@
 """Run the BANA pipeline in one command and write WORK/summary.json.
 
     python tools/run_pipeline.py [--data-root DIR] --work-dir DIR
-                                 [--preset tiny|full] [--stages 1,2,3]
-                                 [--workers N] [--max-iters N]
+                                 [--preset tiny|lite0|full] [--stages 1,2,3]
+                                 [--workers N] [--max-iters N] [--no-twin]
     python tools/run_pipeline.py --method mdh [--data-root DIR] --work-dir DIR
-                                 [--preset tiny|full] [--full-split FILE]
+                                 [--preset tiny|lite0|full] [--full-split FILE]
                                  [--rounds K] [--max-iters N] [--workers N]
                                  [--tau T] [--bana-labels DIR]
                                  [--box-constraint] [--annnet-config C]
@@ -45,7 +45,8 @@ def main(argv=None) -> dict:
         help='VOC-layout dataset folder '
         '(default: generate the embedded synthetic dataset)')
     parser.add_argument('--work-dir', required=True, help='output folder')
-    parser.add_argument('--preset', default='tiny', choices=['tiny', 'full'])
+    parser.add_argument(
+        '--preset', default='tiny', choices=['tiny', 'lite0', 'full'])
     parser.add_argument(
         '--stages', default='1,2,3', help='e.g. 1 or 1,2 or 1,2,3 (default)')
     parser.add_argument(
@@ -99,6 +100,12 @@ def main(argv=None) -> dict:
         '--segnet-config',
         help='mdh: SegNet config instead of the preset\'s (e.g. '
         'segnet_tiny_single.py) or a path')
+    parser.add_argument(
+        '--no-twin',
+        action='store_true',
+        help='lite0 preset: skip the reference runs trained beside the '
+        'method (bana: stage 3 on the ground-truth masks; mdh: SegNet on F '
+        'alone)')
     args = parser.parse_args(argv)
     if args.workers is not None and args.workers < 0:
         parser.error('--workers must be >= 0')
@@ -116,7 +123,8 @@ def main(argv=None) -> dict:
             box_constraint=args.box_constraint,
             workers=2 if args.workers is None else args.workers,
             annnet_config=args.annnet_config,
-            segnet_config=args.segnet_config)
+            segnet_config=args.segnet_config,
+            twin=False if args.no_twin else None)
         print(json.dumps(summary.get('mdh'), indent=2))
         print(f'summary written to {osp.join(args.work_dir, "summary.json")}')
         return summary
@@ -124,9 +132,15 @@ def main(argv=None) -> dict:
         stages = parse_stages(args.stages)
     except ValueError as err:
         parser.error(str(err))
-    summary = run_pipeline(args.work_dir, args.data_root, args.preset, stages,
-                           args.max_iters, args.cfg_options,
-                           1 if args.workers is None else args.workers)
+    summary = run_pipeline(
+        args.work_dir,
+        args.data_root,
+        args.preset,
+        stages,
+        args.max_iters,
+        args.cfg_options,
+        1 if args.workers is None else args.workers,
+        twin=False if args.no_twin else None)
     print(json.dumps(summary, indent=2))
     if 'stage2' in summary:
         print(f'pseudo labels: {summary["stage2"]["out_dir"]} (metrics.json), '

@@ -42,9 +42,10 @@ from ..seg.mdh.label_writers import (box_dataset, boxes_by_id,
 from ..utils.step_record import digest
 from .common import VOCLayout, ensure_default_dataset, update_summary
 from .mdh_steps import (GT_SUBDIR, PAPER_FULL_SHARE, MDHSplits,
-                        default_full_ids, earlier_segnet, log, make_splits,
-                        mdh_config, refresh_on_rank0, run_proposals,
-                        sum_over_ranks, train_entry, train_or_reuse)
+                        default_full_ids, earlier_segnet, f_only_config, log,
+                        make_splits, mdh_config, refresh_on_rank0,
+                        run_proposals, sum_over_ranks, train_entry,
+                        train_or_reuse)
 
 __all__ = [
     'MDH_CONFIGS', 'PAPER_FULL_SHARE', 'MDHSplits', 'default_full_ids',
@@ -55,11 +56,24 @@ __all__ = [
 #: (AnnNet, SegNet) config of each preset.
 MDH_CONFIGS = {
     'tiny': ('annnet_tiny.py', 'segnet_tiny.py'),
+    'lite0': ('annnet_lite0_voc.py', 'segnet_lite0_voc.py'),
     'full': ('annnet_hrnetv2-w48_voc.py', 'segnet_deeplabv3plus_r50_voc.py'),
 }
 
 
 # ------------------------------------------------------------- the job
+def _with_val_miou(runner, entry: dict) -> dict:
+    """The summary entry of a trained SegNet with its val mIoU (percent),
+    running the test loop when training ran no validation."""
+    entry = train_entry(entry)
+    if 'miou_val' not in entry:
+        start = time.perf_counter()
+        entry.update(
+            miou_val=round(float(runner.test()['mIoU']), 2),
+            test_seconds=round(time.perf_counter() - start, 1))
+    return entry
+
+
 def _ycrf_from_summary(summary_path: str) -> Optional[str]:
     """BANA's Ycrf folder recorded by a ``--method bana`` stage-2 run in the
     same work dir, if any."""
@@ -85,7 +99,8 @@ def run_mdh_pipeline(work_dir: str,
                      mix_ratio: Optional[Sequence[float]] = None,
                      workers: int = 2,
                      annnet_config: Optional[str] = None,
-                     segnet_config: Optional[str] = None) -> dict:
+                     segnet_config: Optional[str] = None,
+                     twin: Optional[bool] = None) -> dict:
     """Proposals -> AnnNet -> pseudo masks (x ``rounds``) -> SegNet.
 
     Args:
@@ -107,6 +122,9 @@ def run_mdh_pipeline(work_dir: str,
         annnet_config / segnet_config: replace the preset's config: a name
             in ``configs/mdh/`` (e.g. ``annnet_tiny_nopriors.py`` for paper
             Table 2, ``*_single.py`` / ``*_dual.py`` for Table 4) or a path.
+        twin: also train the SegNet config on F alone (``segnet_f_only/``),
+            the reference of the semi-supervised SegNet; None: only for the
+            ``lite0`` preset.
 
     Returns:
         the updated summary (its ``mdh`` entry as in issue 11).
@@ -204,14 +222,17 @@ def run_mdh_pipeline(work_dir: str,
     cfg = mdh_config(segnet_cfg, layout, splits, weak_dir,
                      osp.join(work_dir, f'round{len(history)}', 'segnet'),
                      max_iters, options)
-    runner, segnet = train_or_reuse(cfg, 'SegNet', inputs)
-    segnet = train_entry(segnet)
-    if 'miou_val' not in segnet:  # trained without a val loop
-        start = time.perf_counter()
-        segnet.update(
-            miou_val=round(float(runner.test()['mIoU']), 2),
-            test_seconds=round(time.perf_counter() - start, 1))
+    segnet = _with_val_miou(*train_or_reuse(cfg, 'SegNet', inputs))
     history[-1]['segnet'] = segnet
+    f_only = None
+    if preset == 'lite0' if twin is None else twin:
+        cfg = f_only_config(segnet_cfg, layout, splits,
+                            osp.join(work_dir, 'segnet_f_only'), max_iters,
+                            options)
+        f_only = _with_val_miou(*train_or_reuse(
+            cfg, 'SegNet on F only', digest(dict(full=splits.full))))
+        log(f'SegNet val mIoU {segnet.get("miou_val")} % vs '
+            f'{f_only.get("miou_val")} % trained on F alone')
     pictures = []
     if is_main_process() and num_vis > 0:
         dataset = box_dataset(layout.root, splits.weak_file, layout.classes)
@@ -233,6 +254,7 @@ def run_mdh_pipeline(work_dir: str,
         pseudo=history[-1]['pseudo'],
         segnet=segnet,
         baselines=proposals['baselines'],
+        segnet_f_only=f_only,
         history=history,
         pictures=pictures)
     if is_main_process():

@@ -227,6 +227,24 @@ def mdh_config(name: str,
     return cfg
 
 
+def f_only_config(name: str,
+                  layout,
+                  splits: MDHSplits,
+                  work_dir: str,
+                  max_iters: Optional[int] = None,
+                  cfg_options: Optional[dict] = None):
+    """The SegNet config ``name`` trained on F alone (the reference of the
+    semi-supervised SegNet): the training split is F, every batch holds F
+    images only (no F:W mixing), the same model, schedule and val."""
+    cfg = mdh_config(name, layout, splits, splits.full_file, work_dir,
+                     max_iters, cfg_options)
+    loader = cfg.train_dataloader
+    loader.dataset.ann_file = splits.full_file
+    loader.pop('batch_sampler', None)
+    loader.sampler = dict(type='InfiniteSampler', shuffle=True)
+    return cfg
+
+
 def training_fingerprint(cfg, inputs: str) -> str:
     """What a training run depends on: its config (without the experiment
     name) and the fingerprint of the labels it reads."""

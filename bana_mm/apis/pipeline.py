@@ -26,7 +26,8 @@ def run_pipeline(work_dir: str,
                  stages: Sequence[int] = (1, ),
                  max_iters: Optional[int] = None,
                  cfg_options: Optional[dict] = None,
-                 workers: int = 1) -> dict:
+                 workers: int = 1,
+                 twin: Optional[bool] = None) -> dict:
     """Run the requested stages and return the updated summary.
 
     Args:
@@ -34,12 +35,17 @@ def run_pipeline(work_dir: str,
             ``summary.json``).
         data_root: VOC-layout folder; None generates the embedded synthetic
             dataset under ``work_dir/synthetic_data``.
-        preset: ``'tiny'`` (CPU, minutes) or ``'full'`` (paper recipe).
+        preset: ``'tiny'`` (CPU, minutes, synthetic), ``'lite0'`` (CPU,
+            ImageNet EfficientNet-Lite0, real images) or ``'full'`` (paper
+            recipe).
         stages: which stages to run, in order; a later stage alone reuses
             the outputs recorded in ``summary.json``.
         max_iters: override the iteration count of stages 1 and 3.
         cfg_options: overrides of the stage-1 config.
         workers: DenseCRF processes of stage 2.
+        twin: with stage 3, also train its fully supervised twin (the same
+            config on the ground-truth masks of the same training images)
+            into ``stage3_twin/``; None: only for the ``lite0`` preset.
     """
     unknown = sorted(set(stages) - {1, 2, 3})
     if unknown:
@@ -91,6 +97,16 @@ def run_pipeline(work_dir: str,
             max_iters,
             train_split=layout.train_split,
             val_split=layout.val_split)
+        if preset == 'lite0' if twin is None else twin:
+            stage3['fully_supervised'] = run_stage3(
+                layout.root,
+                layout.classes,
+                None,
+                osp.join(work_dir, 'stage3_twin'),
+                preset,
+                max_iters,
+                train_split=layout.train_split,
+                val_split=layout.val_split)
         summary = update_summary(summary_path, dict(stage3=stage3))
     return summary
 

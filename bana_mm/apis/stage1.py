@@ -11,6 +11,7 @@ from .common import VOCLayout, train_and_summarise, unique_experiment_name
 #: Stage-1 config of each preset.
 STAGE1_CONFIGS = {
     'tiny': 'bap_vgg16_tiny.py',
+    'lite0': 'bap_lite0_voc.py',
     'full': 'bap_vgg16_voc.py',
 }
 

@@ -9,6 +9,7 @@ mIoU values are in percent, as mmseg's ``IoUMetric`` reports them.
 from __future__ import annotations
 
 import os.path as osp
+import time
 from typing import Optional
 
 from ..utils.config_path import config_file
@@ -17,25 +18,28 @@ from .common import train_and_summarise, unique_experiment_name
 #: Stage-3 config of each preset.
 STAGE3_CONFIGS = {
     'tiny': 'deeplabv1_nal_tiny.py',
+    'lite0': 'deeplabv3plus_lite0_nal_voc.py',
     'full': 'deeplabv2_nal_voc.py',
 }
 
 
 def stage3_config(data_root: str,
                   classes: tuple,
-                  pseudo_label_dir: str,
+                  pseudo_label_dir: Optional[str],
                   work_dir: str,
                   preset: str = 'tiny',
                   max_iters: Optional[int] = None,
                   cfg_options: Optional[dict] = None,
                   train_split: str = 'ImageSets/Segmentation/train.txt',
                   val_split: str = 'ImageSets/Segmentation/val.txt'):
-    """The stage-3 config of ``preset`` pointed at the data and labels."""
+    """The stage-3 config of ``preset`` pointed at the data and labels
+    (``pseudo_label_dir`` None: the ground-truth masks of the training
+    images as both Ycrf and Yret, i.e. the fully supervised twin)."""
     from mmengine.config import Config
     if preset not in STAGE3_CONFIGS:
         raise ValueError(f'unknown preset {preset!r}; choose from '
                          f'{sorted(STAGE3_CONFIGS)}')
-    for sub in ('Ycrf', 'Yret'):
+    for sub in ('Ycrf', 'Yret') if pseudo_label_dir is not None else ():
         if not osp.isdir(osp.join(pseudo_label_dir, sub)):
             raise FileNotFoundError(
                 f'{pseudo_label_dir} has no {sub}/ folder of pseudo labels')
@@ -47,7 +51,8 @@ def stage3_config(data_root: str,
         data_root=root,
         metainfo=meta,
         ann_file=train_split,
-        pseudo_label_dir=osp.abspath(pseudo_label_dir))
+        pseudo_label_dir=None
+        if pseudo_label_dir is None else osp.abspath(pseudo_label_dir))
     for key in ('val_dataloader', 'test_dataloader'):
         cfg[key].dataset.update(
             data_root=root,
@@ -83,14 +88,17 @@ def _miou(metrics: dict) -> float:
 
 def run_stage3(data_root: str,
                classes: tuple,
-               pseudo_label_dir: str,
+               pseudo_label_dir: Optional[str],
                work_dir: str,
                preset: str = 'tiny',
                max_iters: Optional[int] = None,
                cfg_options: Optional[dict] = None,
                train_split: str = 'ImageSets/Segmentation/train.txt',
                val_split: str = 'ImageSets/Segmentation/val.txt') -> dict:
-    """Train DeepLab with NAL on Ycrf + Yret and evaluate on ``val_split``.
+    """Train DeepLab with NAL on Ycrf + Yret and evaluate on ``val_split``
+    (``pseudo_label_dir`` None: on the ground truth, the fully supervised
+    twin of the same config; NAL then reduces to the cross-entropy, as
+    Ycrf = Yret leaves no ~S pixels).
 
     Returns:
         ``{"iters", "loss_first", "loss_last", "miou_val", "miou_val_crf",
@@ -98,6 +106,7 @@ def run_stage3(data_root: str,
         test-time DenseCRF of the preset's config).
     """
     import bana_mm.seg  # noqa: F401
+    start = time.time()
     cfg = stage3_config(data_root, classes, pseudo_label_dir, work_dir, preset,
                         max_iters, cfg_options, train_split, val_split)
     runner, entry = train_and_summarise(cfg, 'stage 3')
@@ -112,4 +121,8 @@ def run_stage3(data_root: str,
         miou_crf = _miou(runner.test())
     finally:
         crf_cfg['enabled'] = was_enabled
-    return dict(entry, miou_val=miou, miou_val_crf=miou_crf)
+    return dict(
+        entry,
+        miou_val=miou,
+        miou_val_crf=miou_crf,
+        seconds=round(time.time() - start, 1))

@@ -3,6 +3,6 @@
 mmdet's and mmseg's registries are children of the root one, so these modules
 build under either default scope without importing the other library.
 """
-from .backbones import VGG16LargeFOV
+from .backbones import EfficientNetLite0, VGG16LargeFOV
 
-__all__ = ['VGG16LargeFOV']
+__all__ = ['EfficientNetLite0', 'VGG16LargeFOV']

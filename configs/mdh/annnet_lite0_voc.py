@@ -1,0 +1,96 @@
+# MDH AnnNet (5-channel input with box priors, mixed-dual-head) on
+# EfficientNet-Lite0 with its ImageNet weights (docs/lite0.md): the CPU
+# preset `--method mdh --preset lite0` of tools/run_pipeline.py. As the
+# paper's HRNetV2-W48 AnnNet, an FCN head reads all levels resized to the
+# finest (timm levels 1-4: strides 4, 8, 16, 16; 24 + 40 + 112 + 320
+# channels). The two prior channels get zero stem weights, so AnnNet starts
+# as the ImageNet network (§4.2 widens the first conv without saying how).
+# Crop 256, batch 8 (4 F + 4 W), 600 iterations, output stride 16.
+_base_ = './annnet_hrnetv2-w48_voc.py'
+
+data_root = 'data/coco128_voc20'
+crop_size = (256, 256)
+test_scale = (500, 375)
+max_iters = 600
+norm_cfg = dict(type='BN', requires_grad=True)
+levels = (24, 40, 112, 320)
+
+model = dict(
+    data_preprocessor=dict(
+        # TensorFlow Lite models: RGB, (x - 127.5) / 127.5; priors as before
+        mean=[127.5, 127.5, 127.5, 128.0, 10.0],
+        std=[127.5, 127.5, 127.5, 64.0, 10.0],
+        size=crop_size),
+    backbone=dict(
+        _delete_=True,
+        type='EfficientNetLite0',
+        in_channels=5,
+        out_indices=(1, 2, 3, 4),
+        output_stride=16,
+        frozen_stages=-1,  # the stem learns the prior channels
+        norm_eval=True),
+    decode_head=dict(
+        in_channels=list(levels),
+        in_index=(0, 1, 2, 3),
+        channels=sum(levels),
+        norm_cfg=norm_cfg))
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    dict(
+        type='RandomResize',
+        scale=test_scale,
+        ratio_range=(0.5, 2.0),
+        keep_ratio=True),
+    dict(type='BoxRandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PhotoMetricDistortion'),
+    dict(type='Pad', size=crop_size),
+    dict(type='AddBoxPriors'),
+    dict(type='PackSegInputs', meta_keys={{_base_.meta_keys}}),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=test_scale, keep_ratio=True),
+    dict(type='LoadOptionalAnnotations'),
+    dict(type='AddBoxPriors'),
+    dict(type='PackSegInputs', meta_keys={{_base_.meta_keys}}),
+]
+train_dataloader = dict(
+    batch_size=8,
+    num_workers=1,
+    persistent_workers=False,
+    dataset=dict(
+        data_root=data_root,
+        ann_file='ImageSets/Segmentation/train.txt',
+        full_split='ImageSets/Segmentation/full.txt',
+        weak_label_dir='mdh/proposals',
+        pipeline=train_pipeline))
+val_dataloader = dict(
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(data_root=data_root, pipeline=test_pipeline))
+test_dataloader = val_dataloader
+
+# the head starts from scratch: 10x the backbone's rate
+optim_wrapper = dict(
+    optimizer=dict(lr=0.01, weight_decay=5e-4),
+    clip_grad=dict(_delete_=True, max_norm=10.0),
+    paramwise_cfg=dict(custom_keys={'decode_head': dict(lr_mult=10.0)}))
+param_scheduler = [
+    dict(
+        type='PolyLR',
+        eta_min=0.0,
+        power=0.9,
+        begin=0,
+        end=max_iters,
+        by_epoch=False)
+]
+train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
+default_hooks = dict(
+    logger=dict(interval=50),
+    checkpoint=dict(interval=max_iters, max_keep_ckpts=1),
+    visualization=dict(type='SegVisualizationHook', draw=False))
+env_cfg = dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo'))
+randomness = dict(seed=0)
