@@ -1,5 +1,6 @@
 """Shared fixtures: the embedded synthetic dataset and the real shared data."""
 import os.path as osp
+import socket
 import sys
 
 import pytest
@@ -9,6 +10,14 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 SHARED_DATA = osp.join(osp.dirname(REPO), 'shared', 'data')
+
+
+def free_port() -> int:
+    """A TCP port free on this machine now (for torch.distributed's
+    rendezvous): a fixed number collides with another run on the host."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope='session')

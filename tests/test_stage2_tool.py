@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO
+from conftest import REPO, free_port
 
 CONFIG = osp.join(REPO, 'configs', 'bana', 'bap_vgg16_tiny.py')
 TOOL = osp.join(REPO, 'tools', 'gen_pseudo_labels.py')
@@ -192,7 +192,10 @@ def test_kill_and_resume_gives_identical_files(synthetic_root, checkpoint,
     ycrf = osp.join(out, 'Ycrf')
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
-        if osp.isdir(ycrf) and len(os.listdir(ycrf)) >= 3:
+        # count finished PNGs only: a half-written temporary file is not
+        # one, and on a fast or a busy CPU the listing can catch one
+        if osp.isdir(ycrf) and sum(
+                n.endswith('.png') for n in os.listdir(ycrf)) >= 3:
             break
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
@@ -216,7 +219,8 @@ def test_two_ranks_write_each_image_once(synthetic_root, checkpoint, tmp_path):
     env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1')
     cmd = [
         sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
-        '--master_port', '29531', TOOL, CONFIG, checkpoint, '--data-root',
+        '--master_port',
+        str(free_port()), TOOL, CONFIG, checkpoint, '--data-root',
         synthetic_root, '--out-dir', out, '--split', TRAIN, '--workers', '0',
         '--no-grabcut', '--num-vis', '0', '--launcher', 'pytorch'
     ]
