@@ -227,6 +227,43 @@ def test_run_mdh_pipeline_rounds_and_resume(synthetic_root, tmp_path):
     assert again['segnet']['loss_last'] == mdh['segnet']['loss_last']
 
 
+def test_f_only_segnet_reference(layout_and_splits, tmp_path):
+    """The F-only reference: the SegNet config trained on the F images
+    alone (every sample fully labelled, no F:W sampler), same model."""
+    from mmengine.registry import init_default_scope
+
+    from bana_mm.apis.mdh import run_mdh_pipeline
+    from bana_mm.apis.mdh_steps import f_only_config, mdh_config
+    from bana_mm.seg.mdh.dataset import MDHVOCDataset
+    layout, splits, _ = layout_and_splits
+    cfg = f_only_config('segnet_tiny.py', layout, splits,
+                        str(tmp_path / 'cfg'))
+    semi = mdh_config('segnet_tiny.py', layout, splits, splits.full_file,
+                      str(tmp_path / 'cfg2'))
+    assert cfg.model == semi.model and cfg.optim_wrapper == semi.optim_wrapper
+    assert 'batch_sampler' not in cfg.train_dataloader
+    init_default_scope('mmseg')
+    data = dict(cfg.train_dataloader.dataset)
+    data.pop('type')
+    dataset = MDHVOCDataset(**data)
+    ids = [dataset.get_data_info(i)['img_id'] for i in range(len(dataset))]
+    assert sorted(ids) == sorted(splits.full)
+    assert all(
+        dataset.get_data_info(i)['is_full'] for i in range(len(dataset)))
+
+    root = layout.root
+    mdh = run_mdh_pipeline(
+        str(tmp_path / 'w'),
+        root,
+        max_iters=2,
+        num_vis=0,
+        grabcut_iterations=1,
+        twin=True)['mdh']
+    f_only = mdh['segnet_f_only']
+    assert f_only['iters'] == 2 and 0 <= f_only['miou_val'] <= 100
+    assert 'segnet_f_only' in f_only['checkpoint']
+
+
 def test_rerun_with_changed_inputs_redoes_the_steps(synthetic_root, tmp_path):
     """Each step folder records the fingerprint of its inputs: a rerun with
     another τ rewrites the pseudo masks (not skipped as existing) and

@@ -14,7 +14,7 @@ STAGE2_KEYS = {
 }
 STAGE3_KEYS = {
     'iters', 'loss_first', 'loss_last', 'miou_val', 'miou_val_crf',
-    'checkpoint'
+    'checkpoint', 'seconds'
 }
 SUMMARY_KEYS = {'iters', 'loss_first', 'loss_last', 'seconds', 'checkpoint'}
 
@@ -80,6 +80,46 @@ def test_cli_runs_all_stages_on_the_default_dataset(tmp_path, capsys):
     assert 0 <= stage3['miou_val'] <= 100
     assert 0 <= stage3['miou_val_crf'] <= 100
     assert 'summary written to' in capsys.readouterr().out
+
+
+def test_fully_supervised_twin_trains_on_the_ground_truth(
+        synthetic_root, tmp_path):
+    """``twin=True``: stage 3 again, same config, ground truth as Ycrf and
+    Yret of every training image; its figures sit beside stage 3's."""
+    from mmengine.registry import init_default_scope
+
+    from bana_mm.apis.stage3 import stage3_config
+    from bana_mm.seg.datasets import PseudoLabelVOCDataset
+    layout = VOCLayout.inspect(synthetic_root)
+    cfg = stage3_config(layout.root, layout.classes, None,
+                        str(tmp_path / 'cfg'))
+    init_default_scope('mmseg')
+    data = dict(cfg.train_dataloader.dataset)
+    data.pop('type')
+    dataset = PseudoLabelVOCDataset(**data)
+    gt = osp.join(layout.root, 'SegmentationClass')
+    assert len(dataset) == 16
+    for i in range(len(dataset)):
+        info = dataset.get_data_info(i)
+        assert info['uses_gt'] and info['seg_map_path'] == info[
+            'ret_map_path'] and info['seg_map_path'].startswith(gt)
+
+    work = str(tmp_path / 'w')
+    run_pipeline(work, synthetic_root, stages=[1, 2], max_iters=2, workers=0)
+    summary = run_pipeline(
+        work, synthetic_root, stages=[3], max_iters=2, twin=True)
+    twin = summary['stage3']['fully_supervised']
+    assert set(twin) == STAGE3_KEYS
+    assert twin['checkpoint'].startswith(osp.join(work, 'stage3_twin'))
+    assert twin['checkpoint'] != summary['stage3']['checkpoint']
+    assert 0 <= twin['miou_val'] <= 100
+    untwinned = run_pipeline(
+        str(tmp_path / 'w2'),
+        synthetic_root,
+        stages=[1, 2, 3],
+        max_iters=2,
+        workers=0)
+    assert 'fully_supervised' not in untwinned['stage3']  # tiny: off
 
 
 def test_real_voc_layout_folder(coco128_voc20, tmp_path):
