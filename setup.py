@@ -6,7 +6,8 @@ Requirements are read from ``requirements/*.txt`` as in OpenMMLab repos:
 ``mim install -e .`` installs with the right mmcv build) form
 ``install_requires``; the exact versions CI uses are pinned separately in
 ``requirements/constraints.txt``. torch is not listed, so GPU users keep
-their own CUDA build (the Makefile installs torch 2.13.0, CPU).
+their own CUDA build (the Makefile installs torch 2.14.1 + torchvision
+0.29.1, which also run on the CPU).
 
 A wheel carries ``configs/``, ``tools/`` and ``model-index.yml`` in
 ``bana_mm/.mim`` (the folder ``mim`` reads); ``bana_mm.utils.config_path``
