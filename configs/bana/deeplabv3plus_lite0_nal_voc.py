@@ -14,7 +14,7 @@ _base_ = [
 ]
 
 crop_size = (321, 321)
-max_iters = 800
+max_iters = 500
 norm_cfg = dict(type='BN', requires_grad=True)
 
 model = dict(

@@ -4,13 +4,13 @@
 # on F alone, the pipeline's F-only reference. mmseg's DeepLab-V3+ head on
 # timm level 4 (output stride 16, 320 channels, ASPP dilations 6/12/18) with
 # level 1 (stride 4, 24 channels) for the decoder. Crop 256, batch 8
-# (4 F + 4 W), 600 iterations.
+# (4 F + 4 W), 400 iterations.
 _base_ = './segnet_deeplabv3plus_r50_voc.py'
 
 data_root = 'data/coco128_voc20'
 crop_size = (256, 256)
 test_scale = (500, 375)
-max_iters = 600
+max_iters = 400
 norm_cfg = dict(type='BN', requires_grad=True)
 
 model = dict(
