@@ -148,10 +148,12 @@ def cpu_model() -> str:
 
 def machine_line() -> str:
     """What a figure must be quoted with: torch, threads, CPU (and GPU),
-    cores and the load average when it was measured."""
+    cores and the load average (1/5/15 min) now."""
     gpu = (f', GPU {torch.cuda.get_device_name(0)}'
            if torch.cuda.is_available() else '')
-    return (f'torch {torch.__version__}, {torch.get_num_threads()} threads, '
+    threads = torch.get_num_threads()
+    return (f'torch {torch.__version__}, {threads} '
+            f'thread{"s" if threads != 1 else ""}, '
             f'{os.cpu_count()} cores ({cpu_model()}){gpu}, load '
             f'{load_average()}')
 

@@ -58,9 +58,10 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
 
-from bana_mm.utils.benchmark import (format_table, from_times, machine_line,
-                                     mib, parse_with_quick, peak_rss_bytes,
-                                     reset_peak_rss, rss_bytes, shared_dataset)
+from bana_mm.utils.benchmark import (format_table, from_times, load_average,
+                                     machine_line, mib, parse_with_quick,
+                                     peak_rss_bytes, reset_peak_rss, rss_bytes,
+                                     shared_dataset)
 
 #: Named image sizes, (width, height).
 SIZES: Dict[str, Tuple[int, int]] = {
@@ -107,7 +108,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         default=list(SIZES),
         help=f'synthetic image sizes: {", ".join(SIZES)} or WIDTHxHEIGHT')
     parser.add_argument(
-        '--parts', nargs='+', default=list(PARTS), choices=PARTS)
+        '--parts',
+        nargs='+',
+        default=list(PARTS),
+        choices=PARTS,
+        help='synthetic parts to measure')
     parser.add_argument(
         '--modes',
         nargs='+',
@@ -115,22 +120,46 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         choices=['features', 'maps'],
         help='upsample modes (features: the authors\' order)')
     parser.add_argument(
-        '--image', default='noise', choices=['noise', 'smooth'])
-    parser.add_argument('--repeats', type=int, default=1)
-    parser.add_argument('--warmup', type=int, default=0)
+        '--image',
+        default='noise',
+        choices=['noise', 'smooth'],
+        help='synthetic image: i.i.d. pixels or smooth colours')
+    parser.add_argument(
+        '--repeats', type=int, default=1, help='timed runs of each part')
+    parser.add_argument(
+        '--warmup', type=int, default=0, help='untimed runs first')
     parser.add_argument(
         '--width-mult',
         type=float,
         default=1.0,
         help='backbone width; features have 1024 x this channels')
-    parser.add_argument('--images', type=int, default=12)
-    parser.add_argument('--data-root', default=None)
-    parser.add_argument('--max-side', type=int, nargs='+', default=[500])
-    parser.add_argument('--workers', type=int, nargs='+', default=[1, 2])
+    parser.add_argument(
+        '--images',
+        type=int,
+        default=12,
+        help='images of the image set (0: no image-set rows)')
+    parser.add_argument(
+        '--data-root',
+        default=None,
+        help='VOC-layout image set (default: coco128_voc20 or synthetic)')
+    parser.add_argument(
+        '--max-side',
+        type=int,
+        nargs='+',
+        default=[500],
+        help='longer image side(s) of the set; 0 keeps the images')
+    parser.add_argument(
+        '--workers',
+        type=int,
+        nargs='+',
+        default=[1, 2],
+        help='stage-2 worker processes (0: inline)')
     parser.add_argument(
         '--config',
-        default=osp.join(REPO, 'configs', 'bana', 'bap_vgg16_voc.py'))
-    parser.add_argument('--checkpoint', default=None)
+        default=osp.join(REPO, 'configs', 'bana', 'bap_vgg16_voc.py'),
+        help='stage-1 config of the image-set rows')
+    parser.add_argument(
+        '--checkpoint', default=None, help='its weights (default: random)')
     parser.add_argument(
         '--threads', type=int, default=None, help='torch threads')
     parser.add_argument(
@@ -445,6 +474,7 @@ def main(argv: Optional[Sequence[str]] = None) -> List[tuple]:
         rows += more
         notes.append(line)
     table = with_sums(rows)
+    notes.append(f'load at the end {load_average()}')
     print('\n'.join(notes))
     print(
         format_table(('input', 'upsample', 'workers', 'part', 's/image', 'IQR',

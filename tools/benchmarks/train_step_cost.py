@@ -135,8 +135,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         default=[1, 3],
         choices=[1, 3],
         help='stages of the runner comparison')
-    parser.add_argument('--stage1-config', default=CONFIGS[1])
-    parser.add_argument('--stage3-config', default=CONFIGS[3])
+    parser.add_argument(
+        '--stage1-config', default=CONFIGS[1], help='BAP classifier config')
+    parser.add_argument(
+        '--stage3-config', default=CONFIGS[3], help='DeepLab + NAL config')
     parser.add_argument(
         '--width-mult',
         type=float,
@@ -147,7 +149,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         type=int,
         default=None,
         help='square crop (default: the config\'s RandomCrop)')
-    parser.add_argument('--batch', type=int, default=4)
+    parser.add_argument('--batch', type=int, default=4, help='batch size')
     parser.add_argument(
         '--steps', type=int, default=10, help='timed steps (rounds)')
     parser.add_argument(
@@ -167,18 +169,29 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         type=int,
         default=2,
         help='profiled steps of the runner comparison (0: none)')
-    parser.add_argument('--top-ops', type=int, default=10)
+    parser.add_argument(
+        '--top-ops',
+        type=int,
+        default=10,
+        help='aten:: ops listed, those whose time differs most')
     parser.add_argument(
         '--workers', type=int, default=2, help='loader workers (runner)')
-    parser.add_argument('--data-root', default=None)
-    parser.add_argument('--random-batch', action='store_true')
+    parser.add_argument(
+        '--data-root',
+        default=None,
+        help='VOC-layout image set (default: coco128_voc20 or synthetic)')
+    parser.add_argument(
+        '--random-batch',
+        action='store_true',
+        help='bap / nal: a random batch instead of one of the image set')
     parser.add_argument(
         '--boxes',
         type=int,
         default=3,
         help='most boxes per image of --random-batch')
-    parser.add_argument('--threads', type=int, default=None)
-    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument(
+        '--threads', type=int, default=None, help='torch threads')
+    parser.add_argument('--seed', type=int, default=0, help='random seed')
     args = bench.parse_with_quick(parser, QUICK, argv)
     if min(args.batch, args.steps, args.mem_steps, args.boxes) < 1 or min(
             args.warmup, args.profile_steps, args.workers) < 0:
@@ -733,6 +746,7 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Row]:
         for kind in ('bap', 'nal'):
             if kind in args.compare:
                 rows += a_vs_b(kind, args, tmp, notes)
+    notes.append(f'load at the end {bench.load_average()}')
     print('\n'.join(notes))
     print(
         bench.format_table(
