@@ -6,6 +6,8 @@
 #   make format isort + yapf in place (the autofix of `make lint`)
 #   make wheel-smoke  build the wheel, install it into a fresh venv and run
 #               it from outside the checkout (tests/test_packaging.py)
+#   make benchmark  the figures of docs/benchmarks.md (about an hour on 2
+#               cores); make benchmark-quick: the same scripts, tiny settings
 #
 # Variables: PYTHON (interpreter for the venv), VENV (its folder),
 # TORCH (pip specs of torch and torchvision; GPU users: install their own
@@ -27,7 +29,8 @@ FIND_LINKS := $(if $(wildcard $(WHEELS)/*.whl),--find-links $(WHEELS),)
 MMCV_WHEEL := $(firstword $(wildcard $(WHEELS)/mmcv-2.1.0-*.whl))
 STAMP := $(VENV)/.bana-mm-installed
 
-.PHONY: install demo test lint format wheel-smoke benchmark clean-demo
+.PHONY: install demo test lint format wheel-smoke benchmark benchmark-quick \
+	clean-demo
 
 install: $(STAMP)
 
@@ -69,9 +72,12 @@ wheel-smoke: $(STAMP)
 	$(PY) -m pytest -q tests/test_packaging.py
 
 benchmark: $(STAMP)
-	$(PY) tools/benchmarks/bap_vs_gap_step.py
-	$(PY) tools/benchmarks/stage2_speed.py
-	$(PY) tools/benchmarks/nal_vs_ce_step.py
+	$(PY) tools/benchmarks/stage2_cost.py
+	$(PY) tools/benchmarks/train_step_cost.py
+
+benchmark-quick: $(STAMP)
+	$(PY) tools/benchmarks/stage2_cost.py --quick
+	$(PY) tools/benchmarks/train_step_cost.py --quick
 
 clean-demo:
 	rm -rf $(DEMO_DIR)

@@ -18,6 +18,10 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
     ('tools/make_synthetic_dataset.py', 'example: python '
      'tools/make_synthetic_dataset.py data/synthetic --num-train 48 '
      '--num-val 16 --seed 0\n'),
+    ('tools/benchmarks/stage2_cost.py',
+     '  python tools/benchmarks/stage2_cost.py --quick\n'),
+    ('tools/benchmarks/train_step_cost.py',
+     '  python tools/benchmarks/train_step_cost.py --quick\n'),
 ])
 def test_help_shows_an_example(tool, example):
     env = dict(os.environ, PYTHONPATH=REPO)

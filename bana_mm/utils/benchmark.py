@@ -1,14 +1,21 @@
-"""Timing and profiling helpers shared by ``tools/benchmarks``.
+"""Helpers shared by the scripts of ``tools/benchmarks``.
 
 Times come from :mod:`torch.utils.benchmark` (``Timer`` synchronises CUDA and
 sets the thread count; ``Measurement`` gives median / IQR); operator tables,
 named regions and the peak of allocated memory come from
-:mod:`torch.profiler`. Plain torch, no project imports.
+:mod:`torch.profiler`; the peak resident size of a process from Linux
+``/proc``. Every script prints one table (:func:`format_table`) under a
+:func:`machine_line`, and has a ``--quick`` preset
+(:func:`parse_with_quick`). Plain torch, no project imports.
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
+import os.path as osp
+import platform
+import resource
 import statistics
 from typing import (Callable, Dict, Iterable, Iterator, List, Mapping,
                     Optional, Sequence, Tuple)
@@ -80,11 +87,44 @@ def paired_ratio(a: Measurement, b: Measurement) -> float:
     return statistics.median(x / y for x, y in zip(a.times, b.times))
 
 
-def summary(m: Measurement, unit: float = 1e3) -> str:
-    """``median (IQR x)`` in ms (``unit=1``: seconds)."""
-    return f'{m.median * unit:9.2f} (IQR {m.iqr * unit:.2f})'
+def median_iqr(m: Measurement, unit: float = 1e3, digits: int = 1) -> str:
+    """``median (IQR)`` of a measurement, in ms (``unit=1``: seconds)."""
+    return f'{m.median * unit:.{digits}f} ({m.iqr * unit:.{digits}f})'
 
 
+# ------------------------------------------------------------ command line
+def parse_with_quick(
+        parser: argparse.ArgumentParser,
+        quick: Mapping[str, object],
+        argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """Parse ``argv`` with a ``--quick`` flag that makes ``quick`` the
+    defaults (options given explicitly still win): a small run that checks
+    the machinery in a minute, not a figure to quote."""
+
+    def option(key: str, value: object) -> str:
+        values = value if isinstance(value, (list, tuple)) else [value]
+        return f'--{key.replace("_", "-")} ' + ' '.join(map(str, values))
+
+    parser.add_argument(
+        '--quick',
+        action='store_true',
+        help='smoke-test settings: ' +
+        ', '.join(option(k, v) for k, v in quick.items()))
+    known, _ = parser.parse_known_args(argv)
+    if known.quick:
+        parser.set_defaults(**quick)
+    return parser.parse_args(argv)
+
+
+def shared_dataset(name: str) -> Optional[str]:
+    """``../shared/data/NAME`` beside the checkout (the real image sets of
+    the development machines) if it is a folder, else None."""
+    repo = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    path = osp.join(osp.dirname(repo), 'shared', 'data', name)
+    return path if osp.isdir(path) else None
+
+
+# ------------------------------------------------------------------ machine
 def load_average() -> str:
     """1/5/15-minute load average, or 'n/a'."""
     try:
@@ -93,8 +133,58 @@ def load_average() -> str:
         return 'n/a'
 
 
-def mib(n: float) -> str:
-    return f'{n / 2**20:.1f} MiB'
+def cpu_model() -> str:
+    """The CPU's model name (Linux ``/proc/cpuinfo``), else the platform's
+    processor string."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_line() -> str:
+    """What a figure must be quoted with: torch, threads, CPU (and GPU),
+    cores and the load average (1/5/15 min) now."""
+    gpu = (f', GPU {torch.cuda.get_device_name(0)}'
+           if torch.cuda.is_available() else '')
+    threads = torch.get_num_threads()
+    return (f'torch {torch.__version__}, {threads} '
+            f'thread{"s" if threads != 1 else ""}, '
+            f'{os.cpu_count()} cores ({cpu_model()}){gpu}, load '
+            f'{load_average()}')
+
+
+# ------------------------------------------------------------------- memory
+def mib(n: float) -> float:
+    """Bytes in MiB."""
+    return n / 2**20
+
+
+def rss_bytes() -> int:
+    """Resident size of this process (Linux ``/proc/self/statm``)."""
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def reset_peak_rss() -> None:
+    """Reset this process's peak resident size to its current one (Linux
+    ``clear_refs`` 5), so that :func:`peak_rss_bytes` sees what follows."""
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident size since the last :func:`reset_peak_rss` (``VmHWM``;
+    ``ru_maxrss`` of the whole run where ``/proc`` has none)."""
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 # --------------------------------------------------------------- profiler
@@ -214,49 +304,44 @@ def step_ms(prof: profile) -> float:
     return statistics.fmean(spans) / 1e3
 
 
-def op_diff_table(a: profile,
-                  b: profile,
-                  steps_a: int,
-                  steps_b: int,
-                  names: Tuple[str, str] = ('A', 'B'),
-                  top: int = 15) -> str:
-    """The ``aten::`` ops whose self CPU time per step differs most between
-    two profiles, with their calls per step."""
+def op_diffs(
+    a: profile,
+    b: profile,
+    steps_a: int,
+    steps_b: int,
+    top: int = 10
+) -> List[Tuple[str, Tuple[float, float], Tuple[float, float]]]:
+    """The ``top`` ``aten::`` ops whose self CPU time per step differs most
+    between two profiles: ``(op, (ms, calls) per step in a, in b)``."""
 
-    def per_op(prof, steps):
+    def per_op(prof: profile, steps: int) -> Dict[str, Tuple[float, float]]:
         return {
             e.key: (e.self_cpu_time_total / 1e3 / steps, e.count / steps)
             for e in prof.key_averages() if e.key.startswith('aten::')
         }
 
     pa, pb = per_op(a, steps_a), per_op(b, steps_b)
+    zero = (0.0, 0.0)
     keys = sorted(
         set(pa) | set(pb),
-        key=lambda k: -abs(pa.get(k, (0, 0))[0] - pb.get(k, (0, 0))[0]))[:top]
-    lines = [
-        f'  {"op (self CPU ms / step, calls / step)":44s}'
-        f'{names[0]:>18s}{names[1]:>18s}{"diff ms":>10s}'
-    ]
-    for k in keys:
-        (ta, ca), (tb, cb) = pa.get(k, (0.0, 0.0)), pb.get(k, (0.0, 0.0))
-        lines.append(f'  {k[:44]:44s}{ta:10.1f} ({ca:4.0f}){tb:10.1f} '
-                     f'({cb:4.0f}){ta - tb:10.1f}')
-    return '\n'.join(lines)
+        key=lambda k: -abs(pa.get(k, zero)[0] - pb.get(k, zero)[0]))
+    return [(k, pa.get(k, zero), pb.get(k, zero)) for k in keys[:top]]
 
 
-def region_table(rows: Sequence[Tuple],
-                 names: Optional[Tuple[str, str]] = None) -> str:
-    """Rows ``(name, ms A, ms B[, calls A, calls B])`` (None: not in that
-    path) with the difference of the times, as text."""
-    names = names or ('A', 'B')
-    lines = [
-        f'  {"region (inclusive ms / step)":40s}{names[0]:>12s}'
-        f'{names[1]:>12s}{"diff":>10s}{"calls/step":>12s}'
-    ]
-    for name, a, b, *calls in rows:
-        cell = lambda v: f'{v:12.1f}' if v is not None else f'{"-":>12s}'  # noqa
-        count = '' if not calls else '{:>12s}'.format(' / '.join(
-            '-' if c is None else f'{c:g}' for c in calls))
-        lines.append(f'  {name[:40]:40s}{cell(a)}{cell(b)}'
-                     f'{(a or 0.0) - (b or 0.0):10.1f}{count}')
-    return '\n'.join(lines)
+# ------------------------------------------------------------------- tables
+def format_table(header: Sequence[str],
+                 rows: Iterable[Sequence[object]],
+                 left: int = 1) -> str:
+    """Rows of cells as aligned text under ``header``: the first ``left``
+    columns aligned left, the others right; None prints as ``-``."""
+    cells = [[str(h) for h in header]]
+    cells += [['-' if c is None else str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+
+    def line(row: Sequence[str]) -> str:
+        return '  '.join(
+            c.ljust(w) if i < left else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+
+    rule = '  '.join('-' * w for w in widths)
+    return '\n'.join([line(cells[0]), rule] + [line(r) for r in cells[1:]])

@@ -9,7 +9,6 @@ converted offline first (``tools/model_converters/vgg16_to_largefov.py``):
 from __future__ import annotations
 
 import copy
-from collections import OrderedDict
 from typing import List, Mapping, Optional, Tuple, Union
 
 import torch.nn as nn
@@ -19,39 +18,9 @@ from mmengine.model.weight_init import PretrainedInit
 from mmengine.registry import MODELS
 from torch import Tensor
 
-#: ``(name, in_channels, out_channels, kernel_size, dilation)`` of every conv
-#: layer at width multiplier 1 (SPEC §1). ``fc6``'s dilation is configurable.
-VGG16_LARGEFOV_ARCH: Tuple[Tuple[str, int, int, int, int], ...] = (
-    ('conv1_1', 3, 64, 3, 1),
-    ('conv1_2', 64, 64, 3, 1),
-    ('conv2_1', 64, 128, 3, 1),
-    ('conv2_2', 128, 128, 3, 1),
-    ('conv3_1', 128, 256, 3, 1),
-    ('conv3_2', 256, 256, 3, 1),
-    ('conv3_3', 256, 256, 3, 1),
-    ('conv4_1', 256, 512, 3, 1),
-    ('conv4_2', 512, 512, 3, 1),
-    ('conv4_3', 512, 512, 3, 1),
-    ('conv5_1', 512, 512, 3, 2),
-    ('conv5_2', 512, 512, 3, 2),
-    ('conv5_3', 512, 512, 3, 2),
-    ('fc6', 512, 1024, 3, 1),
-    ('fc7', 1024, 1024, 1, 1),
-)
-
-#: Conv layers of each of the five VGG blocks (the unit of ``frozen_stages``).
-VGG16_STAGES: Tuple[Tuple[str, ...], ...] = (
-    ('conv1_1', 'conv1_2'),
-    ('conv2_1', 'conv2_2'),
-    ('conv3_1', 'conv3_2', 'conv3_3'),
-    ('conv4_1', 'conv4_2', 'conv4_3'),
-    ('conv5_1', 'conv5_2', 'conv5_3'),
-)
-
-#: The 13 VGG-16 conv layers, in forward order.
-VGG16_CONV_NAMES: Tuple[str, ...] = tuple(n for s in VGG16_STAGES for n in s)
-#: The fully-convolutional layers on top of conv5 (optional in checkpoints).
-VGG16_FC_NAMES: Tuple[str, ...] = ('fc6', 'fc7')
+from .vgg16_arch import (VGG16_CONV_NAMES, VGG16_FC_NAMES, VGG16_LARGEFOV_ARCH,
+                         VGG16_STAGES, vgg16_largefov_param_shapes)
+from .vgg16_weights import VGG16PretrainedInit
 
 # Stride of the max-pool after each block: output stride 2 * 2 * 2 = 8.
 _POOL_STRIDES = (2, 2, 2, 1, 1)
@@ -64,30 +33,6 @@ _DEFAULT_INIT_CFG = dict(
     nonlinearity='relu',
     distribution='normal',
     bias=0)
-
-
-def _scale(channels: int, width_mult: float) -> int:
-    return max(1, int(channels * width_mult))
-
-
-def vgg16_largefov_param_shapes(
-        width_mult: float = 1.0) -> 'OrderedDict[str, Tuple[int, ...]]':
-    """Expected state-dict shapes of :class:`VGG16LargeFOV` (SPEC §1).
-
-    Args:
-        width_mult (float): Channel multiplier, as in the backbone.
-
-    Returns:
-        OrderedDict: ``'conv1_1.weight' -> (64, 3, 3, 3)`` etc., in forward
-        order, weight before bias.
-    """
-    shapes: 'OrderedDict[str, Tuple[int, ...]]' = OrderedDict()
-    for name, cin, cout, k, _ in VGG16_LARGEFOV_ARCH:
-        cin = cin if name == 'conv1_1' else _scale(cin, width_mult)
-        cout = _scale(cout, width_mult)
-        shapes[f'{name}.weight'] = (cout, cin, k, k)
-        shapes[f'{name}.bias'] = (cout, )
-    return shapes
 
 
 @MODELS.register_module()
@@ -236,7 +181,6 @@ class VGG16LargeFOV(BaseModule):
         if not others:
             others = [copy.deepcopy(_DEFAULT_INIT_CFG)]
         original = self.init_cfg
-        from .vgg16_weights import VGG16PretrainedInit
         self.init_cfg = others + [
             dict(cfg, type=VGG16PretrainedInit) for cfg in pretrained
         ]
@@ -246,6 +190,7 @@ class VGG16LargeFOV(BaseModule):
             self.init_cfg = original
 
 
+# the layer tables are re-exported from .vgg16_arch
 __all__ = [
     'VGG16LargeFOV', 'vgg16_largefov_param_shapes', 'VGG16_LARGEFOV_ARCH',
     'VGG16_STAGES', 'VGG16_CONV_NAMES', 'VGG16_FC_NAMES'

@@ -17,7 +17,7 @@ from mmengine.logging import print_log
 from mmengine.model.weight_init import PretrainedInit, update_init_info
 from torch import Tensor
 
-from .vgg16_largefov import VGG16_CONV_NAMES, VGG16_FC_NAMES
+from .vgg16_arch import VGG16_CONV_NAMES, VGG16_FC_NAMES
 
 
 class VGG16PretrainedInit(PretrainedInit):

@@ -20,7 +20,7 @@ import torch
 from mmengine.logging import print_log
 from torch import Tensor
 
-from bana_mm.models.backbones.vgg16_largefov import vgg16_largefov_param_shapes
+from bana_mm.models.backbones.vgg16_arch import vgg16_largefov_param_shapes
 from bana_mm.utils.checkpoint import read_checkpoint
 from bana_mm.utils.io import atomic_open
 

@@ -40,8 +40,8 @@ from typing import Dict, List, Mapping, Optional, Tuple
 import torch
 from torch import Tensor
 
-from bana_mm.models.backbones.vgg16_largefov import (
-    VGG16_CONV_NAMES, vgg16_largefov_param_shapes)
+from bana_mm.models.backbones.vgg16_arch import (VGG16_CONV_NAMES,
+                                                 vgg16_largefov_param_shapes)
 
 #: torchvision vgg16 ``features`` index of each of the 13 conv layers.
 TORCHVISION_CONV_IDS: Tuple[int, ...] = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21,

@@ -1,37 +1,53 @@
-"""Bare PyTorch training steps of stages 1 and 3 for ``step_overhead.py``.
+"""A bare PyTorch training step of stages 1 and 3 on the project's modules.
 
-What the authors' plain-PyTorch code does, on the project's own modules: the
-DataLoader workers hand over ready tensors (mean-subtracted images padded
-with 0 = the mean colour, label maps padded with 255, boxes as tensors), and
-the main process runs backbone, head maths, loss, ``backward``, ``step``,
-``zero_grad``; no data preprocessor, no data samples, no Runner. The maths
-are the project's registry-free functions (:mod:`bana_mm.core.bap`,
-:mod:`bana_mm.core.nal`), so the loss equals the project's on the same batch
-(``step_overhead.py`` checks it before timing).
+What the authors' plain-PyTorch code does: the DataLoader workers hand over
+ready tensors (:class:`BareCollate`: mean-subtracted images padded with 0 =
+the mean colour, label maps padded with 255, boxes as tensors), and the
+main process runs backbone, the head's maths, loss, ``backward``, ``step``
+and ``zero_grad`` (:func:`bare_step`); no data preprocessor, no data
+samples, no Runner. The maths are the registry-free functions of
+:mod:`bana_mm.core` (BAP, NAL) on the model's own modules and settings
+(duck-typed: ``model.backbone`` with ``model.head`` of a ``BAPHead`` or
+``model.decode_head`` of a noise-aware head), so on the same batch the loss
+equals the project's (:func:`check_same_loss`).
+
+The reference that ``tools/benchmarks/train_step_cost.py`` times the
+Runner against.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Sequence
+import copy
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from torch.profiler import record_function
 
-from bana_mm.core.bap import background_aware_pool
-from bana_mm.core.boxes import box_masks_at
-from bana_mm.core.nal import region_loss
+from ..core.bap import background_aware_pool
+from ..core.boxes import box_masks_at
+from ..core.nal import region_loss
 
 
 class BareCollate:
     """Collate of the bare loop, run in the loader workers: packed samples
-    (``inputs`` uint8 CHW, ``data_samples``) to plain tensors."""
+    (``inputs`` uint8 CHW, ``data_samples``) to plain tensors.
+
+    Args:
+        stage: 1 (boxes and labels) or 3 (Ycrf and Yret maps).
+        mean: per-channel mean subtracted from the images.
+        size: pad the batch to at least this (h, w), as the stage-3 data
+            preprocessor does.
+        seg_pad: value of padded label pixels.
+    """
 
     def __init__(self,
                  stage: int,
                  mean: Sequence[float],
-                 size: Sequence[int] = None,
+                 size: Optional[Sequence[int]] = None,
                  seg_pad: int = 255) -> None:
+        if stage not in (1, 3):
+            raise ValueError(f'stage must be 1 or 3, got {stage}')
         self.stage = stage
         self.mean = torch.tensor(mean, dtype=torch.float32)[:, None, None]
         self.size = tuple(size) if size is not None else None
@@ -82,8 +98,8 @@ def to_device(batch: dict, device: torch.device) -> dict:
     return {k: move(v) for k, v in batch.items()}
 
 
-def stage1_loss(model: torch.nn.Module, batch: dict) -> Tensor:
-    """BAP cross-entropy of paper §3.1 on a bare batch (``BAPClassifier``)."""
+def _stage1_loss(model: nn.Module, batch: dict) -> Tensor:
+    """BAP cross-entropy of paper §3.1 (``BAPClassifier``)."""
     head = model.head
     feats = model.backbone(batch['inputs'])[-1]
     input_hw = tuple(batch['inputs'].shape[-2:])
@@ -112,8 +128,8 @@ def stage1_loss(model: torch.nn.Module, batch: dict) -> Tensor:
         return F.cross_entropy(logits, torch.cat(targets))
 
 
-def stage3_loss(model: torch.nn.Module, batch: dict) -> Tensor:
-    """NAL (eqs. 10-14) of the DeepLab-V1 cosine classifier on a bare batch
+def _stage3_loss(model: nn.Module, batch: dict) -> Tensor:
+    """NAL (eqs. 10-14) of the cosine classifier at label resolution
     (``CRFEncoderDecoder`` + ``DeepLabV1Head``)."""
     head, loss = model.decode_head, model.decode_head.loss_decode
     phi = model.backbone(batch['inputs'])[-1]
@@ -137,21 +153,22 @@ def stage3_loss(model: torch.nn.Module, batch: dict) -> Tensor:
             ignore_index=loss.ignore_index)['loss']
 
 
-LOSSES: Dict[int, Callable[[torch.nn.Module, dict], Tensor]] = {
-    1: stage1_loss,
-    3: stage3_loss
+#: The loss of a bare batch, per stage.
+LOSSES: Dict[int, Callable[[nn.Module, dict], Tensor]] = {
+    1: _stage1_loss,
+    3: _stage3_loss
 }
 
 
-def bare_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-              batches, stage: int) -> Callable[[], float]:
-    """One training step per call: next batch, loss, backward, SGD step."""
+def bare_step(model: nn.Module, optimizer: torch.optim.Optimizer,
+              batches: Iterator[dict], stage: int) -> Callable[[], Tensor]:
+    """A function that runs one training step per call: next batch, loss,
+    backward, SGD step, zero_grad; it returns the (detached) loss."""
     loss_fn = LOSSES[stage]
     device = next(model.parameters()).device
 
-    def step() -> float:
-        batch = to_device(next(batches), device)
-        loss = loss_fn(model, batch)
+    def step() -> Tensor:
+        loss = loss_fn(model, to_device(next(batches), device))
         with record_function('backward'):
             loss.backward()
         with record_function('optimizer step'):
@@ -161,3 +178,40 @@ def bare_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
         return loss.detach()
 
     return step
+
+
+def check_same_loss(model: nn.Module,
+                    stage: int,
+                    samples: List[dict],
+                    collate: BareCollate,
+                    rtol: float = 1e-4) -> Tuple[float, float]:
+    """The loss of the packed ``samples`` through the project's model
+    (data preprocessor, ``loss``, ``parse_losses``) and through the bare
+    loop, in eval mode (no dropout); raises ``RuntimeError`` unless they
+    agree to ``rtol``."""
+    from mmengine.dataset import pseudo_collate
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            data = model.data_preprocessor(
+                pseudo_collate(copy.deepcopy(samples)), True)
+            project = float(
+                model.parse_losses(
+                    model.loss(data['inputs'], data['data_samples']))[0])
+            bare = float(LOSSES[stage](model,
+                                       to_device(
+                                           collate(samples),
+                                           next(model.parameters()).device)))
+    finally:
+        model.train(was_training)
+    if abs(project - bare) > rtol * max(1.0, abs(project)):
+        raise RuntimeError(f'stage {stage}: the bare loop computes loss '
+                           f'{bare} but the project {project} on the same '
+                           'batch')
+    return project, bare
+
+
+__all__ = [
+    'BareCollate', 'LOSSES', 'bare_step', 'check_same_loss', 'to_device'
+]
