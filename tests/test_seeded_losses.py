@@ -198,6 +198,7 @@ def print_spread() -> None:
 def reference_losses() -> dict:
     """The losses of both seeded runs on the conftest synthetic dataset."""
     import tempfile
+
     from bana_mm.datagen import generate_synthetic_dataset
     with tempfile.TemporaryDirectory() as tmp:
         root = osp.join(tmp, 'synthetic')

@@ -10,7 +10,8 @@
 # in the backbone (batch 4) and is plain BN in the head (CPU, one process).
 _base_ = [
     'mmseg::_base_/models/deeplabv3plus_r50-d8.py',
-    './_base_/datasets/voc_pseudo_labels.py', './_base_/seg_runtime.py'
+    './_base_/datasets/voc_pseudo_labels.py', './_base_/seg_runtime.py',
+    'mmseg::_base_/schedules/schedule_20k.py'
 ]
 
 crop_size = (321, 321)
@@ -86,9 +87,7 @@ test_dataloader = val_dataloader
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=5e-4),
-    clip_grad=dict(max_norm=10.0),
-    # the head starts from scratch: 10x the backbone's rate
-    paramwise_cfg=dict(custom_keys={'decode_head': dict(lr_mult=10.0)}))
+    clip_grad=dict(_delete_=True, max_norm=10.0))
 param_scheduler = [
     dict(
         type='PolyLR',
