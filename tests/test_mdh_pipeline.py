@@ -264,6 +264,24 @@ def test_f_only_segnet_reference(layout_and_splits, tmp_path):
     assert 'segnet_f_only' in f_only['checkpoint']
 
 
+def test_lite0_preset_runs(synthetic_root, tmp_path):
+    """MDH on ImageNet EfficientNet-Lite0 (5-channel AnnNet, SegNet and the
+    F-only reference), 1 iteration each."""
+    from bana_mm.apis.mdh import run_mdh_pipeline
+    mdh = run_mdh_pipeline(
+        str(tmp_path),
+        synthetic_root,
+        preset='lite0',
+        max_iters=1,
+        num_vis=0,
+        grabcut_iterations=1)['mdh']
+    assert mdh['configs'] == dict(
+        annnet='annnet_lite0_voc.py', segnet='segnet_lite0_voc.py')
+    for key in ('annnet', 'segnet', 'segnet_f_only'):
+        assert mdh[key]['iters'] == 1, key
+    assert 0 <= mdh['segnet_f_only']['miou_val'] <= 100
+
+
 def test_rerun_with_changed_inputs_redoes_the_steps(synthetic_root, tmp_path):
     """Each step folder records the fingerprint of its inputs: a rerun with
     another τ rewrites the pseudo masks (not skipped as existing) and

@@ -122,6 +122,26 @@ def test_fully_supervised_twin_trains_on_the_ground_truth(
     assert 'fully_supervised' not in untwinned['stage3']  # tiny: off
 
 
+def test_lite0_preset_runs_every_stage(synthetic_root, tmp_path):
+    """The ImageNet EfficientNet-Lite0 preset end to end (1 iteration per
+    training): its configs build, load the verified weights, train, label
+    and evaluate through the Runner."""
+    summary = run_pipeline(
+        str(tmp_path),
+        synthetic_root,
+        preset='lite0',
+        stages=[1, 2, 3],
+        max_iters=1,
+        workers=0,
+        twin=False)
+    assert summary['stage1']['iters'] == 1
+    assert summary['stage2']['written'] == 16
+    assert 0 <= summary['stage2']['miou']['ycrf'] <= 100
+    assert summary['stage3']['iters'] == 1
+    assert 0 <= summary['stage3']['miou_val'] <= 100
+    assert 'fully_supervised' not in summary['stage3']
+
+
 def test_real_voc_layout_folder(coco128_voc20, tmp_path):
     layout = VOCLayout.inspect(coco128_voc20)
     assert len(layout.classes) == 20 and layout.classes[0] == 'aeroplane'
