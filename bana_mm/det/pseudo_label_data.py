@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import os.path as osp
-from typing import Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -137,9 +137,27 @@ def state_dict_sha256(model) -> str:
 
 def dataset_fingerprint(dataset) -> dict:
     """The labelled image list (count and sha256 of the ids in order), the
-    data root and the split (``ann_file``)."""
-    stems = [image_stem(dataset.get_data_info(i)) for i in range(len(dataset))]
+    data root and the split (``ann_file``).
+
+    Raises:
+        ValueError naming the split / json and the images when two images
+        share an output name (``a/x.jpg``, ``b/x.jpg``): one would get the
+        other's labels.
+    """
+    paths = [dataset.get_data_info(i)['img_path'] for i in range(len(dataset))]
+    stems = [image_stem(dict(img_path=p)) for p in paths]
     ann_file = getattr(dataset, 'ann_file', None)
+    first: Dict[str, str] = {}
+    clashes = []
+    for stem, path in zip(stems, paths):
+        if first.setdefault(stem, path) != path:
+            clashes.append((first[stem], path))
+    if clashes:
+        shown = '; '.join(f'{a} and {b}' for a, b in clashes[:5])
+        raise ValueError(
+            f'{ann_file}: {len(clashes)} image(s) share an output name with '
+            f'another image (stage 2 names labels by file name without '
+            f'folder): {shown}; give the images distinct file names')
     data_root = getattr(dataset, 'data_root', None)
     return dict(
         data_root=osp.abspath(data_root) if data_root else None,

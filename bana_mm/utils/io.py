@@ -80,20 +80,92 @@ def under_root(data_root: Optional[str], path: str) -> str:
     return osp.join(data_root, path)
 
 
-def read_split(path: str) -> List[str]:
-    """Image ids of a split list, one per line (first token of the line).
+class SplitIdError(ValueError):
+    """A split list line that is not an image id; names the file and line."""
 
-    An id listed twice is kept once, with one warning naming the file and
-    the ids (a repeated id would be trained, labelled and scored twice).
+
+def id_problem(img_id: str) -> Optional[str]:
+    """Why ``img_id`` cannot be an image id, or None.
+
+    An id is a file name inside the data root's folders (``2007_000032``),
+    never a path: no ``/`` or ``\\``, not ``.`` / ``..``, no invisible
+    character. Outputs are named after ids, so this rule also keeps every
+    output inside its folder.
+    """
+    if img_id in ('', '.', '..'):
+        return 'is not a file name'
+    if '/' in img_id or '\\' in img_id:
+        return ('contains a path separator: an id is a file name inside the '
+                'data root, not a path (sub-folders and absolute paths are '
+                'not allowed)')
+    hidden = sorted({f'U+{ord(c):04X}' for c in img_id if not c.isprintable()})
+    if hidden:
+        return f'contains invisible character(s) {", ".join(hidden)}'
+    return None
+
+
+def _is_int(token: str) -> bool:
+    try:
+        int(token)
+    except ValueError:
+        return False
+    return True
+
+
+def _split_text(path: str) -> str:
+    """The text of a split list; a UTF-8 byte-order mark is dropped with a
+    warning, bytes that are not UTF-8 are an error naming the file."""
+    import codecs
+
+    from mmengine.logging import print_log
+    with open(path, 'rb') as f:
+        raw = f.read()
+    if raw.startswith(codecs.BOM_UTF8):
+        print_log(
+            f'{path} starts with a UTF-8 byte-order mark (U+FEFF); it is '
+            'not part of the first id and was ignored',
+            logger='current',
+            level=logging.WARNING)
+        raw = raw[len(codecs.BOM_UTF8):]
+    try:
+        return raw.decode('utf-8')
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b'\n') + 1
+        raise SplitIdError(f'{path}, line {line}: not UTF-8 text '
+                           f'({err.reason} at byte {err.start})') from None
+
+
+def read_split(path: str) -> List[str]:
+    """Image ids of a split list, one per line: the id, optionally followed
+    by one integer (VOC's per-class lists: ``2007_000032  1``).
+
+    Every id must pass :func:`id_problem`. An id listed twice is kept once,
+    with one warning naming the file and the ids (a repeated id would be
+    trained, labelled and scored twice).
 
     Raises:
-        FileNotFoundError / ValueError (no id at all) naming ``path``.
+        FileNotFoundError naming ``path``; ValueError (no id at all);
+        :class:`SplitIdError` naming ``path``, the line and the problem
+        (an id with a space, a path, an invisible character).
     """
-    from mmengine.fileio import list_from_file
     from mmengine.logging import print_log
     if not osp.isfile(path):
         raise FileNotFoundError(f'split list {path} not found')
-    ids = [line.split()[0] for line in list_from_file(path) if line.strip()]
+    ids = []
+    for number, line in enumerate(_split_text(path).split('\n'), 1):
+        tokens = line.split()
+        if not tokens:
+            continue
+        if len(tokens) > 2 or (len(tokens) == 2 and not _is_int(tokens[1])):
+            raise SplitIdError(
+                f'{path}, line {number}: {line.strip()!r} is not one image '
+                'id (optionally followed by an integer flag); an id cannot '
+                'contain a space')
+        problem = id_problem(tokens[0])
+        if problem:
+            raise SplitIdError(
+                f'{path}, line {number}: id {tokens[0]!r} {problem}')
+        ids.append(tokens[0])
     if not ids:
         raise ValueError(f'split list {path} is empty: it lists no image id')
     unique = list(dict.fromkeys(ids))
@@ -111,6 +183,17 @@ def read_split(path: str) -> List[str]:
             logger='current',
             level=logging.WARNING)
     return unique
+
+
+def output_path(folder: str, name: str, suffix: str) -> str:
+    """``folder/<name><suffix>`` for an output named after an image id;
+    refuses a ``name`` that :func:`id_problem` rejects, so an output never
+    lands outside ``folder`` (nor on an input given by path)."""
+    problem = id_problem(name)
+    if problem:
+        raise SplitIdError(f'refusing to write {name + suffix!r} under '
+                           f'{folder}: the id {problem}')
+    return osp.join(folder, name + suffix)
 
 
 # ------------------------------------------------------------- image files

@@ -8,6 +8,8 @@ import os
 import os.path as osp
 from typing import List, Sequence
 
+from .io import output_path
+
 #: The two pseudo-label maps, in the order they are written (Ycrf last).
 MAPS = ('Ycrf', 'Yret')
 
@@ -18,8 +20,9 @@ def image_stem(data_info: dict) -> str:
 
 
 def label_path(out_dir: str, kind: str, stem: str) -> str:
-    """``OUT/<kind>/<stem>.png``."""
-    return osp.join(out_dir, kind, f'{stem}.png')
+    """``OUT/<kind>/<stem>.png`` (a ``stem`` that is not a file name is
+    refused: :func:`~bana_mm.utils.io.output_path`)."""
+    return output_path(osp.join(out_dir, kind), stem, '.png')
 
 
 def remove_stale_temp_files(out_dir: str) -> List[str]:
