@@ -46,6 +46,7 @@ import numpy as np
 from ..core.pseudo_labels import (PreparedImage, PseudoLabelConfig,
                                   finish_pseudo_labels, prepare_pseudo_labels)
 from ..evaluation import evaluate_label_files
+from ..utils.finite import check_finite
 from ..utils.io import atomic_open, atomic_write_text
 from ..utils.label_io import write_label_png
 from ..utils.label_layout import (FINGERPRINT, check_writable, has_label_files,
@@ -330,12 +331,16 @@ def run_stage2(model,
 
     ``checkpoint`` is the file the model was loaded from (its sha256 goes in
     ``fingerprint.json``; without it the state dict is hashed).
-    ``overwrite`` deletes an earlier run's outputs first.
+    ``overwrite`` deletes an earlier run's outputs first. A model with NaN
+    or inf weights is refused before anything is written.
     """
     from mmengine.dist import (all_gather_object, barrier,
                                broadcast_object_list, get_world_size,
                                is_main_process)
     options = options or Stage2Options()
+    check_finite(
+        model.state_dict(), 'stage 2 refuses the weights of '
+        f'{checkpoint or "the model"} (a diverged stage-1 run?)')
     error = [None]
     if is_main_process():
         try:
