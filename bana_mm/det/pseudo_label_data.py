@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import os.path as osp
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -17,6 +18,7 @@ import torch
 
 from ..core.class_mapping import map_class_weights
 from ..utils.cli import resolve_split
+from ..utils.io import file_state
 from ..utils.label_layout import image_stem
 from .bap_head import gt_boxes_of
 
@@ -165,6 +167,24 @@ def dataset_fingerprint(dataset) -> dict:
         images=len(stems),
         image_ids_sha256=hashlib.sha256(
             '\n'.join(stems).encode('utf-8')).hexdigest())
+
+
+def image_inputs(dataset) -> Dict[str, Dict[str, str]]:
+    """What each image's labels are computed from, by output name: the
+    image file (size and modification time) and its boxes (sha256 of the
+    boxes, classes and flags as the dataset parsed them from the XML or
+    json, so an edit of one annotation changes only that image)."""
+    inputs = {}
+    for i in range(len(dataset)):
+        info = dataset.get_data_info(i)
+        boxes = json.dumps(
+            info.get('instances', []),
+            sort_keys=True,
+            default=lambda v: v.tolist() if hasattr(v, 'tolist') else str(v))
+        inputs[image_stem(info)] = dict(
+            image=file_state(info['img_path']),
+            boxes=hashlib.sha256(boxes.encode('utf-8')).hexdigest()[:16])
+    return inputs
 
 
 @torch.no_grad()

@@ -19,17 +19,14 @@ Output folder::
     OUT/run.json                           what this run did, timings
     OUT/metrics.json                       scores, when ground truth exists
     OUT/fingerprint.json                   what produced the labels
+    OUT/.bana_mm.lock                      one writer at a time
 
-Every file is written atomically. Before any label is computed the out-dir is
-checked to be writable and ``fingerprint.json`` (checkpoint sha256, options,
-image list) is compared with this run's: a rerun of the same run skips the
-images whose PNGs exist, a different run stops with
-:class:`StaleLabelsError` unless ``overwrite`` (which removes the earlier
-outputs first).
-
-Just over 400 lines: the generation loop, the out-dir fingerprint and the
-report share the options record; splitting them would spread one run's
-contract over modules.
+Every file is written atomically. Rank 0 holds the out-dir's lock
+(:func:`~bana_mm.utils.io.folder_lock`) for the whole run; before any label
+is computed :mod:`~bana_mm.det.pseudo_label_outdir` checks the out-dir: a
+rerun of the same run skips the images whose labels are still valid (same
+inputs, not empty), a different run stops with :class:`StaleLabelsError`
+unless ``overwrite`` (which removes what stage 2 wrote, nothing else).
 """
 from __future__ import annotations
 
@@ -38,6 +35,7 @@ import json
 import logging
 import os.path as osp
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -47,23 +45,19 @@ from ..core.pseudo_labels import (PreparedImage, PseudoLabelConfig,
                                   finish_pseudo_labels, prepare_pseudo_labels)
 from ..evaluation import evaluate_label_files
 from ..utils.finite import check_finite
-from ..utils.io import atomic_open, atomic_write_text
+from ..utils.io import atomic_open, atomic_write_text, folder_lock
 from ..utils.label_io import write_label_png
-from ..utils.label_layout import (FINGERPRINT, check_writable, has_label_files,
-                                  image_stem, is_done, label_path,
-                                  remove_outputs, remove_stale_temp_files)
+from ..utils.label_layout import image_stem, is_done, label_path
 from ..utils.worker_pool import WorkerPool
 from .coco_export import write_coco_instances
 from .pseudo_label_data import (classifier_for, dataset_fingerprint,
-                                file_sha256, is_coco_dataset, network_features,
-                                state_dict_sha256)
+                                file_sha256, image_inputs, is_coco_dataset,
+                                network_features, state_dict_sha256)
+from .pseudo_label_outdir import (  # noqa: F401  (re-exported)
+    StaleLabelsError, prepare_out_dir)
 
 #: Exit code of ``tools/gen_pseudo_labels.py`` when any image failed.
 EXIT_IMAGES_FAILED = 3
-
-
-class StaleLabelsError(RuntimeError):
-    """The out-dir holds labels of another run (see ``fingerprint.json``)."""
 
 
 @dataclass
@@ -276,45 +270,14 @@ def fingerprint(model,
     return json.loads(json.dumps(record))
 
 
-def prepare_out_dir(out_dir: str,
-                    record: dict,
-                    options: Stage2Options,
-                    overwrite: bool = False) -> None:
-    """Before computing anything: remove an earlier run's outputs
-    (``overwrite``), check that the folders are writable, and resume only
-    when ``fingerprint.json`` matches ``record`` (then write it)."""
-    if overwrite:
-        for path in remove_outputs(out_dir):
-            _log(f'stage 2: --overwrite removed {path}')
+def out_dir_folders(out_dir: str, options: Stage2Options) -> list:
+    """The folders this run writes to (checked to be writable first)."""
     folders = [out_dir, osp.join(out_dir, 'Ycrf')]
     if options.labels.compute_yret:
         folders.append(osp.join(out_dir, 'Yret'))
     if options.num_vis > 0:
         folders.append(osp.join(out_dir, 'vis'))
-    check_writable(folders)
-    path = osp.join(out_dir, FINGERPRINT)
-    how = ('rerun with --overwrite (tools/gen_pseudo_labels.py) or '
-           'overwrite=True (PseudoLabelHook, run_stage2) to delete them and '
-           'label afresh, or choose another --out-dir')
-    if osp.isfile(path):
-        with open(path) as f:
-            try:
-                old = json.load(f)
-            except ValueError:
-                old = None
-        if old != record:
-            changed = sorted(
-                k for k in set(record) | set(old or {})
-                if (old or {}).get(k) != record.get(k))
-            raise StaleLabelsError(
-                f'{out_dir} holds labels of a different run ({path} differs '
-                f'in: {", ".join(changed) or "format"}); {how}')
-    elif has_label_files(out_dir):
-        raise StaleLabelsError(
-            f'{out_dir} holds label files of an unknown run (no {path}); '
-            f'{how}')
-    atomic_write_text(path, json.dumps(record, indent=2) + '\n')
-    remove_stale_temp_files(out_dir)
+    return folders
 
 
 def run_stage2(model,
@@ -334,30 +297,44 @@ def run_stage2(model,
     ``overwrite`` deletes an earlier run's outputs first. A model with NaN
     or inf weights is refused before anything is written.
     """
-    from mmengine.dist import (all_gather_object, barrier,
-                               broadcast_object_list, get_world_size,
+    from mmengine.dist import (broadcast_object_list, get_world_size,
                                is_main_process)
     options = options or Stage2Options()
     check_finite(
         model.state_dict(), 'stage 2 refuses the weights of '
         f'{checkpoint or "the model"} (a diverged stage-1 run?)')
-    error = [None]
-    if is_main_process():
-        try:
-            prepare_out_dir(
-                out_dir,
-                fingerprint(model, dataset, options, trained_classes,
-                            checkpoint), options, overwrite)
-        except Exception as err:
-            error = [err]
-    if get_world_size() > 1:
-        broadcast_object_list(error, src=0)
-    if error[0] is not None:
-        raise error[0]
-    report = generate_label_files(model, dataset, out_dir, options,
-                                  trained_classes)
+    with ExitStack() as lock:
+        error, redo = [None], {}
+        if is_main_process():
+            try:
+                lock.enter_context(folder_lock(out_dir, 'stage-2 run'))
+                redo = prepare_out_dir(
+                    out_dir,
+                    fingerprint(model, dataset, options, trained_classes,
+                                checkpoint), image_inputs(dataset),
+                    out_dir_folders(out_dir, options), overwrite)
+            except Exception as err:
+                error = [err]
+        if get_world_size() > 1:
+            broadcast_object_list(error, src=0)
+        if error[0] is not None:
+            raise error[0]
+        report = generate_label_files(model, dataset, out_dir, options,
+                                      trained_classes)
+        return _write_records(report, dataset, out_dir, options, redo)
+
+
+def _write_records(report: dict, dataset, out_dir: str, options: Stage2Options,
+                   redo: Dict[str, str]) -> dict:
+    """Gather the ranks' reports; on rank 0 write the COCO jsons,
+    ``metrics.json`` and ``run.json``; return ``run.json``'s content with
+    ``metrics`` (every rank)."""
+    from mmengine.dist import (all_gather_object, barrier,
+                               broadcast_object_list, get_world_size,
+                               is_main_process)
     reports = all_gather_object(report) if get_world_size() > 1 else [report]
     run = merge_reports(reports, options.workers)
+    run['redone'] = redo
     summary = [None]
     if is_main_process():
         if is_coco_dataset(dataset):

@@ -71,6 +71,53 @@ def atomic_write_text(path: str, text: str) -> None:
     atomic_write_bytes(path, text.encode('utf-8'))
 
 
+# ------------------------------------------------------------ folder locks
+#: The lock file of an output folder (``fcntl.flock``; see folder_lock).
+LOCK_FILE = '.bana_mm.lock'
+
+
+class FolderLockedError(RuntimeError):
+    """Another process is writing to the same output folder."""
+
+
+@contextmanager
+def folder_lock(folder: str, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (``folder/.bana_mm.lock``,
+    ``fcntl.flock``) while ``what`` writes there.
+
+    A second writer stops at once with :class:`FolderLockedError` naming
+    the folder and the holder (pid, host, start time). The kernel releases
+    the lock when its process ends, so a crashed or killed run never leaves
+    it stuck; the file itself stays (removing it would race).
+    """
+    import fcntl
+    import socket
+    import time
+    path = osp.join(folder, LOCK_FILE)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~current_umask())
+    except OSError as err:
+        raise type(err)(err.errno, f'the {what} cannot write to {folder} '
+                        f'({err.strerror or err})') from err
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 512).decode('utf-8', 'replace').strip()
+            raise FolderLockedError(
+                f'{folder} is being written by another run '
+                f'({holder or "holder unknown"}; lock {path}); wait for it '
+                f'to end or choose another folder for this {what}') from None
+        os.ftruncate(fd, 0)
+        os.pwrite(
+            fd, f'{what}, pid {os.getpid()} on {socket.gethostname()}, '
+            f'since {time.strftime("%Y-%m-%d %H:%M:%S")}'.encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 # -------------------------------------------------------------- split lists
 def under_root(data_root: Optional[str], path: str) -> str:
     """``path`` joined to ``data_root`` unless it is absolute (or there is
@@ -194,6 +241,17 @@ def output_path(folder: str, name: str, suffix: str) -> str:
         raise SplitIdError(f'refusing to write {name + suffix!r} under '
                            f'{folder}: the id {problem}')
     return osp.join(folder, name + suffix)
+
+
+def file_state(path: str) -> str:
+    """``"<size> bytes, mtime <ns>"`` of a file, or ``"missing"``: a cheap
+    content fingerprint (no read) for deciding whether outputs made from
+    it are still valid."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return 'missing'
+    return f'{st.st_size} bytes, mtime {st.st_mtime_ns}'
 
 
 # ------------------------------------------------------------- image files
