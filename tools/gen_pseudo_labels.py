@@ -33,7 +33,8 @@ from mmengine.config import Config
 import bana_mm  # noqa: F401  (checkpoint loading on torch >= 2.6)
 from bana_mm.core.pseudo_labels import (THRESHOLD_REFERENCES, UPSAMPLE_MODES,
                                         PseudoLabelConfig)
-from bana_mm.utils.cli import add_runner_args, init_launcher, parse_runner_args
+from bana_mm.utils.cli import (add_runner_args, init_launcher,
+                               merge_cfg_options, parse_runner_args)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -94,9 +95,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         '--overwrite',
         action='store_true',
-        help="delete the labels of an earlier run in "
-        "--out-dir first (needed when the checkpoint, the "
-        "options or the images changed)")
+        help="delete what an earlier stage-2 run wrote in --out-dir "
+        "first (needed when the checkpoint, the options or the image list "
+        "changed); files stage 2 did not write are kept")
     parser.add_argument(
         '--allow-partial-checkpoint',
         action='store_true',
@@ -123,8 +124,7 @@ def main(argv=None) -> dict:
         if not osp.isfile(path):
             raise FileNotFoundError(f'no such file: {path}')
     cfg = Config.fromfile(args.config)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    merge_cfg_options(cfg, args.cfg_options)
     device = args.device
     if args.launcher != 'none':
         init_launcher(args.launcher, cfg)

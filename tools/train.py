@@ -18,7 +18,8 @@ from mmengine.runner import Runner
 
 import bana_mm  # noqa: F401  (checkpoint loading on torch >= 2.6)
 from bana_mm.engine import add_finite_loss_check
-from bana_mm.utils.cli import add_runner_args, init_launcher, parse_runner_args
+from bana_mm.utils.cli import (add_runner_args, init_launcher,
+                               merge_cfg_options, parse_runner_args)
 from bana_mm.utils.config_path import config_file
 
 EXAMPLES = """examples:
@@ -65,8 +66,7 @@ def build_config(args: argparse.Namespace) -> Config:
     except FileNotFoundError as err:
         raise SystemExit(f'tools/train.py: {err}')
     cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    merge_cfg_options(cfg, args.cfg_options)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
