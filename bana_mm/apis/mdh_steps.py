@@ -14,6 +14,7 @@ from typing import Dict, List, Optional, Sequence
 
 from ..evaluation.label_files import score_label_dir
 from ..seg.mdh.label_writers import box_dataset, boxes_by_id, write_proposals
+from ..utils.cli import merge_cfg_options
 from ..utils.config_path import config_file
 from ..utils.io import atomic_write_text, file_state, output_path, read_split
 from ..utils.step_record import (FINGERPRINT_FILE, config_digest, digest,
@@ -253,8 +254,7 @@ def mdh_config(name: str,
     # evaluate once, after training (the pipeline runs the test loop)
     cfg.train_cfg.val_interval = cfg.train_cfg.max_iters + 1
     cfg.default_hooks.logger.interval = max(1, cfg.train_cfg.max_iters // 10)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+    merge_cfg_options(cfg, cfg_options)
     return cfg
 
 
