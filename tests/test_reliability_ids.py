@@ -2,37 +2,17 @@
 a path. One rule (:func:`bana_mm.utils.io.id_problem`), checked where split
 lists are read (:func:`~bana_mm.utils.io.read_split`) and again where an
 output is named after an id (:func:`~bana_mm.utils.io.output_path`)."""
-import logging
 import os
 import os.path as osp
 import shutil
-from contextlib import contextmanager
 
 import pytest
+from test_box_datasets import captured_log, warnings_of
 
 from bana_mm.utils.io import SplitIdError, output_path, read_split
 
 VAL = 'ImageSets/Segmentation/val.txt'
 CLASSES = ('disc', 'triangle', 'ring', 'star', 'blob')
-
-
-@contextmanager
-def _warnings():
-    """Collect the messages of mmengine's current logger."""
-    from mmengine.logging import MMLogger
-
-    class _Collect(logging.Handler):
-
-        def emit(self, record):
-            messages.append(record.getMessage())
-
-    messages, handler = [], _Collect()
-    logger = MMLogger.get_current_instance()
-    logger.addHandler(handler)
-    try:
-        yield messages
-    finally:
-        logger.removeHandler(handler)
 
 
 @pytest.mark.parametrize(
@@ -60,9 +40,11 @@ def test_split_flags_bom_and_encoding(tmp_path):
     path.write_text('a  1\nb -1\nc 0\n')
     assert read_split(str(path)) == ['a', 'b', 'c']
     path.write_bytes(b'\xef\xbb\xbfa\nb\n')
-    with _warnings() as messages:
+    with captured_log() as records:
         assert read_split(str(path)) == ['a', 'b']
-    assert any(str(path) in m and 'byte-order mark' in m for m in messages)
+    assert any(
+        str(path) in m and 'byte-order mark' in m
+        for m in warnings_of(records))
     path.write_bytes(b'a\nb\xff\n')
     with pytest.raises(SplitIdError, match=f'{path}, line 2: not UTF-8'):
         read_split(str(path))

@@ -6,7 +6,7 @@ import os.path as osp
 
 import pytest
 import torch
-from test_reliability_ids import _warnings
+from test_box_datasets import captured_log, warnings_of
 from test_stage2_tool import CONFIG as STAGE1_TINY
 from test_stage2_tool import make_checkpoint
 
@@ -31,7 +31,7 @@ def test_tools_test_refuses_a_stage1_checkpoint_on_a_stage3_config(
         stage1_checkpoint, synthetic_root, tmp_path):
     """Before: "do not match exactly" in the log, then an mIoU, rc 0."""
     from tools import test
-    with _warnings() as messages, pytest.raises(ValueError) as info:
+    with captured_log() as records, pytest.raises(ValueError) as info:
         test.main([
             STAGE3_TINY, stage1_checkpoint, '--work-dir',
             str(tmp_path), '--cfg-options', 'load_form=x.pth',
@@ -41,8 +41,8 @@ def test_tools_test_refuses_a_stage1_checkpoint_on_a_stage3_config(
     for word in (stage1_checkpoint, STAGE3_TINY, 'missing keys', 'decode_head',
                  'stage-1 BAP classifier', '--allow-partial-checkpoint'):
         assert word in message, (word, message)
-    warned = [m for m in messages if '--cfg-options' in m]
-    assert len(warned) == 1 and 'load_form' in warned[0], messages
+    warned = [m for m in warnings_of(records) if '--cfg-options' in m]
+    assert len(warned) == 1 and 'load_form' in warned[0], warned
     assert 'data_root' not in warned[0]
 
 
@@ -76,7 +76,7 @@ def test_unused_top_level_cfg_option_warns():
 
     from bana_mm.utils.cli import merge_cfg_options
     cfg = Config.fromfile(STAGE1_TINY)
-    with _warnings() as messages:
+    with captured_log() as records:
         merge_cfg_options(
             cfg, {
                 'load_form': 'x.pth',
@@ -87,6 +87,6 @@ def test_unused_top_level_cfg_option_warns():
                 'default_hooks.finite_loss': None
             })
     assert cfg.load_from == 'y.pth' and cfg.model.head.num_classes == 3
-    warned = [m for m in messages if '--cfg-options' in m]
+    warned = [m for m in warnings_of(records) if '--cfg-options' in m]
     assert len(warned) == 1
     assert 'load_form, lod_level (' in warned[0]

@@ -20,7 +20,9 @@ pytorch`` (each image is labelled by exactly one rank).
 
 Exit codes: 0 all images labelled; 1 an error before labelling (bad
 checkpoint, out-dir not writable or holding another run's labels, ...);
-3 the run finished but some images failed (listed in OUT/run.json).
+3 the run finished but some images failed (listed in OUT/run.json) or
+were left out of the scores (their ground truth cannot be used; listed in
+OUT/metrics.json).
 """
 import argparse
 import os.path as osp
@@ -41,7 +43,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Generate stage-2 pseudo labels (Ycrf, Yret)',
         epilog='exit codes: 0 all images labelled; 1 error before '
-        'labelling; 3 some images failed (listed in OUT/run.json)')
+        'labelling; 3 some images failed (listed in OUT/run.json) or were '
+        'left out of the scores (OUT/metrics.json "errors")')
     parser.add_argument('config', help='stage-1 config file')
     parser.add_argument('checkpoint', help='stage-1 checkpoint')
     parser.add_argument(
@@ -116,7 +119,7 @@ def main(argv=None) -> dict:
     from mmengine.logging import MMLogger
 
     from bana_mm.apis.stage2 import (EXIT_IMAGES_FAILED, Stage2Options,
-                                     build_label_dataset, describe,
+                                     build_label_dataset, describe, incomplete,
                                      load_stage1_model, model_classes,
                                      run_stage2)
     args = parse_args(argv)
@@ -158,16 +161,16 @@ def main(argv=None) -> dict:
         checkpoint=args.checkpoint,
         overwrite=args.overwrite)
     logger.info(describe(run, args.out_dir))
-    if run['failed']:
-        logger.error(f'stage 2: {len(run["failed"])} of {run["images"]} '
-                     f'images failed; exit code {EXIT_IMAGES_FAILED}')
+    for problem in incomplete(run):
+        logger.error(f'stage 2: {problem}; exit code {EXIT_IMAGES_FAILED}')
     return run
 
 
 def exit_code(run: dict) -> int:
-    """0, or ``EXIT_IMAGES_FAILED`` (3) when any image failed."""
-    from bana_mm.apis.stage2 import EXIT_IMAGES_FAILED
-    return EXIT_IMAGES_FAILED if run['failed'] else 0
+    """0, or ``EXIT_IMAGES_FAILED`` (3) when any image failed or was left
+    out of the scores."""
+    from bana_mm.apis.stage2 import EXIT_IMAGES_FAILED, incomplete
+    return EXIT_IMAGES_FAILED if incomplete(run) else 0
 
 
 if __name__ == '__main__':

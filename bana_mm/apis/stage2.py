@@ -9,14 +9,15 @@ from typing import Optional
 
 from ..det.pseudo_label_data import build_label_dataset, model_classes
 from ..det.pseudo_label_runner import (EXIT_IMAGES_FAILED, Stage2Options,
-                                       StaleLabelsError, describe, run_stage2)
+                                       StaleLabelsError, describe, incomplete,
+                                       run_stage2)
 from .common import VOCLayout
 from .stage1 import stage1_config
 
 __all__ = [
     'EXIT_IMAGES_FAILED', 'Stage2Options', 'StaleLabelsError',
-    'build_label_dataset', 'describe', 'load_stage1_model', 'model_classes',
-    'run_stage2', 'run_stage2_for_layout'
+    'build_label_dataset', 'describe', 'incomplete', 'load_stage1_model',
+    'model_classes', 'run_stage2', 'run_stage2_for_layout'
 ]
 
 
@@ -91,6 +92,7 @@ def run_stage2_for_layout(layout: VOCLayout,
         images=run['images'],
         written=run['written'],
         failed=len(run['failed']),
+        left_out=len(metrics.get('errors') or []),
         seconds_per_image=run['seconds_per_image'],
         miou=metrics.get('miou', {}),
         s_share=metrics.get('s_share'),

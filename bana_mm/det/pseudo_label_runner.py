@@ -37,7 +37,7 @@ import os.path as osp
 import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -375,6 +375,21 @@ def _options_record(options: Stage2Options) -> dict:
     return record
 
 
+def incomplete(run: dict) -> List[str]:
+    """Why a finished run did not do all it says (exit code 3): images
+    that failed, images left out of the scores (their ground truth is
+    unreadable, of another size or has values outside the classes)."""
+    problems = []
+    if run['failed']:
+        problems.append(
+            f'{len(run["failed"])} of {run["images"]} images failed')
+    left_out = (run.get('metrics') or {}).get('errors') or []
+    if left_out:
+        problems.append(f'{len(left_out)} of {run["images"]} images left '
+                        'out of the scores')
+    return problems
+
+
 def describe(run: dict, out_dir: str) -> str:
     """A few lines for the log: counts, speed, scores, where things are."""
     lines = [
@@ -405,4 +420,9 @@ def describe(run: dict, out_dir: str) -> str:
     if run['failed']:
         lines.append(f'  {len(run["failed"])} of {run["images"]} images '
                      f'FAILED (listed in {osp.join(out_dir, "run.json")})')
+    left_out = metrics.get('errors') or []
+    if left_out:
+        lines.append(f'  {len(left_out)} of {run["images"]} images LEFT OUT '
+                     'of the scores, their ground truth cannot be used '
+                     f'(listed in {osp.join(out_dir, "metrics.json")})')
     return '\n'.join(lines)
