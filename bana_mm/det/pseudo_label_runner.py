@@ -174,6 +174,11 @@ def generate_label_files(
             if isinstance(result, Exception):
                 report['failed'].append(dict(image=stem, error=repr(result)))
                 _log(f'stage 2: {stem} failed: {result!r}', logging.WARNING)
+                if disk_full(result) and not report['stopped']:
+                    report['stopped'] = f'{result} (while writing {stem})'
+                    _log(
+                        f'stage 2: STOPPING, the disk is full: '
+                        f'{report["stopped"]}', logging.ERROR)
             else:
                 report['written'].append(stem)
                 for key in ('unary', 'crf', 'retrieval'):
@@ -181,8 +186,11 @@ def generate_label_files(
             if bar is not None:
                 bar.update()
 
+    report['stopped'] = None
     with WorkerPool(options.workers) as executor:
         for idx in indices:
+            if report['stopped']:  # no space: every next write would fail
+                break
             info = dataset.get_data_info(idx)
             stem = image_stem(info)
             if is_done(out_dir, stem, with_yret):
@@ -211,8 +219,17 @@ def generate_label_files(
         collect(executor.drain())
     if bar is not None:
         bar.file.write('\n')
+    report['not_attempted'] = len(indices) - sum(
+        len(report[k]) for k in ('written', 'skipped', 'failed'))
     report['seconds'] = time.perf_counter() - start
     return report
+
+
+def disk_full(err: BaseException) -> bool:
+    """Whether ``err`` says the disk (or the quota) is full."""
+    import errno
+    full = (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(err, OSError) and err.errno in full
 
 
 def _mean(values: Sequence[float]) -> Optional[float]:
@@ -231,11 +248,15 @@ def merge_reports(reports: Sequence[dict], workers: int) -> dict:
     }
     seconds = max(r['seconds'] for r in reports)
     written = len(merged['written'])
+    not_attempted = sum(r['not_attempted'] for r in reports)
     return dict(
-        images=written + len(merged['skipped']) + len(merged['failed']),
+        images=written + len(merged['skipped']) + len(merged['failed']) +
+        not_attempted,
         written=written,
         skipped=len(merged['skipped']),
         failed=merged['failed'],
+        stopped=next((r['stopped'] for r in reports if r['stopped']), None),
+        not_attempted=not_attempted,
         workers=workers,
         world_size=len(reports),
         seconds=round(seconds, 2),
@@ -336,7 +357,10 @@ def _write_records(report: dict, dataset, out_dir: str, options: Stage2Options,
     run = merge_reports(reports, options.workers)
     run['redone'] = redo
     summary = [None]
-    if is_main_process():
+    if is_main_process() and run['stopped']:  # disk full: run.json only
+        _write_run_json(run, out_dir, options)
+        summary = [run]
+    elif is_main_process():
         if is_coco_dataset(dataset):
             run['coco_json'] = write_coco_instances(dataset, out_dir)
         if options.evaluate:
@@ -354,16 +378,26 @@ def _write_records(report: dict, dataset, out_dir: str, options: Stage2Options,
             atomic_write_text(
                 osp.join(out_dir, 'metrics.json'),
                 json.dumps(run['metrics'], indent=2) + '\n')
-        record = {k: v for k, v in run.items() if k != 'metrics'}
-        record['options'] = _options_record(options)
-        atomic_write_text(
-            osp.join(out_dir, 'run.json'),
-            json.dumps(record, indent=2) + '\n')
+        _write_run_json(run, out_dir, options)
         summary = [run]
     if get_world_size() > 1:
         broadcast_object_list(summary, src=0)
         barrier()
     return summary[0]
+
+
+def _write_run_json(run: dict, out_dir: str, options: Stage2Options) -> None:
+    """``OUT/run.json``; on a full disk an error naming it is logged (the
+    run's outcome is in the log and the exit code)."""
+    record = {k: v for k, v in run.items() if k != 'metrics'}
+    record['options'] = _options_record(options)
+    path = osp.join(out_dir, 'run.json')
+    try:
+        atomic_write_text(path, json.dumps(record, indent=2) + '\n')
+    except OSError as err:
+        if not disk_full(err):
+            raise
+        _log(f'stage 2: cannot write {path}: {err}', logging.ERROR)
 
 
 def _options_record(options: Stage2Options) -> dict:
@@ -380,6 +414,10 @@ def incomplete(run: dict) -> List[str]:
     that failed, images left out of the scores (their ground truth is
     unreadable, of another size or has values outside the classes)."""
     problems = []
+    if run.get('stopped'):
+        problems.append(f'stopped, {run["not_attempted"]} of '
+                        f'{run["images"]} images not attempted: '
+                        f'{run["stopped"]}')
     if run['failed']:
         problems.append(
             f'{len(run["failed"])} of {run["images"]} images failed')
@@ -417,6 +455,10 @@ def describe(run: dict, out_dir: str) -> str:
                      ', '.join(f'{k} {v}' for k, v in ap.items()))
     if osp.isdir(osp.join(out_dir, 'vis')):
         lines.append(f'  pictures: {osp.join(out_dir, "vis")}')
+    if run.get('stopped'):
+        lines.append(f'  STOPPED: {run["stopped"]}; {run["not_attempted"]} '
+                     'images not attempted (rerun with space: finished '
+                     'images are kept)')
     if run['failed']:
         lines.append(f'  {len(run["failed"])} of {run["images"]} images '
                      f'FAILED (listed in {osp.join(out_dir, "run.json")})')

@@ -144,7 +144,7 @@ def evaluate_label_files(dataset,
     own = pool is None
     pool = pool or WorkerPool(workers)
     try:
-        results = pool.map(evaluation_maps, jobs)
+        results = pool.map(evaluation_maps, jobs, name=lambda j: j.img_path)
     finally:
         if own:
             pool.close()

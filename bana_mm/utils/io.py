@@ -54,9 +54,12 @@ def atomic_open(path: str) -> Iterator[BinaryIO]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if osp.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, OSError) and not err.filename:
+            # e.g. ENOSPC from write(): name the file it was for
+            raise OSError(err.errno, err.strerror or str(err), path) from err
         raise
 
 

@@ -150,7 +150,7 @@ def write_proposals(dataset,
 
     with WorkerPool(workers) as pool:
         for job in jobs:
-            collect(pool.submit(make_proposal, job, job))
+            collect(pool.submit(make_proposal, job, job, name=job.img_path))
         collect(pool.drain())
     _close(bar)
     if failures:
