@@ -20,7 +20,9 @@ pytorch`` (each image is labelled by exactly one rank).
 
 Exit codes: 0 all images labelled; 1 an error before labelling (bad
 checkpoint, out-dir not writable or holding another run's labels, ...);
-3 the run finished but some images failed (listed in OUT/run.json).
+3 the run finished but some images failed (listed in OUT/run.json) or
+were left out of the scores (their ground truth cannot be used; listed in
+OUT/metrics.json).
 """
 import argparse
 import os.path as osp
@@ -33,14 +35,16 @@ from mmengine.config import Config
 import bana_mm  # noqa: F401  (checkpoint loading on torch >= 2.6)
 from bana_mm.core.pseudo_labels import (THRESHOLD_REFERENCES, UPSAMPLE_MODES,
                                         PseudoLabelConfig)
-from bana_mm.utils.cli import add_runner_args, init_launcher, parse_runner_args
+from bana_mm.utils.cli import (add_runner_args, init_launcher,
+                               merge_cfg_options, parse_runner_args)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Generate stage-2 pseudo labels (Ycrf, Yret)',
         epilog='exit codes: 0 all images labelled; 1 error before '
-        'labelling; 3 some images failed (listed in OUT/run.json)')
+        'labelling; 3 some images failed (listed in OUT/run.json) or were '
+        'left out of the scores (OUT/metrics.json "errors")')
     parser.add_argument('config', help='stage-1 config file')
     parser.add_argument('checkpoint', help='stage-1 checkpoint')
     parser.add_argument(
@@ -94,9 +98,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         '--overwrite',
         action='store_true',
-        help="delete the labels of an earlier run in "
-        "--out-dir first (needed when the checkpoint, the "
-        "options or the images changed)")
+        help="delete what an earlier stage-2 run wrote in --out-dir "
+        "first (needed when the checkpoint, the options or the image list "
+        "changed); files stage 2 did not write are kept")
     parser.add_argument(
         '--allow-partial-checkpoint',
         action='store_true',
@@ -115,7 +119,7 @@ def main(argv=None) -> dict:
     from mmengine.logging import MMLogger
 
     from bana_mm.apis.stage2 import (EXIT_IMAGES_FAILED, Stage2Options,
-                                     build_label_dataset, describe,
+                                     build_label_dataset, describe, incomplete,
                                      load_stage1_model, model_classes,
                                      run_stage2)
     args = parse_args(argv)
@@ -123,8 +127,7 @@ def main(argv=None) -> dict:
         if not osp.isfile(path):
             raise FileNotFoundError(f'no such file: {path}')
     cfg = Config.fromfile(args.config)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    merge_cfg_options(cfg, args.cfg_options)
     device = args.device
     if args.launcher != 'none':
         init_launcher(args.launcher, cfg)
@@ -158,16 +161,16 @@ def main(argv=None) -> dict:
         checkpoint=args.checkpoint,
         overwrite=args.overwrite)
     logger.info(describe(run, args.out_dir))
-    if run['failed']:
-        logger.error(f'stage 2: {len(run["failed"])} of {run["images"]} '
-                     f'images failed; exit code {EXIT_IMAGES_FAILED}')
+    for problem in incomplete(run):
+        logger.error(f'stage 2: {problem}; exit code {EXIT_IMAGES_FAILED}')
     return run
 
 
 def exit_code(run: dict) -> int:
-    """0, or ``EXIT_IMAGES_FAILED`` (3) when any image failed."""
-    from bana_mm.apis.stage2 import EXIT_IMAGES_FAILED
-    return EXIT_IMAGES_FAILED if run['failed'] else 0
+    """0, or ``EXIT_IMAGES_FAILED`` (3) when any image failed or was left
+    out of the scores."""
+    from bana_mm.apis.stage2 import EXIT_IMAGES_FAILED, incomplete
+    return EXIT_IMAGES_FAILED if incomplete(run) else 0
 
 
 if __name__ == '__main__':

@@ -2,13 +2,17 @@
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE|DIR]
                          [--show-dir DIR] [--tta] [--no-crf]
+                         [--allow-partial-checkpoint]
                          [--cfg-options k=v ...] [--launcher pytorch]
 
 CONFIG is a file or a shipped config name (``configs/bana/...``, found in an
-installed package too). As in mmseg 1.x / mmdet 3.x, mmengine logs the
-metrics and writes them to ``WORK_DIR/TIMESTAMP/TIMESTAMP.json`` (mIoU, aAcc
-and accuracies in percent; COCO AP in [0, 1], as mmseg's ``IoUMetric`` and
-mmdet's ``CocoMetric`` report them). ``--out`` keeps the predictions:
+installed package too). The checkpoint must fit the config's model exactly
+(as in stage 2): missing, unexpected or other-shape keys are an error naming
+them, unless ``--allow-partial-checkpoint``. As in mmseg 1.x / mmdet 3.x,
+mmengine logs the metrics and writes them to
+``WORK_DIR/TIMESTAMP/TIMESTAMP.json`` (mIoU, aAcc and accuracies in percent;
+COCO AP in [0, 1], as mmseg's ``IoUMetric`` and mmdet's ``CocoMetric``
+report them). ``--out`` keeps the predictions:
 
 * ``X.pkl`` / ``X.pickle``: every prediction data sample, pickled by an
   mmengine ``DumpResults`` appended to the runner's ``test_evaluator`` (as
@@ -40,7 +44,8 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 import bana_mm  # noqa: F401  (checkpoint loading on torch >= 2.6)
-from bana_mm.utils.cli import add_runner_args, init_launcher, parse_runner_args
+from bana_mm.utils.cli import (add_runner_args, init_launcher,
+                               merge_cfg_options, parse_runner_args)
 from bana_mm.utils.config_path import config_file
 
 EXAMPLES = """examples:
@@ -86,9 +91,33 @@ def parse_args(argv=None) -> argparse.Namespace:
         action='store_true',
         help='no DenseCRF post-processing, even where the '
         'config asks for it at test time (crf_at_test)')
+    parser.add_argument(
+        '--allow-partial-checkpoint',
+        action='store_true',
+        help='evaluate even when the checkpoint does not fit the model '
+        '(missing, unexpected or other-shape keys; those weights keep their '
+        'initial values): for experiments only')
     add_runner_args(parser)
     args = parse_runner_args(parser, argv)
     return args
+
+
+def check_checkpoint_fits(model, checkpoint: str, config: str,
+                          allow_partial: bool) -> None:
+    """The strict check stage 2 applies (:func:`~bana_mm.utils.checkpoint.
+    fitting_state`): a checkpoint of another model (a stage-1 checkpoint on
+    a stage-3 config, another width) is an error naming the file and the
+    keys, not an mIoU of a half-initialised model."""
+    from mmengine.model import BaseTTAModel, is_model_wrapper
+    from mmengine.runner.checkpoint import _load_checkpoint
+
+    from bana_mm.utils.checkpoint import fitting_state
+    if is_model_wrapper(model):
+        model = model.module
+    if isinstance(model, BaseTTAModel):
+        model = model.module
+    fitting_state(model, _load_checkpoint(checkpoint, map_location='cpu'),
+                  checkpoint, allow_partial, f'the model of {config}')
 
 
 def set_test_crf(cfg: Config, no_crf: bool) -> None:
@@ -162,8 +191,7 @@ def main(argv=None) -> dict:
     cfg.launcher = args.launcher
     if args.show_dir:  # before --cfg-options, which may override interval
         trigger_visualization_hook(cfg, args.show_dir, args.config)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    merge_cfg_options(cfg, args.cfg_options)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
@@ -193,6 +221,8 @@ def main(argv=None) -> dict:
         set_prediction_dir(cfg, args.out, args.config)
     init_launcher(args.launcher, cfg)
     runner = Runner.from_cfg(cfg)
+    check_checkpoint_fits(runner.model, args.checkpoint, args.config,
+                          args.allow_partial_checkpoint)
     if dump:
         from bana_mm.evaluation.dump import DumpPredictions
         runner.test_evaluator.metrics.append(

@@ -17,7 +17,9 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 import bana_mm  # noqa: F401  (checkpoint loading on torch >= 2.6)
-from bana_mm.utils.cli import add_runner_args, init_launcher, parse_runner_args
+from bana_mm.engine import add_finite_loss_check
+from bana_mm.utils.cli import (add_runner_args, init_launcher,
+                               merge_cfg_options, parse_runner_args)
 from bana_mm.utils.config_path import config_file
 
 EXAMPLES = """examples:
@@ -64,13 +66,13 @@ def build_config(args: argparse.Namespace) -> Config:
     except FileNotFoundError as err:
         raise SystemExit(f'tools/train.py: {err}')
     cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    merge_cfg_options(cfg, args.cfg_options)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
+    add_finite_loss_check(cfg)
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.loss_scale = 'dynamic'

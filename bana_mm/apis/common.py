@@ -3,6 +3,7 @@ VOC-layout folder, training through mmengine's Runner with a loss summary,
 ``summary.json`` and the embedded default dataset."""
 from __future__ import annotations
 
+import copy
 import json
 import os.path as osp
 import time
@@ -74,9 +75,15 @@ def unique_experiment_name(stage: str) -> str:
 
 
 def train_and_summarise(cfg, stage: str) -> Tuple[object, dict]:
-    """Train ``cfg`` with mmengine's Runner; return the runner and
+    """Train ``cfg`` with mmengine's Runner (training stops at the first
+    non-finite loss: :class:`~bana_mm.engine.FiniteLossHook`); return the
+    runner and
     ``{"iters", "loss_first", "loss_last", "checkpoint"}``."""
     from mmengine.runner import Runner
+
+    from ..engine import add_finite_loss_check
+    cfg = copy.deepcopy(cfg)  # the caller's config (and its digest) stays
+    add_finite_loss_check(cfg)
     if cfg.get('visualizer') is not None and cfg.get('experiment_name'):
         # mmengine returns an existing Visualizer of the same name, with the
         # save_dir of an earlier run in this process: give each run its own

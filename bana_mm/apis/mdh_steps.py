@@ -14,10 +14,11 @@ from typing import Dict, List, Optional, Sequence
 
 from ..evaluation.label_files import score_label_dir
 from ..seg.mdh.label_writers import box_dataset, boxes_by_id, write_proposals
+from ..utils.cli import merge_cfg_options
 from ..utils.config_path import config_file
-from ..utils.io import atomic_write_text, read_split
+from ..utils.io import atomic_write_text, file_state, output_path, read_split
 from ..utils.step_record import (FINGERPRINT_FILE, config_digest, digest,
-                                 refresh_step)
+                                 refresh_items, refresh_step)
 from .common import train_and_summarise, unique_experiment_name
 
 #: Default share of F among the training ids: the paper's 1464 / 10582.
@@ -91,7 +92,30 @@ def make_splits(data_root: str,
     return MDHSplits(full, weak, files['full'], files['weak'])
 
 
+# ------------------------------------------------------------ data files
+#: The files of an id that the MDH steps read (folder, suffix).
+DATA_FILES = (('JPEGImages', '.jpg'), ('Annotations', '.xml'),
+              (GT_SUBDIR, '.png'), ('SegmentationObject', '.png'))
+
+
+def data_files_state(data_root: str, img_id: str) -> list:
+    """:func:`~bana_mm.utils.io.file_state` of each of ``DATA_FILES`` of
+    ``img_id``: an edited XML, a replaced image or mask changes it."""
+    return [
+        file_state(osp.join(data_root, sub, img_id + suffix))
+        for sub, suffix in DATA_FILES
+    ]
+
+
 # --------------------------------------------------------------- proposals
+def proposal_files(out_dir: str, img_id: str) -> List[str]:
+    """The proposal mask and GrabCut baseline map of ``img_id``."""
+    return [
+        output_path(osp.join(out_dir, sub), img_id, '.png')
+        for sub in ('masks', 'grabcut')
+    ]
+
+
 def sum_over_ranks(report: Dict[str, int]) -> Dict[str, int]:
     """Counts summed over ranks (also a barrier: every shard is done)."""
     from mmengine.dist import all_gather_object, get_world_size
@@ -134,7 +158,7 @@ def run_proposals(layout,
     "second", ..., "baselines", "fingerprint"}``. Proposals of other inputs
     (W ids, second proposal, GrabCut iterations) in ``out_dir`` are
     cleared first."""
-    from mmengine.dist import is_main_process
+    from mmengine.dist import barrier, is_main_process
     if ycrf_dir is not None and not osp.isdir(ycrf_dir):
         raise FileNotFoundError(f'BANA Ycrf folder not found: {ycrf_dir}')
     fingerprint = digest(
@@ -146,6 +170,14 @@ def run_proposals(layout,
             ycrf_record=_ycrf_record(ycrf_dir),
             grabcut_iterations=grabcut_iterations))
     refresh_on_rank0(out_dir, fingerprint, 'MDH proposals')
+    states = {i: data_files_state(layout.root, i) for i in splits.weak}
+    if is_main_process():
+        refresh_items(out_dir, states, 'MDH proposals',
+                      lambda i: proposal_files(out_dir, i))
+    barrier()
+    # what the next steps read: these proposals and every training id's files
+    full_states = {i: data_files_state(layout.root, i) for i in splits.full}
+    fingerprint = digest([fingerprint, states, full_states])
     start = time.perf_counter()
     dataset = box_dataset(layout.root, splits.weak_file, layout.classes)
     report = sum_over_ranks(
@@ -222,8 +254,7 @@ def mdh_config(name: str,
     # evaluate once, after training (the pipeline runs the test loop)
     cfg.train_cfg.val_interval = cfg.train_cfg.max_iters + 1
     cfg.default_hooks.logger.interval = max(1, cfg.train_cfg.max_iters // 10)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+    merge_cfg_options(cfg, cfg_options)
     return cfg
 
 

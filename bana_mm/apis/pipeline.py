@@ -82,6 +82,12 @@ def run_pipeline(work_dir: str,
                 f'stage 2: {stage2["failed"]} of {stage2["images"]} images '
                 f'failed (listed in {osp.join(stage2["out_dir"], "run.json")}'
                 f'; {summary_path} was written)')
+        if stage2.get('left_out'):
+            raise RuntimeError(
+                f'stage 2: {stage2["left_out"]} of {stage2["images"]} images '
+                'left out of the scores, their ground truth cannot be used '
+                f'(listed in {osp.join(stage2["out_dir"], "metrics.json")}; '
+                f'{summary_path} was written)')
     if 3 in stages:
         labels = previous_entry(summary_path, 'stage2', 'out_dir')
         if layout.val_split is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Optional
 
+from ..utils.cli import merge_cfg_options
 from ..utils.config_path import config_file
 from .common import VOCLayout, train_and_summarise, unique_experiment_name
 
@@ -45,8 +46,7 @@ def stage1_config(layout: VOCLayout,
     cfg.default_hooks.logger.interval = max(1, cfg.train_cfg.max_iters // 10)
     cfg.custom_hooks = list(cfg.get('custom_hooks',
                                     [])) + [dict(type='ProgressBarHook')]
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+    merge_cfg_options(cfg, cfg_options)
     return cfg
 
 

@@ -5,82 +5,20 @@ work over a dataset is :mod:`bana_mm.det.pseudo_label_runner`.
 from __future__ import annotations
 
 import os.path as osp
-import warnings
-from typing import Dict, Optional
+from typing import Optional
 
 from ..det.pseudo_label_data import build_label_dataset, model_classes
 from ..det.pseudo_label_runner import (EXIT_IMAGES_FAILED, Stage2Options,
-                                       StaleLabelsError, describe, run_stage2)
+                                       StaleLabelsError, describe, incomplete,
+                                       run_stage2)
 from .common import VOCLayout
 from .stage1 import stage1_config
 
 __all__ = [
     'EXIT_IMAGES_FAILED', 'Stage2Options', 'StaleLabelsError',
-    'build_label_dataset', 'describe', 'load_stage1_model', 'model_classes',
-    'run_stage2', 'run_stage2_for_layout'
+    'build_label_dataset', 'describe', 'incomplete', 'load_stage1_model',
+    'model_classes', 'run_stage2', 'run_stage2_for_layout'
 ]
-
-
-def _state_dict_of(ckpt, checkpoint: str) -> dict:
-    """The weights of a loaded checkpoint (mmengine's ``state_dict`` entry
-    or a bare state dict), without a DDP ``module.`` prefix."""
-    if not isinstance(ckpt, dict):
-        raise ValueError(f'{checkpoint}: not a checkpoint (a '
-                         f'{type(ckpt).__name__}, not a dict of weights)')
-    state = ckpt.get('state_dict', ckpt)
-    if not isinstance(state, dict):
-        raise ValueError(f'{checkpoint}: its state_dict is a '
-                         f'{type(state).__name__}, not a dict of weights')
-    return {
-        (k[7:] if k.startswith('module.') else k): v
-        for k, v in state.items()
-    }
-
-
-def _listed(keys, limit: int = 8) -> str:
-    keys = list(keys)
-    more = f' ... ({len(keys)} in all)' if len(keys) > limit else ''
-    return ', '.join(keys[:limit]) + more
-
-
-def checkpoint_mismatch(model, state: dict) -> Dict[str, list]:
-    """Keys of ``state`` that do not fit ``model``: ``missing``,
-    ``unexpected`` and ``shape`` (name, checkpoint shape, model shape)."""
-    own = model.state_dict()
-    return dict(
-        missing=sorted(set(own) - set(state)),
-        unexpected=sorted(set(state) - set(own)),
-        shape=[(k, tuple(getattr(state[k], 'shape', ())), tuple(own[k].shape))
-               for k in sorted(set(own) & set(state))
-               if tuple(getattr(state[k], 'shape', ())) != tuple(own[k].shape)
-               ])
-
-
-def describe_mismatch(checkpoint: str, problems: Dict[str, list],
-                      state: dict) -> str:
-    """One message naming the file and the keys that do not fit."""
-    parts = []
-    if not state:
-        parts.append('it holds no weights (empty state dict)')
-    if problems['missing']:
-        parts.append(f'missing keys: {_listed(problems["missing"])}')
-    if problems['unexpected']:
-        parts.append(f'unexpected keys: {_listed(problems["unexpected"])}')
-    if problems['shape']:
-        parts.append('shape mismatch (checkpoint vs model): ' +
-                     _listed(f'{k} {list(a)} vs {list(b)}'
-                             for k, a, b in problems['shape']))
-    hint = ''
-    if any(
-            k.startswith(('decode_head.', 'auxiliary_head.'))
-            for k in problems['unexpected']):
-        hint = (' It looks like a stage-3 (mmseg segmentor) checkpoint, not '
-                'a stage-1 BAP classifier.')
-    elif problems['shape']:
-        hint = (' Was it trained with another config (e.g. full width vs '
-                'the tiny preset, another number of classes)?')
-    return (f'{checkpoint} does not fit the stage-1 model of this config; ' +
-            '; '.join(parts) + '.' + hint)
 
 
 def load_stage1_model(cfg,
@@ -100,23 +38,13 @@ def load_stage1_model(cfg,
     from mmengine.registry import DefaultScope
     from mmengine.runner.checkpoint import _load_checkpoint, load_state_dict
 
+    from ..utils.checkpoint import fitting_state
+
     with DefaultScope.overwrite_default_scope('mmdet'):
         model = MODELS.build(cfg.model)
     ckpt = _load_checkpoint(checkpoint, map_location='cpu')
-    state = _state_dict_of(ckpt, checkpoint)
-    problems = checkpoint_mismatch(model, state)
-    if any(problems.values()):
-        message = describe_mismatch(checkpoint, problems, state)
-        if not allow_partial:
-            raise ValueError(message + ' (--allow-partial-checkpoint loads '
-                             'the keys that fit, at your own risk)')
-        warnings.warn(
-            'PARTIAL CHECKPOINT LOAD (--allow-partial-checkpoint): ' +
-            message + ' The other weights keep their initial '
-            'values.',
-            stacklevel=2)
-        for key, _, _ in problems['shape']:
-            state.pop(key)
+    state = fitting_state(model, ckpt, checkpoint, allow_partial,
+                          'the stage-1 model of this config')
     load_state_dict(
         model,
         state,
@@ -164,6 +92,7 @@ def run_stage2_for_layout(layout: VOCLayout,
         images=run['images'],
         written=run['written'],
         failed=len(run['failed']),
+        left_out=len(metrics.get('errors') or []),
         seconds_per_image=run['seconds_per_image'],
         miou=metrics.get('miou', {}),
         s_share=metrics.get('s_share'),

@@ -12,6 +12,7 @@ import os.path as osp
 import time
 from typing import Optional
 
+from ..utils.cli import merge_cfg_options
 from ..utils.config_path import config_file
 from .common import train_and_summarise, unique_experiment_name
 
@@ -74,8 +75,7 @@ def stage3_config(data_root: str,
     # evaluate once, after training (run_stage3 runs the test loop twice)
     cfg.train_cfg.val_interval = cfg.train_cfg.max_iters + 1
     cfg.default_hooks.logger.interval = max(1, cfg.train_cfg.max_iters // 10)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+    merge_cfg_options(cfg, cfg_options)
     return cfg
 
 

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..utils.finite import check_finite
 from .boxes import (ArrayLike, as_boxes, as_labels, class_box_masks,
                     pixel_box_masks, present_class_ids)
 from .crf import (CRF_STAGE2, PROB_CLIP, crf_probabilities, dense_crf,
@@ -140,7 +141,12 @@ def prepare_pseudo_labels(
         input_hw: Optional[Tuple[int, int]] = None,
         cfg: Optional[PseudoLabelConfig] = None) -> PreparedImage:
     """Unaries u0 (eq. 7 with the 0.99 threshold), u_c (eqs. 5-6) and the
-    CRF input of one image; arguments as :func:`generate_pseudo_labels`."""
+    CRF input of one image; arguments as :func:`generate_pseudo_labels`.
+
+    Raises:
+        :class:`~bana_mm.utils.finite.NonFiniteError` when the features,
+        unaries or CRF input hold NaN or inf.
+    """
     cfg = cfg or PseudoLabelConfig()
     t0 = time.perf_counter()
     image = np.ascontiguousarray(image_rgb, dtype=np.uint8)
@@ -177,6 +183,10 @@ def prepare_pseudo_labels(
         probs = crf_probabilities(unaries, boxes)
         per_class = class_box_masks(
             pixel_box_masks(boxes, (H, W)), labels, class_ids)
+        # a NaN would become background in the argmax: stop instead
+        check_finite(
+            dict(features=feat, unaries=unaries, crf_input=probs),
+            'stage-2 maps of this image')
     return PreparedImage(
         image=image,
         feat=feat,

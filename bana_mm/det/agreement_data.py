@@ -116,9 +116,30 @@ class CocoAgreementDataset(CocoBoxDataset):
         anns = raw_data_info['raw_ann_info']
         self._pending_ret = [self._ret_segmentation(ann) for ann in anns]
         try:
-            return super().parse_data_info(raw_data_info)
+            info = super().parse_data_info(raw_data_info)
+            self._check_rle_sizes(anns, self._pending_ret, info)
+            return info
         finally:
             self._pending_ret = None
+
+    def _check_rle_sizes(self, anns: List[dict], rets: list,
+                         info: dict) -> None:
+        """An RLE mask must have its image's size (as decoded): else an
+        error naming the json, the annotation and the image."""
+        hw = [int(info['height']), int(info['width'])]
+        ret_source = self.ret_ann_file or f'{self.ann_file} ({RET_FIELD})'
+        for ann, ret in zip(anns, rets):
+            for source, seg in ((self.ann_file, ann.get('segmentation')),
+                                (ret_source, ret)):
+                if not isinstance(seg, dict) or 'size' not in seg:
+                    continue
+                if [int(v) for v in seg['size']] != hw:
+                    raise BoxAnnotationError(
+                        f'{source}: annotation {ann.get("id")} has an RLE '
+                        f'mask of size {seg["size"][1]}x{seg["size"][0]} '
+                        f'(WxH) but its image {info["img_path"]} is '
+                        f'{hw[1]}x{hw[0]}; the masks do not belong to these '
+                        'images')
 
     def _ret_segmentation(self, ann: dict):
         """The Yret segmentation of one Ycrf annotation (None: no second

@@ -223,6 +223,18 @@ class CocoBoxDataset(_BoxCheckMixin, CocoDataset):
             raise BoxAnnotationError(
                 f'{self.ann_file}: annotation ids are not unique: '
                 f'{repeated[:10]}')
+        known = set(listed)
+        orphans = [
+            ann for ann in content.get('annotations', [])
+            if ann.get('image_id') not in known
+        ]
+        if orphans:
+            strays = sorted({str(ann.get('image_id')) for ann in orphans})
+            _warn(f'{self.ann_file}: {len(orphans)} annotation(s) name an '
+                  f'image_id that is not in "images" (image_id(s) '
+                  f'{", ".join(strays[:10])}; annotation id(s) '
+                  f'{[ann.get("id") for ann in orphans[:10]]}): their boxes '
+                  'are not used')
         data_list = []
         for img_id in dict.fromkeys(listed):
             raw_img_info = dict(self.coco.imgs[img_id], img_id=img_id)

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import os.path as osp
-from typing import Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from ..core.class_mapping import map_class_weights
 from ..utils.cli import resolve_split
+from ..utils.io import file_state
 from ..utils.label_layout import image_stem
 from .bap_head import gt_boxes_of
 
@@ -137,9 +139,27 @@ def state_dict_sha256(model) -> str:
 
 def dataset_fingerprint(dataset) -> dict:
     """The labelled image list (count and sha256 of the ids in order), the
-    data root and the split (``ann_file``)."""
-    stems = [image_stem(dataset.get_data_info(i)) for i in range(len(dataset))]
+    data root and the split (``ann_file``).
+
+    Raises:
+        ValueError naming the split / json and the images when two images
+        share an output name (``a/x.jpg``, ``b/x.jpg``): one would get the
+        other's labels.
+    """
+    paths = [dataset.get_data_info(i)['img_path'] for i in range(len(dataset))]
+    stems = [image_stem(dict(img_path=p)) for p in paths]
     ann_file = getattr(dataset, 'ann_file', None)
+    first: Dict[str, str] = {}
+    clashes = []
+    for stem, path in zip(stems, paths):
+        if first.setdefault(stem, path) != path:
+            clashes.append((first[stem], path))
+    if clashes:
+        shown = '; '.join(f'{a} and {b}' for a, b in clashes[:5])
+        raise ValueError(
+            f'{ann_file}: {len(clashes)} image(s) share an output name with '
+            f'another image (stage 2 names labels by file name without '
+            f'folder): {shown}; give the images distinct file names')
     data_root = getattr(dataset, 'data_root', None)
     return dict(
         data_root=osp.abspath(data_root) if data_root else None,
@@ -147,6 +167,24 @@ def dataset_fingerprint(dataset) -> dict:
         images=len(stems),
         image_ids_sha256=hashlib.sha256(
             '\n'.join(stems).encode('utf-8')).hexdigest())
+
+
+def image_inputs(dataset) -> Dict[str, Dict[str, str]]:
+    """What each image's labels are computed from, by output name: the
+    image file (size and modification time) and its boxes (sha256 of the
+    boxes, classes and flags as the dataset parsed them from the XML or
+    json, so an edit of one annotation changes only that image)."""
+    inputs = {}
+    for i in range(len(dataset)):
+        info = dataset.get_data_info(i)
+        boxes = json.dumps(
+            info.get('instances', []),
+            sort_keys=True,
+            default=lambda v: v.tolist() if hasattr(v, 'tolist') else str(v))
+        inputs[image_stem(info)] = dict(
+            image=file_state(info['img_path']),
+            boxes=hashlib.sha256(boxes.encode('utf-8')).hexdigest()[:16])
+    return inputs
 
 
 @torch.no_grad()

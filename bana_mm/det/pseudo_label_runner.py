@@ -19,17 +19,14 @@ Output folder::
     OUT/run.json                           what this run did, timings
     OUT/metrics.json                       scores, when ground truth exists
     OUT/fingerprint.json                   what produced the labels
+    OUT/.bana_mm.lock                      one writer at a time
 
-Every file is written atomically. Before any label is computed the out-dir is
-checked to be writable and ``fingerprint.json`` (checkpoint sha256, options,
-image list) is compared with this run's: a rerun of the same run skips the
-images whose PNGs exist, a different run stops with
-:class:`StaleLabelsError` unless ``overwrite`` (which removes the earlier
-outputs first).
-
-Just over 400 lines: the generation loop, the out-dir fingerprint and the
-report share the options record; splitting them would spread one run's
-contract over modules.
+Every file is written atomically. Rank 0 holds the out-dir's lock
+(:func:`~bana_mm.utils.io.folder_lock`) for the whole run; before any label
+is computed :mod:`~bana_mm.det.pseudo_label_outdir` checks the out-dir: a
+rerun of the same run skips the images whose labels are still valid (same
+inputs, not empty), a different run stops with :class:`StaleLabelsError`
+unless ``overwrite`` (which removes what stage 2 wrote, nothing else).
 """
 from __future__ import annotations
 
@@ -38,31 +35,29 @@ import json
 import logging
 import os.path as osp
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..core.pseudo_labels import (PreparedImage, PseudoLabelConfig,
                                   finish_pseudo_labels, prepare_pseudo_labels)
 from ..evaluation import evaluate_label_files
-from ..utils.io import atomic_open, atomic_write_text
+from ..utils.finite import check_finite
+from ..utils.io import atomic_open, atomic_write_text, folder_lock
 from ..utils.label_io import write_label_png
-from ..utils.label_layout import (FINGERPRINT, check_writable, has_label_files,
-                                  image_stem, is_done, label_path,
-                                  remove_outputs, remove_stale_temp_files)
+from ..utils.label_layout import image_stem, is_done, label_path
 from ..utils.worker_pool import WorkerPool
 from .coco_export import write_coco_instances
 from .pseudo_label_data import (classifier_for, dataset_fingerprint,
-                                file_sha256, is_coco_dataset, network_features,
-                                state_dict_sha256)
+                                file_sha256, image_inputs, is_coco_dataset,
+                                network_features, state_dict_sha256)
+from .pseudo_label_outdir import (  # noqa: F401  (re-exported)
+    StaleLabelsError, prepare_out_dir)
 
 #: Exit code of ``tools/gen_pseudo_labels.py`` when any image failed.
 EXIT_IMAGES_FAILED = 3
-
-
-class StaleLabelsError(RuntimeError):
-    """The out-dir holds labels of another run (see ``fingerprint.json``)."""
 
 
 @dataclass
@@ -179,6 +174,11 @@ def generate_label_files(
             if isinstance(result, Exception):
                 report['failed'].append(dict(image=stem, error=repr(result)))
                 _log(f'stage 2: {stem} failed: {result!r}', logging.WARNING)
+                if disk_full(result) and not report['stopped']:
+                    report['stopped'] = f'{result} (while writing {stem})'
+                    _log(
+                        f'stage 2: STOPPING, the disk is full: '
+                        f'{report["stopped"]}', logging.ERROR)
             else:
                 report['written'].append(stem)
                 for key in ('unary', 'crf', 'retrieval'):
@@ -186,8 +186,11 @@ def generate_label_files(
             if bar is not None:
                 bar.update()
 
+    report['stopped'] = None
     with WorkerPool(options.workers) as executor:
         for idx in indices:
+            if report['stopped']:  # no space: every next write would fail
+                break
             info = dataset.get_data_info(idx)
             stem = image_stem(info)
             if is_done(out_dir, stem, with_yret):
@@ -216,8 +219,17 @@ def generate_label_files(
         collect(executor.drain())
     if bar is not None:
         bar.file.write('\n')
+    report['not_attempted'] = len(indices) - sum(
+        len(report[k]) for k in ('written', 'skipped', 'failed'))
     report['seconds'] = time.perf_counter() - start
     return report
+
+
+def disk_full(err: BaseException) -> bool:
+    """Whether ``err`` says the disk (or the quota) is full."""
+    import errno
+    full = (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(err, OSError) and err.errno in full
 
 
 def _mean(values: Sequence[float]) -> Optional[float]:
@@ -236,11 +248,15 @@ def merge_reports(reports: Sequence[dict], workers: int) -> dict:
     }
     seconds = max(r['seconds'] for r in reports)
     written = len(merged['written'])
+    not_attempted = sum(r['not_attempted'] for r in reports)
     return dict(
-        images=written + len(merged['skipped']) + len(merged['failed']),
+        images=written + len(merged['skipped']) + len(merged['failed']) +
+        not_attempted,
         written=written,
         skipped=len(merged['skipped']),
         failed=merged['failed'],
+        stopped=next((r['stopped'] for r in reports if r['stopped']), None),
+        not_attempted=not_attempted,
         workers=workers,
         world_size=len(reports),
         seconds=round(seconds, 2),
@@ -275,45 +291,14 @@ def fingerprint(model,
     return json.loads(json.dumps(record))
 
 
-def prepare_out_dir(out_dir: str,
-                    record: dict,
-                    options: Stage2Options,
-                    overwrite: bool = False) -> None:
-    """Before computing anything: remove an earlier run's outputs
-    (``overwrite``), check that the folders are writable, and resume only
-    when ``fingerprint.json`` matches ``record`` (then write it)."""
-    if overwrite:
-        for path in remove_outputs(out_dir):
-            _log(f'stage 2: --overwrite removed {path}')
+def out_dir_folders(out_dir: str, options: Stage2Options) -> list:
+    """The folders this run writes to (checked to be writable first)."""
     folders = [out_dir, osp.join(out_dir, 'Ycrf')]
     if options.labels.compute_yret:
         folders.append(osp.join(out_dir, 'Yret'))
     if options.num_vis > 0:
         folders.append(osp.join(out_dir, 'vis'))
-    check_writable(folders)
-    path = osp.join(out_dir, FINGERPRINT)
-    how = ('rerun with --overwrite (tools/gen_pseudo_labels.py) or '
-           'overwrite=True (PseudoLabelHook, run_stage2) to delete them and '
-           'label afresh, or choose another --out-dir')
-    if osp.isfile(path):
-        with open(path) as f:
-            try:
-                old = json.load(f)
-            except ValueError:
-                old = None
-        if old != record:
-            changed = sorted(
-                k for k in set(record) | set(old or {})
-                if (old or {}).get(k) != record.get(k))
-            raise StaleLabelsError(
-                f'{out_dir} holds labels of a different run ({path} differs '
-                f'in: {", ".join(changed) or "format"}); {how}')
-    elif has_label_files(out_dir):
-        raise StaleLabelsError(
-            f'{out_dir} holds label files of an unknown run (no {path}); '
-            f'{how}')
-    atomic_write_text(path, json.dumps(record, indent=2) + '\n')
-    remove_stale_temp_files(out_dir)
+    return folders
 
 
 def run_stage2(model,
@@ -330,31 +315,52 @@ def run_stage2(model,
 
     ``checkpoint`` is the file the model was loaded from (its sha256 goes in
     ``fingerprint.json``; without it the state dict is hashed).
-    ``overwrite`` deletes an earlier run's outputs first.
+    ``overwrite`` deletes an earlier run's outputs first. A model with NaN
+    or inf weights is refused before anything is written.
     """
+    from mmengine.dist import (broadcast_object_list, get_world_size,
+                               is_main_process)
+    options = options or Stage2Options()
+    check_finite(
+        model.state_dict(), 'stage 2 refuses the weights of '
+        f'{checkpoint or "the model"} (a diverged stage-1 run?)')
+    with ExitStack() as lock:
+        error, redo = [None], {}
+        if is_main_process():
+            try:
+                lock.enter_context(folder_lock(out_dir, 'stage-2 run'))
+                redo = prepare_out_dir(
+                    out_dir,
+                    fingerprint(model, dataset, options, trained_classes,
+                                checkpoint), image_inputs(dataset),
+                    out_dir_folders(out_dir, options), overwrite)
+            except Exception as err:
+                error = [err]
+        if get_world_size() > 1:
+            broadcast_object_list(error, src=0)
+        if error[0] is not None:
+            raise error[0]
+        report = generate_label_files(model, dataset, out_dir, options,
+                                      trained_classes)
+        return _write_records(report, dataset, out_dir, options, redo)
+
+
+def _write_records(report: dict, dataset, out_dir: str, options: Stage2Options,
+                   redo: Dict[str, str]) -> dict:
+    """Gather the ranks' reports; on rank 0 write the COCO jsons,
+    ``metrics.json`` and ``run.json``; return ``run.json``'s content with
+    ``metrics`` (every rank)."""
     from mmengine.dist import (all_gather_object, barrier,
                                broadcast_object_list, get_world_size,
                                is_main_process)
-    options = options or Stage2Options()
-    error = [None]
-    if is_main_process():
-        try:
-            prepare_out_dir(
-                out_dir,
-                fingerprint(model, dataset, options, trained_classes,
-                            checkpoint), options, overwrite)
-        except Exception as err:
-            error = [err]
-    if get_world_size() > 1:
-        broadcast_object_list(error, src=0)
-    if error[0] is not None:
-        raise error[0]
-    report = generate_label_files(model, dataset, out_dir, options,
-                                  trained_classes)
     reports = all_gather_object(report) if get_world_size() > 1 else [report]
     run = merge_reports(reports, options.workers)
+    run['redone'] = redo
     summary = [None]
-    if is_main_process():
+    if is_main_process() and run['stopped']:  # disk full: run.json only
+        _write_run_json(run, out_dir, options)
+        summary = [run]
+    elif is_main_process():
         if is_coco_dataset(dataset):
             run['coco_json'] = write_coco_instances(dataset, out_dir)
         if options.evaluate:
@@ -372,16 +378,26 @@ def run_stage2(model,
             atomic_write_text(
                 osp.join(out_dir, 'metrics.json'),
                 json.dumps(run['metrics'], indent=2) + '\n')
-        record = {k: v for k, v in run.items() if k != 'metrics'}
-        record['options'] = _options_record(options)
-        atomic_write_text(
-            osp.join(out_dir, 'run.json'),
-            json.dumps(record, indent=2) + '\n')
+        _write_run_json(run, out_dir, options)
         summary = [run]
     if get_world_size() > 1:
         broadcast_object_list(summary, src=0)
         barrier()
     return summary[0]
+
+
+def _write_run_json(run: dict, out_dir: str, options: Stage2Options) -> None:
+    """``OUT/run.json``; on a full disk an error naming it is logged (the
+    run's outcome is in the log and the exit code)."""
+    record = {k: v for k, v in run.items() if k != 'metrics'}
+    record['options'] = _options_record(options)
+    path = osp.join(out_dir, 'run.json')
+    try:
+        atomic_write_text(path, json.dumps(record, indent=2) + '\n')
+    except OSError as err:
+        if not disk_full(err):
+            raise
+        _log(f'stage 2: cannot write {path}: {err}', logging.ERROR)
 
 
 def _options_record(options: Stage2Options) -> dict:
@@ -391,6 +407,25 @@ def _options_record(options: Stage2Options) -> dict:
         for k, v in record['labels'].items()
     }
     return record
+
+
+def incomplete(run: dict) -> List[str]:
+    """Why a finished run did not do all it says (exit code 3): images
+    that failed, images left out of the scores (their ground truth is
+    unreadable, of another size or has values outside the classes)."""
+    problems = []
+    if run.get('stopped'):
+        problems.append(f'stopped, {run["not_attempted"]} of '
+                        f'{run["images"]} images not attempted: '
+                        f'{run["stopped"]}')
+    if run['failed']:
+        problems.append(
+            f'{len(run["failed"])} of {run["images"]} images failed')
+    left_out = (run.get('metrics') or {}).get('errors') or []
+    if left_out:
+        problems.append(f'{len(left_out)} of {run["images"]} images left '
+                        'out of the scores')
+    return problems
 
 
 def describe(run: dict, out_dir: str) -> str:
@@ -420,7 +455,16 @@ def describe(run: dict, out_dir: str) -> str:
                      ', '.join(f'{k} {v}' for k, v in ap.items()))
     if osp.isdir(osp.join(out_dir, 'vis')):
         lines.append(f'  pictures: {osp.join(out_dir, "vis")}')
+    if run.get('stopped'):
+        lines.append(f'  STOPPED: {run["stopped"]}; {run["not_attempted"]} '
+                     'images not attempted (rerun with space: finished '
+                     'images are kept)')
     if run['failed']:
         lines.append(f'  {len(run["failed"])} of {run["images"]} images '
                      f'FAILED (listed in {osp.join(out_dir, "run.json")})')
+    left_out = metrics.get('errors') or []
+    if left_out:
+        lines.append(f'  {len(left_out)} of {run["images"]} images LEFT OUT '
+                     'of the scores, their ground truth cannot be used '
+                     f'(listed in {osp.join(out_dir, "metrics.json")})')
     return '\n'.join(lines)

@@ -1,4 +1,8 @@
 """Scope-neutral hooks (mmengine root registry)."""
-from .hooks import ProgressBarHook
+from .hooks import (FiniteLossHook, NonFiniteLossError, ProgressBarHook,
+                    add_finite_loss_check)
 
-__all__ = ['ProgressBarHook']
+__all__ = [
+    'FiniteLossHook', 'NonFiniteLossError', 'ProgressBarHook',
+    'add_finite_loss_check'
+]

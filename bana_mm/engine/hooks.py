@@ -1,12 +1,15 @@
 """Hooks shared by every stage."""
 from __future__ import annotations
 
+import os.path as osp
 from typing import Optional
 
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 from mmengine.utils import ProgressBar
+
+from ..utils.finite import NonFiniteError, check_finite, non_finite
 
 
 @HOOKS.register_module()
@@ -42,3 +45,68 @@ class ProgressBarHook(Hook):
             self._bar.file.write('\n')
             self._bar.file.flush()
             self._bar = None
+
+
+class NonFiniteLossError(NonFiniteError):
+    """Training diverged: a loss or the weights to save are not finite."""
+
+
+def last_saved_checkpoint(work_dir: str) -> str:
+    """The checkpoint mmengine's ``CheckpointHook`` saved last in
+    ``work_dir`` (its ``last_checkpoint`` record), in words."""
+    from mmengine.runner import find_latest_checkpoint
+    path = find_latest_checkpoint(work_dir)
+    if path and osp.isfile(path):
+        return f'the last good checkpoint is {path}'
+    return f'no checkpoint was saved in {work_dir} before it'
+
+
+@HOOKS.register_module()
+class FiniteLossHook(Hook):
+    """Stop training at the first iteration whose loss is NaN or inf,
+    naming the iteration, the loss terms and the last good checkpoint; and
+    refuse to save a checkpoint whose weights are not finite.
+
+    It runs before ``CheckpointHook`` (priority ``VERY_HIGH``), so the
+    diverged weights of that iteration are never saved: every checkpoint
+    in the work dir is finite. Added to every training run by
+    :func:`add_finite_loss_check`; ``default_hooks.finite_loss=None``
+    turns it off.
+    """
+
+    priority = 'VERY_HIGH'
+
+    def after_train_iter(self,
+                         runner,
+                         batch_idx: int,
+                         data_batch=None,
+                         outputs=None) -> None:
+        losses = {k: v for k, v in (outputs or {}).items() if 'loss' in k}
+        bad = non_finite(losses)
+        if bad:
+            raise NonFiniteLossError(
+                f'training stopped: the loss is not finite at iteration '
+                f'{runner.iter + 1} ({"; ".join(bad)}); the weights are '
+                f'not saved; {last_saved_checkpoint(runner.work_dir)} '
+                '(lower the learning rate, or check the data of this batch)')
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        step = (checkpoint.get('meta') or {}).get('iter', runner.iter)
+        try:
+            check_finite(
+                checkpoint.get('state_dict', {}),
+                f'checkpoint of iteration {step}')
+        except NonFiniteError as err:
+            raise NonFiniteLossError(
+                f'{err}; not saved, training stopped; '
+                f'{last_saved_checkpoint(runner.work_dir)}') from None
+
+
+def add_finite_loss_check(cfg) -> None:
+    """Add :class:`FiniteLossHook` to ``cfg.default_hooks`` as
+    ``finite_loss`` unless the config sets that key (``None``: off)."""
+    hooks = cfg.get('default_hooks')
+    if hooks is None:
+        cfg.default_hooks = dict(finite_loss=dict(type='FiniteLossHook'))
+    elif 'finite_loss' not in hooks:
+        hooks['finite_loss'] = dict(type='FiniteLossHook')

@@ -10,14 +10,15 @@ pseudo-mask AP of the RLE jsons (pycocotools) in [0, 1] as mmdet's
 from __future__ import annotations
 
 import json
+import logging
 import os.path as osp
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..core.baselines import box_baseline, grabcut_baseline
-from ..utils.label_io import read_label_png
+from ..utils.label_io import check_label_map, read_label_png
 from ..utils.label_layout import MAPS, image_stem, label_path
 from ..utils.worker_pool import WorkerPool
 from .pseudo_label_metrics import AgreementScores, SemanticScores, coco_mask_ap
@@ -43,6 +44,7 @@ class EvalJob:
     labels: np.ndarray
     grabcut: bool
     grabcut_iterations: int
+    num_classes: Optional[int] = None
 
 
 def evaluation_maps(job: EvalJob) -> dict:
@@ -60,9 +62,7 @@ def evaluation_maps(job: EvalJob) -> dict:
         stem=job.stem, missing=False, ycrf=maps['Ycrf'], yret=maps.get('Yret'))
     if job.gt_path is not None:
         gt = read_label_png(job.gt_path)
-        if gt.shape != hw:
-            raise ValueError(f'{job.gt_path}: ground truth {gt.shape} does '
-                             f'not match the image size {hw}')
+        check_label_map(gt, job.gt_path, job.num_classes, hw, job.img_path)
         out['gt'] = gt
         out['box'] = box_baseline(job.boxes, job.labels, hw)
         if job.grabcut:
@@ -81,6 +81,28 @@ def _ground_truth_path(dataset, info: dict, seg_subdir: str) -> Optional[str]:
     root = getattr(dataset, 'data_root', None) or ''
     path = osp.join(root, seg_subdir, image_stem(info) + '.png')
     return path if osp.isfile(path) else None
+
+
+def _report_left_out(errors: List[dict], no_gt: List[str],
+                     images: int) -> None:
+    """Log the images the scores leave out: ground truth that cannot be
+    used (an error: the tool exits 3) and, when only some images have one,
+    those without a ground-truth PNG."""
+    from mmengine.logging import print_log
+    if errors:
+        shown = '; '.join(f'{e["image"]}: {e["error"]}' for e in errors[:5])
+        print_log(
+            f'scores: {len(errors)} of {images} image(s) LEFT OUT (listed '
+            f'in metrics.json "errors"): {shown}',
+            logger='current',
+            level=logging.WARNING)
+    if 0 < len(no_gt) < images:
+        print_log(
+            f'scores: {len(no_gt)} of {images} image(s) have no ground-truth '
+            f'PNG and are not scored (metrics.json "no_ground_truth"): '
+            f'{", ".join(no_gt[:10])}',
+            logger='current',
+            level=logging.WARNING)
 
 
 def evaluate_label_files(dataset,
@@ -117,11 +139,12 @@ def evaluate_label_files(dataset,
                 labels=np.array([i['bbox_label'] for i in kept],
                                 dtype=np.int64),
                 grabcut=grabcut,
-                grabcut_iterations=grabcut_iterations))
+                grabcut_iterations=grabcut_iterations,
+                num_classes=len(class_names)))
     own = pool is None
     pool = pool or WorkerPool(workers)
     try:
-        results = pool.map(evaluation_maps, jobs)
+        results = pool.map(evaluation_maps, jobs, name=lambda j: j.img_path)
     finally:
         if own:
             pool.close()
@@ -145,6 +168,8 @@ def evaluate_label_files(dataset,
         for method in methods:
             if result.get(method) is not None:
                 semantic[method].add(result[method], gt)
+    no_gt = [job.stem for job in jobs if job.gt_path is None]
+    _report_left_out(errors, no_gt, len(jobs))
     scores = {m: semantic[m].results() for m in methods}
     metrics = dict(
         units={
@@ -156,6 +181,7 @@ def evaluate_label_files(dataset,
         evaluated=with_gt,
         missing=missing,
         errors=errors,
+        no_ground_truth=no_gt,
         miou={m: scores[m]['miou']
               for m in methods if scores[m]['images']},
         per_class={
@@ -194,7 +220,8 @@ def score_label_dir(
 
     Raises:
         FileNotFoundError / ValueError naming the file: a missing or
-        unreadable label map, a map whose size differs from its ground truth.
+        unreadable label map, a map whose size differs from its ground
+        truth, a ground truth with values outside ``class_names``.
     """
     scores = {k: SemanticScores(class_names) for k in ('all', 'labelled')}
     box_scores = SemanticScores(class_names)
@@ -208,6 +235,7 @@ def score_label_dir(
         if not osp.isfile(gt_path):
             continue
         gt = read_label_png(gt_path)
+        check_label_map(gt, gt_path, len(class_names))
         if gt.shape != pred.shape:
             raise ValueError(f'{path}: label map {pred.shape} does not '
                              f'match its ground truth {gt_path} {gt.shape}')

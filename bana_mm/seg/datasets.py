@@ -21,6 +21,7 @@ from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
 from ..utils.io import explain_image_failure, read_split, under_root
+from ..utils.label_layout import FINGERPRINT, read_fingerprint
 
 BACKGROUND_NAMES = ('background', '__background__')
 
@@ -96,6 +97,21 @@ class PseudoLabelVOCDataset(BaseSegDataset):
             return set(read_split(under_root(self.data_root, self.gt_ids)))
         return set(self.gt_ids)
 
+    def _check_label_origin(self, pl_root: str) -> None:
+        """Pseudo labels whose ``fingerprint.json`` (written by stage 2)
+        names another data root were made from other images: an error
+        naming both roots."""
+        record = read_fingerprint(pl_root)
+        made_from = ((record or {}).get('dataset') or {}).get('data_root')
+        if not made_from or not self.data_root:
+            return
+        if osp.realpath(made_from) != osp.realpath(self.data_root):
+            raise ValueError(
+                f'{osp.join(pl_root, FINGERPRINT)}: the pseudo labels in '
+                f'{pl_root} were made from the images of {made_from}, not '
+                f'of this data root {osp.abspath(self.data_root)}; label '
+                'this data root (stage 2) or point data_root at the other')
+
     def load_data_list(self) -> List[dict]:
         """One entry per id of ``ann_file`` (kept once); every file must
         exist."""
@@ -104,6 +120,8 @@ class PseudoLabelVOCDataset(BaseSegDataset):
         pl_root = (None if self.pseudo_label_dir is None else under_root(
             self.data_root, self.pseudo_label_dir))
         gt_set = self._gt_id_set()
+        if pl_root is not None:
+            self._check_label_origin(pl_root)
         data_list, missing = [], []
         for img_id in read_split(self.ann_file):
             img_path = osp.join(img_dir, img_id + self.img_suffix)

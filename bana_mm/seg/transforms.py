@@ -19,7 +19,7 @@ from mmengine.structures import PixelData
 from mmseg.datasets.transforms import PackSegInputs
 from mmseg.registry import TRANSFORMS
 
-from ..utils.label_io import IGNORE_INDEX, check_label_values, read_label_png
+from ..utils.label_io import IGNORE_INDEX, check_label_map, read_label_png
 
 
 @TRANSFORMS.register_module()
@@ -58,18 +58,14 @@ class LoadPseudoLabels(BaseTransform):
         num_classes = results.get('num_classes', self.num_classes)
         for key, path in paths.items():
             seg = read_label_png(path, self.backend_args)
-            if img_hw is not None and seg.shape != img_hw:
-                raise ValueError(
-                    f'label map {path} is {seg.shape[1]}x{seg.shape[0]} '
-                    f'(WxH) but its image {results.get("img_path")} is '
-                    f'{img_hw[1]}x{img_hw[0]}')
+            check_label_map(
+                seg, path, image_hw=img_hw, image_path=results.get('img_path'))
             if label_map:
                 mapped = seg.copy()
                 for old, new in label_map.items():
                     mapped[seg == old] = new
                 seg = mapped
-            if num_classes is not None:
-                check_label_values(seg, num_classes, path)
+            check_label_map(seg, path, num_classes)
             results[key] = seg
             fields = results.setdefault('seg_fields', [])
             if key not in fields:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os.path as osp
 import re
-from typing import Any
+from typing import Any, Dict
 
 import numpy as np
 import torch
@@ -137,3 +137,93 @@ def allow_mmengine_checkpoints() -> None:
         *_numpy_globals(),
     ])
     _ALLOWED = True
+
+
+# ------------------------------------------------- does it fit the model?
+def state_dict_of(ckpt: Any, checkpoint: str) -> dict:
+    """The weights of a loaded checkpoint (mmengine's ``state_dict`` entry
+    or a bare state dict), without a DDP ``module.`` prefix."""
+    if not isinstance(ckpt, dict):
+        raise ValueError(f'{checkpoint}: not a checkpoint (a '
+                         f'{type(ckpt).__name__}, not a dict of weights)')
+    state = ckpt.get('state_dict', ckpt)
+    if not isinstance(state, dict):
+        raise ValueError(f'{checkpoint}: its state_dict is a '
+                         f'{type(state).__name__}, not a dict of weights')
+    return {
+        (k[7:] if k.startswith('module.') else k): v
+        for k, v in state.items()
+    }
+
+
+def _listed(keys, limit: int = 8) -> str:
+    keys = list(keys)
+    more = f' ... ({len(keys)} in all)' if len(keys) > limit else ''
+    return ', '.join(keys[:limit]) + more
+
+
+def checkpoint_mismatch(model, state: dict) -> Dict[str, list]:
+    """Keys of ``state`` that do not fit ``model``: ``missing``,
+    ``unexpected`` and ``shape`` (name, checkpoint shape, model shape)."""
+    own = model.state_dict()
+    return dict(
+        missing=sorted(set(own) - set(state)),
+        unexpected=sorted(set(state) - set(own)),
+        shape=[(k, tuple(getattr(state[k], 'shape', ())), tuple(own[k].shape))
+               for k in sorted(set(own) & set(state))
+               if tuple(getattr(state[k], 'shape', ())) != tuple(own[k].shape)
+               ])
+
+
+def describe_mismatch(checkpoint: str, problems: Dict[str, list], state: dict,
+                      model_name: str) -> str:
+    """One message naming the file, ``model_name`` and the keys that do not
+    fit, with a guess at what the checkpoint is."""
+    parts = []
+    if not state:
+        parts.append('it holds no weights (empty state dict)')
+    if problems['missing']:
+        parts.append(f'missing keys: {_listed(problems["missing"])}')
+    if problems['unexpected']:
+        parts.append(f'unexpected keys: {_listed(problems["unexpected"])}')
+    if problems['shape']:
+        parts.append('shape mismatch (checkpoint vs model): ' +
+                     _listed(f'{k} {list(a)} vs {list(b)}'
+                             for k, a, b in problems['shape']))
+    unexpected = problems['unexpected']
+    hint = ''
+    if any(
+            k.startswith(('decode_head.', 'auxiliary_head.'))
+            for k in unexpected):
+        hint = (' It looks like a stage-3 / MDH (mmseg segmentor) '
+                'checkpoint.')
+    elif any(k.startswith('head.classifier') for k in unexpected):
+        hint = ' It looks like a stage-1 BAP classifier checkpoint.'
+    elif problems['shape']:
+        hint = (' Was it trained with another config (e.g. full width vs '
+                'the tiny preset, another number of classes)?')
+    return (f'{checkpoint} does not fit {model_name}; ' + '; '.join(parts) +
+            '.' + hint)
+
+
+def fitting_state(model, ckpt: Any, checkpoint: str, allow_partial: bool,
+                  model_name: str) -> dict:
+    """The state dict of ``ckpt`` checked against ``model``: missing,
+    unexpected or shape-mismatched keys raise ``ValueError`` naming the
+    file, ``model_name`` and the keys; ``allow_partial`` warns instead and
+    drops the mismatched shapes (the rest of ``model`` keeps its values)."""
+    import warnings
+    state = state_dict_of(ckpt, checkpoint)
+    problems = checkpoint_mismatch(model, state)
+    if any(problems.values()):
+        message = describe_mismatch(checkpoint, problems, state, model_name)
+        if not allow_partial:
+            raise ValueError(message + ' (--allow-partial-checkpoint loads '
+                             'the keys that fit, at your own risk)')
+        warnings.warn(
+            'PARTIAL CHECKPOINT LOAD (--allow-partial-checkpoint): ' +
+            message + ' The other weights keep their initial values.',
+            stacklevel=3)
+        for key, _, _ in problems['shape']:
+            state.pop(key)
+    return state

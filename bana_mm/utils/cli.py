@@ -40,6 +40,35 @@ def parse_runner_args(
     return args
 
 
+#: Top-level config keys bana-mm's tools read besides the Runner's own.
+TOOL_KEYS = ('tta_model', 'tta_pipeline', 'crf_at_test')
+
+
+def merge_cfg_options(cfg, options: Optional[dict]) -> None:
+    """``cfg.merge_from_dict(options)`` (``--cfg-options``), with a warning
+    naming each top-level key that nothing reads: not in the config, not an
+    argument of mmengine's ``Runner``, not one of :data:`TOOL_KEYS` (e.g. a
+    misspelt ``load_form=...``, which would be ignored silently)."""
+    import inspect
+    import logging
+
+    from mmengine.logging import print_log
+    from mmengine.runner import Runner
+    if not options:
+        return
+    known = set(cfg.keys()) | set(
+        inspect.signature(Runner.__init__).parameters) | set(TOOL_KEYS)
+    unused = sorted({key.split('.')[0] for key in options} - known)
+    cfg.merge_from_dict(options)
+    if unused:
+        print_log(
+            f'--cfg-options: nothing reads the top-level key(s) '
+            f'{", ".join(unused)} (not in the config, not a Runner '
+            'setting): misspelt? They have no effect.',
+            logger='current',
+            level=logging.WARNING)
+
+
 def init_launcher(launcher: str, cfg=None) -> None:
     """Start the process group of ``launcher`` with the config's backend
     (CPU-only machines: gloo, see

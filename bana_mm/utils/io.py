@@ -54,9 +54,12 @@ def atomic_open(path: str) -> Iterator[BinaryIO]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if osp.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, OSError) and not err.filename:
+            # e.g. ENOSPC from write(): name the file it was for
+            raise OSError(err.errno, err.strerror or str(err), path) from err
         raise
 
 
@@ -71,6 +74,53 @@ def atomic_write_text(path: str, text: str) -> None:
     atomic_write_bytes(path, text.encode('utf-8'))
 
 
+# ------------------------------------------------------------ folder locks
+#: The lock file of an output folder (``fcntl.flock``; see folder_lock).
+LOCK_FILE = '.bana_mm.lock'
+
+
+class FolderLockedError(RuntimeError):
+    """Another process is writing to the same output folder."""
+
+
+@contextmanager
+def folder_lock(folder: str, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (``folder/.bana_mm.lock``,
+    ``fcntl.flock``) while ``what`` writes there.
+
+    A second writer stops at once with :class:`FolderLockedError` naming
+    the folder and the holder (pid, host, start time). The kernel releases
+    the lock when its process ends, so a crashed or killed run never leaves
+    it stuck; the file itself stays (removing it would race).
+    """
+    import fcntl
+    import socket
+    import time
+    path = osp.join(folder, LOCK_FILE)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~current_umask())
+    except OSError as err:
+        raise type(err)(err.errno, f'the {what} cannot write to {folder} '
+                        f'({err.strerror or err})') from err
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 512).decode('utf-8', 'replace').strip()
+            raise FolderLockedError(
+                f'{folder} is being written by another run '
+                f'({holder or "holder unknown"}; lock {path}); wait for it '
+                f'to end or choose another folder for this {what}') from None
+        os.ftruncate(fd, 0)
+        os.pwrite(
+            fd, f'{what}, pid {os.getpid()} on {socket.gethostname()}, '
+            f'since {time.strftime("%Y-%m-%d %H:%M:%S")}'.encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 # -------------------------------------------------------------- split lists
 def under_root(data_root: Optional[str], path: str) -> str:
     """``path`` joined to ``data_root`` unless it is absolute (or there is
@@ -80,20 +130,92 @@ def under_root(data_root: Optional[str], path: str) -> str:
     return osp.join(data_root, path)
 
 
-def read_split(path: str) -> List[str]:
-    """Image ids of a split list, one per line (first token of the line).
+class SplitIdError(ValueError):
+    """A split list line that is not an image id; names the file and line."""
 
-    An id listed twice is kept once, with one warning naming the file and
-    the ids (a repeated id would be trained, labelled and scored twice).
+
+def id_problem(img_id: str) -> Optional[str]:
+    """Why ``img_id`` cannot be an image id, or None.
+
+    An id is a file name inside the data root's folders (``2007_000032``),
+    never a path: no ``/`` or ``\\``, not ``.`` / ``..``, no invisible
+    character. Outputs are named after ids, so this rule also keeps every
+    output inside its folder.
+    """
+    if img_id in ('', '.', '..'):
+        return 'is not a file name'
+    if '/' in img_id or '\\' in img_id:
+        return ('contains a path separator: an id is a file name inside the '
+                'data root, not a path (sub-folders and absolute paths are '
+                'not allowed)')
+    hidden = sorted({f'U+{ord(c):04X}' for c in img_id if not c.isprintable()})
+    if hidden:
+        return f'contains invisible character(s) {", ".join(hidden)}'
+    return None
+
+
+def _is_int(token: str) -> bool:
+    try:
+        int(token)
+    except ValueError:
+        return False
+    return True
+
+
+def _split_text(path: str) -> str:
+    """The text of a split list; a UTF-8 byte-order mark is dropped with a
+    warning, bytes that are not UTF-8 are an error naming the file."""
+    import codecs
+
+    from mmengine.logging import print_log
+    with open(path, 'rb') as f:
+        raw = f.read()
+    if raw.startswith(codecs.BOM_UTF8):
+        print_log(
+            f'{path} starts with a UTF-8 byte-order mark (U+FEFF); it is '
+            'not part of the first id and was ignored',
+            logger='current',
+            level=logging.WARNING)
+        raw = raw[len(codecs.BOM_UTF8):]
+    try:
+        return raw.decode('utf-8')
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b'\n') + 1
+        raise SplitIdError(f'{path}, line {line}: not UTF-8 text '
+                           f'({err.reason} at byte {err.start})') from None
+
+
+def read_split(path: str) -> List[str]:
+    """Image ids of a split list, one per line: the id, optionally followed
+    by one integer (VOC's per-class lists: ``2007_000032  1``).
+
+    Every id must pass :func:`id_problem`. An id listed twice is kept once,
+    with one warning naming the file and the ids (a repeated id would be
+    trained, labelled and scored twice).
 
     Raises:
-        FileNotFoundError / ValueError (no id at all) naming ``path``.
+        FileNotFoundError naming ``path``; ValueError (no id at all);
+        :class:`SplitIdError` naming ``path``, the line and the problem
+        (an id with a space, a path, an invisible character).
     """
-    from mmengine.fileio import list_from_file
     from mmengine.logging import print_log
     if not osp.isfile(path):
         raise FileNotFoundError(f'split list {path} not found')
-    ids = [line.split()[0] for line in list_from_file(path) if line.strip()]
+    ids = []
+    for number, line in enumerate(_split_text(path).split('\n'), 1):
+        tokens = line.split()
+        if not tokens:
+            continue
+        if len(tokens) > 2 or (len(tokens) == 2 and not _is_int(tokens[1])):
+            raise SplitIdError(
+                f'{path}, line {number}: {line.strip()!r} is not one image '
+                'id (optionally followed by an integer flag); an id cannot '
+                'contain a space')
+        problem = id_problem(tokens[0])
+        if problem:
+            raise SplitIdError(
+                f'{path}, line {number}: id {tokens[0]!r} {problem}')
+        ids.append(tokens[0])
     if not ids:
         raise ValueError(f'split list {path} is empty: it lists no image id')
     unique = list(dict.fromkeys(ids))
@@ -111,6 +233,28 @@ def read_split(path: str) -> List[str]:
             logger='current',
             level=logging.WARNING)
     return unique
+
+
+def output_path(folder: str, name: str, suffix: str) -> str:
+    """``folder/<name><suffix>`` for an output named after an image id;
+    refuses a ``name`` that :func:`id_problem` rejects, so an output never
+    lands outside ``folder`` (nor on an input given by path)."""
+    problem = id_problem(name)
+    if problem:
+        raise SplitIdError(f'refusing to write {name + suffix!r} under '
+                           f'{folder}: the id {problem}')
+    return osp.join(folder, name + suffix)
+
+
+def file_state(path: str) -> str:
+    """``"<size> bytes, mtime <ns>"`` of a file, or ``"missing"``: a cheap
+    content fingerprint (no read) for deciding whether outputs made from
+    it are still valid."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return 'missing'
+    return f'{st.st_size} bytes, mtime {st.st_mtime_ns}'
 
 
 # ------------------------------------------------------------- image files

@@ -4,7 +4,7 @@ stage-3 loader)."""
 from __future__ import annotations
 
 import io
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 from PIL import Image
@@ -85,3 +85,38 @@ def check_label_values(label_map: np.ndarray, num_classes: int,
         raise ValueError(
             f'label map {path} has values outside the {num_classes} classes '
             f'(0..{num_classes - 1}, 255 = ignore): {shown}')
+
+
+def check_label_map(label_map: np.ndarray,
+                    path: str,
+                    num_classes: Optional[int] = None,
+                    image_hw: Optional[Tuple[int, int]] = None,
+                    image_path: Optional[str] = None) -> None:
+    """One rule for a class-index map read from ``path`` (stage 3, MDH,
+    scoring): it has its image's size ``image_hw`` and only values
+    ``< num_classes`` or 255 (each check skipped when its argument is None).
+
+    Raises:
+        ValueError naming ``path``, its image and both sizes, or the values.
+    """
+    if image_hw is not None and tuple(label_map.shape[:2]) != tuple(
+            image_hw[:2]):
+        raise ValueError(
+            f'label map {path} is {label_map.shape[1]}x{label_map.shape[0]} '
+            f'(WxH) but its image {image_path} is {image_hw[1]}x'
+            f'{image_hw[0]}')
+    if num_classes is not None:
+        check_label_values(label_map, num_classes, path)
+
+
+def read_checked_label_png(path: str,
+                           num_classes: Optional[int] = None,
+                           image_path: Optional[str] = None) -> np.ndarray:
+    """:func:`read_label_png` then :func:`check_label_map` against the
+    image's size as decoded (read from ``image_path``'s header)."""
+    from .io import image_size
+    label_map = read_label_png(path)
+    size = image_size(image_path) if image_path else None
+    check_label_map(label_map, path, num_classes, None if size is None else
+                    (size[1], size[0]), image_path)
+    return label_map

@@ -4,9 +4,12 @@ are finished (SPEC §2: written atomically, so an image is done once its final
 file exists), and the out-dir checks run before labelling."""
 from __future__ import annotations
 
+import json
 import os
 import os.path as osp
-from typing import List, Sequence
+from typing import Iterable, List, Optional, Sequence, Tuple
+
+from .io import output_path
 
 #: The two pseudo-label maps, in the order they are written (Ycrf last).
 MAPS = ('Ycrf', 'Yret')
@@ -18,8 +21,9 @@ def image_stem(data_info: dict) -> str:
 
 
 def label_path(out_dir: str, kind: str, stem: str) -> str:
-    """``OUT/<kind>/<stem>.png``."""
-    return osp.join(out_dir, kind, f'{stem}.png')
+    """``OUT/<kind>/<stem>.png`` (a ``stem`` that is not a file name is
+    refused: :func:`~bana_mm.utils.io.output_path`)."""
+    return output_path(osp.join(out_dir, kind), stem, '.png')
 
 
 def remove_stale_temp_files(out_dir: str) -> List[str]:
@@ -38,19 +42,43 @@ def remove_stale_temp_files(out_dir: str) -> List[str]:
 
 
 def is_done(out_dir: str, stem: str, with_yret: bool = True) -> bool:
-    """Whether the label files of ``stem`` are all written."""
+    """Whether the label files of ``stem`` are all written (a 0-byte file
+    is not: labels are written atomically, so it is not stage 2's)."""
     kinds = MAPS if with_yret else MAPS[:1]
-    return all(osp.isfile(label_path(out_dir, k, stem)) for k in kinds)
+    return all(
+        osp.isfile(p) and osp.getsize(p) > 0
+        for p in (label_path(out_dir, k, stem) for k in kinds))
 
 
 #: What produced the labels of an out-dir (checkpoint hash, options,
 #: dataset), written before the first label; resume only when it matches.
 FINGERPRINT = 'fingerprint.json'
 
-#: Everything a stage-2 run writes into its out-dir (removed by overwrite).
-OUTPUT_DIRS = MAPS + ('vis', )
-OUTPUT_FILES = ('instances_ycrf.json', 'instances_yret.json', 'run.json',
+
+def read_fingerprint(out_dir: str) -> Optional[dict]:
+    """``OUT/fingerprint.json``; None when absent, ``{}`` when unreadable
+    (it then differs from any run)."""
+    path = osp.join(out_dir, FINGERPRINT)
+    if not osp.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            old = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return old if isinstance(old, dict) else {}
+
+
+#: The record files a stage-2 run writes into its out-dir, besides labels.
+RECORD_FILES = ('instances_ycrf.json', 'instances_yret.json', 'run.json',
                 'metrics.json', FINGERPRINT)
+
+
+def image_files(out_dir: str, stem: str) -> List[str]:
+    """Every file stage 2 may write for image ``stem``: its label PNGs and
+    its overlay sheet."""
+    return [label_path(out_dir, k, stem) for k in MAPS] + \
+        [output_path(osp.join(out_dir, 'vis'), stem, '.jpg')]
 
 
 def has_label_files(out_dir: str) -> bool:
@@ -63,22 +91,38 @@ def has_label_files(out_dir: str) -> bool:
     return False
 
 
-def remove_outputs(out_dir: str) -> List[str]:
-    """Delete the Ycrf / Yret / vis folders and the json files of an earlier
-    run in ``out_dir`` (nothing else); return what was removed."""
-    import shutil
-    removed = []
-    for sub in OUTPUT_DIRS:
-        path = osp.join(out_dir, sub)
-        if osp.isdir(path):
-            shutil.rmtree(path)
-            removed.append(path)
-    for name in OUTPUT_FILES:
-        path = osp.join(out_dir, name)
-        if osp.isfile(path):
-            os.unlink(path)
-            removed.append(path)
-    return removed
+def remove_outputs(out_dir: str, stems: Iterable[str],
+                   with_records: bool) -> Tuple[List[str], List[str]]:
+    """Delete what stage 2 wrote in ``out_dir`` and nothing else: the files
+    of ``stems`` (:func:`image_files`), temp files, the record files when
+    ``with_records`` (the folder has a fingerprint, so they are stage 2's),
+    and the ``Ycrf`` / ``Yret`` / ``vis`` folders left empty.
+
+    Returns (removed, kept): the paths deleted and the other files found in
+    those folders (a user's own files), left in place.
+    """
+    removed = remove_stale_temp_files(out_dir)
+    for stem in stems:
+        for path in image_files(out_dir, stem):
+            if osp.isfile(path):
+                os.unlink(path)
+                removed.append(path)
+    if with_records:
+        for name in RECORD_FILES:
+            path = osp.join(out_dir, name)
+            if osp.isfile(path):
+                os.unlink(path)
+                removed.append(path)
+    kept = []
+    for sub in MAPS + ('vis', ):
+        folder = osp.join(out_dir, sub)
+        if not osp.isdir(folder):
+            continue
+        left = sorted(os.listdir(folder))
+        kept += [osp.join(folder, name) for name in left]
+        if not left:
+            os.rmdir(folder)
+    return removed, kept
 
 
 def check_writable(folders: Sequence[str]) -> None:

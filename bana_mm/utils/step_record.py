@@ -16,7 +16,7 @@ import logging
 import os
 import os.path as osp
 import shutil
-from typing import Any, Optional
+from typing import Any, Callable, Dict, Optional, Sequence
 
 from .io import atomic_write_text
 
@@ -74,3 +74,49 @@ def refresh_step(folder: str, fingerprint: str, step: str) -> bool:
         osp.join(folder, FINGERPRINT_FILE),
         json.dumps(dict(step=step, fingerprint=fingerprint), indent=2) + '\n')
     return False
+
+
+#: Per-item input record of a step folder (see :func:`refresh_items`).
+ITEMS_FILE = 'inputs.json'
+
+
+def refresh_items(folder: str, states: Dict[str, Any], step: str,
+                  outputs: Callable[[str], Sequence[str]]) -> Dict[str, str]:
+    """Per-item reuse inside a step folder: remove ``outputs(item)`` of
+    every item whose input state (``states[item]``, e.g.
+    :func:`~bana_mm.utils.io.file_state` of its files) differs from the
+    one recorded in ``folder/inputs.json`` or that left an empty output,
+    log them, and record the new states. Call it on rank 0 after
+    :func:`refresh_step`.
+
+    Returns:
+        ``{item: why}`` of the items whose outputs were removed.
+    """
+    from mmengine.logging import print_log
+    path = osp.join(folder, ITEMS_FILE)
+    before: Dict[str, Any] = {}
+    if osp.isfile(path):
+        with open(path) as f:
+            before = json.load(f)
+    redo = {}
+    for item, state in states.items():
+        existing = [p for p in outputs(item) if osp.isfile(p)]
+        empty = [p for p in existing if osp.getsize(p) == 0]
+        if not existing or (before.get(item) == state and not empty):
+            continue
+        redo[item] = ('no record of its inputs' if item not in before else
+                      'its input files changed' if before[item] != state else
+                      f'{empty[0]} is empty (0 bytes)')
+        for file in existing:
+            os.unlink(file)
+    if redo:
+        shown = ', '.join(f'{k} ({v})' for k, v in list(redo.items())[:10])
+        more = f' ... ({len(redo)} in all)' if len(redo) > 10 else ''
+        print_log(
+            f'{step}: redoing {len(redo)} item(s) whose inputs changed: '
+            f'{shown}{more}',
+            logger='current',
+            level=logging.WARNING)
+    os.makedirs(folder, exist_ok=True)
+    atomic_write_text(path, json.dumps(states, indent=1) + '\n')
+    return redo

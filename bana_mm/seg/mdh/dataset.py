@@ -27,8 +27,9 @@ from mmseg.registry import DATASETS
 from ...core.boxes import clip_boxes
 from ...core.priors import boxes_from_masks
 from ...datasets.voc_annotations import read_voc_xml
-from ...utils.io import read_split, under_root
-from ...utils.label_io import read_label_png
+from ...utils.io import explain_image_failure, read_split, under_root
+from ...utils.label_io import (check_label_map, read_checked_label_png,
+                               read_label_png)
 from ..datasets import metainfo_with_background
 
 
@@ -167,7 +168,9 @@ class MDHVOCDataset(BaseSegDataset):
                                  img_id + self.seg_map_suffix)
             inst = (
                 read_label_png(inst_path) if osp.isfile(inst_path) else None)
-            boxes, labels = boxes_from_masks(read_label_png(gt_path), inst)
+            gt = read_label_png(gt_path)
+            check_label_map(gt, gt_path, len(self._metainfo['classes']))
+            boxes, labels = boxes_from_masks(gt, inst)
             return boxes.astype(np.float32), labels
         print_log(
             f'{img_id}: no box file {xml_path} and no mask to derive '
@@ -175,6 +178,22 @@ class MDHVOCDataset(BaseSegDataset):
             logger='current',
             level=logging.WARNING)
         return np.zeros((0, 4), np.float32), np.zeros((0, ), np.int64)
+
+    def prepare_data(self, idx: int):
+        """The pipeline's sample, after checking its label map (ground
+        truth of an F id, weak mask of a W id) as stage 3 does: readable,
+        of its image's size, values < classes or 255; errors name the
+        file. An unreadable image is named too."""
+        info = self.get_data_info(idx)
+        if info.get('seg_map_path'):
+            read_checked_label_png(info['seg_map_path'],
+                                   len(self.metainfo['classes']),
+                                   info['img_path'])
+        try:
+            return super().prepare_data(idx)
+        except Exception as err:
+            explain_image_failure(info['img_path'], err)
+            raise
 
     def full_flags(self) -> List[bool]:
         """``is_full`` of every entry, in index order."""

@@ -17,7 +17,7 @@ import numpy as np
 
 from ...core.baselines import grabcut_mask, paint_by_box_area
 from ...core.mdh_proposals import proposal_mask, pseudo_mask_from_probs
-from ...utils.io import atomic_write_bytes, atomic_write_text
+from ...utils.io import atomic_write_bytes, atomic_write_text, output_path
 from ...utils.label_io import read_label_png, write_label_png
 from ...utils.worker_pool import WorkerPool
 
@@ -99,10 +99,10 @@ def make_proposal(job: ProposalJob) -> str:
                          f'the image {job.img_path} {hw}')
     fgs = [grabcut_mask(image, b, job.grabcut_iterations) for b in job.boxes]
     write_label_png(
-        osp.join(job.out_dir, 'grabcut', f'{job.stem}.png'),
+        output_path(osp.join(job.out_dir, 'grabcut'), job.stem, '.png'),
         paint_by_box_area(fgs, job.boxes, job.labels, hw))
     write_label_png(
-        osp.join(job.out_dir, 'masks', f'{job.stem}.png'),
+        output_path(osp.join(job.out_dir, 'masks'), job.stem, '.png'),
         proposal_mask(fgs, job.boxes, job.labels, hw, ycrf))
     return job.stem
 
@@ -150,7 +150,7 @@ def write_proposals(dataset,
 
     with WorkerPool(workers) as pool:
         for job in jobs:
-            collect(pool.submit(make_proposal, job, job))
+            collect(pool.submit(make_proposal, job, job, name=job.img_path))
         collect(pool.drain())
     _close(bar)
     if failures:
@@ -202,7 +202,7 @@ def write_pseudo_masks(runner,
                 probs = sample.seg_logits.data.float().softmax(dim=0)
                 box, label = boxes[stem] if boxes is not None else (None, None)
                 write_label_png(
-                    osp.join(out_dir, f'{stem}.png'),
+                    output_path(out_dir, stem, '.png'),
                     pseudo_mask_from_probs(probs.cpu(), tau, box, label))
                 report['written'] += 1
             if bar is not None:
@@ -228,12 +228,13 @@ def write_sheets(dataset, classes: Sequence[str], stems: Sequence[str],
     written = []
     for stem in stems:
         info = infos[stem]
+        path = output_path(out_dir, stem, '.jpg')
         sheet = mdh_sheet_from_files(
             info['img_path'], *boxes_of(info), classes,
             [osp.join(d, f'{stem}.png') for d in label_dirs])
         ok, encoded = cv2.imencode('.jpg', sheet[..., ::-1],
                                    [cv2.IMWRITE_JPEG_QUALITY, 90])
         if ok:
-            written.append(osp.join(out_dir, f'{stem}.jpg'))
-            atomic_write_bytes(written[-1], encoded.tobytes())
+            atomic_write_bytes(path, encoded.tobytes())
+            written.append(path)
     return written
