@@ -254,3 +254,37 @@ def test_predict():
     att1[2:, 2:] = 1 / math.sqrt(1.04)
     att1[2:, :2] = 0
     assert torch.allclose(out[1].bg_attention, att1, atol=1e-5)
+
+
+# 2 px box at input (12.6..14.6)^2: no nearest sampling point (12.5, 16.5)
+# lies in it; its centre is at feature (2.9, 2.9), bilinear weights 0.01 on
+# cell (2, 2), 0.09 on (2, 3) and (3, 2), 0.81 on (3, 3).
+TINY_BOX = [12.6, 12.6, 14.6, 14.6]
+TINY_WEIGHTS = {(2, 2): 0.01, (2, 3): 0.09, (3, 2): 0.09, (3, 3): 0.81}
+
+
+def test_loss_box_narrower_than_a_stride():
+    """The tiny box is classified on its bilinear feature (not a zero
+    vector with CE ln(L+1)) and its term of the loss reaches the features
+    at the four cells around it, weighted like the bilinear sample."""
+    head = build_head(grid_size=2, roi_size=(1, 1))
+    # feat_a at (2,2) (2,3) (3,2) (3,3): (-1,0) (-2,0) (-1,0) (0,0)
+    tiny = (0.01 * -1 + 0.09 * -2 + 0.09 * -1, 0.0)
+    grads = {}
+    for label in (2, 1):
+        feats = feat_a()[None].requires_grad_()
+        sample = make_sample([[0, 0, 8, 8], TINY_BOX], [1, label])
+        pooled = head.pool(feats, [sample], 2)[0]
+        assert torch.allclose(pooled['box_feats'][1, 0], torch.tensor(tiny))
+        loss = head.loss(feats, [sample])['loss_cls']
+        # the box (0, 0, 8, 8) with (1, 1) bins is eq. (4) on its 4 cells
+        expected = hand_ce([r_box_a(), tiny] + QUERIES_A,
+                           [2, label + 1, 0, 0, 0])
+        assert torch.allclose(loss.double(), expected, atol=1e-5)
+        grads[label] = torch.autograd.grad(loss, feats)[0][0]
+    # only the tiny box's target differs: d/dr (CE_3 - CE_2) = w_2 - w_3,
+    # over the 5 vectors of the mean, times each cell's bilinear weight
+    expected = torch.zeros(2, 4, 4)
+    for (i, j), c in TINY_WEIGHTS.items():
+        expected[:, i, j] = c * (W[2] - W[3]) / 5
+    assert torch.allclose(grads[2] - grads[1], expected, atol=1e-6)

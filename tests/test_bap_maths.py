@@ -364,18 +364,158 @@ def test_weighted_box_pool_constant_features():
             out, torch.tensor([2.5, -1.0]).expand_as(out), atol=1e-5)
 
 
-def test_weighted_box_pool_zero_weight_gives_zeros():
-    feat = torch.randn(3, 4, 4)
+def test_weighted_box_pool_zero_weight_gives_plain_average():
+    """Eq. (4) is 0/0 when 1 - A vanishes over the box: the box is pooled
+    as with A = 0 (plain averages), finite and never a zero vector."""
+    g = torch.Generator().manual_seed(12)
+    feat = torch.randn(3, 4, 4, generator=g)
     weight = torch.ones(4, 4)
     weight[:2, :2] = 0  # the box (0, 0, 8, 8) covers exactly these cells
     box = boxes_t([0, 0, 8, 8])
-    for roi_size in ((1, 1), (2, 2), None):
+    cell_mean = feat[:, :2, :2].mean(dim=(1, 2))
+    # (2, 2): one sample per bin, at a cell centre; (1, 1): the 4 cells
+    expected = {
+        (2, 2):
+        torch.stack(
+            [feat[:, 0, 0], feat[:, 0, 1], feat[:, 1, 0], feat[:, 1,
+                                                               1]])[None],
+        (1, 1):
+        cell_mean[None, None],
+        None:
+        cell_mean[None, None],
+    }
+    for roi_size, want in expected.items():
         out = weighted_box_pool(feat, weight, box, (16, 16), roi_size=roi_size)
-        assert torch.isfinite(out).all()
-        assert torch.equal(out, torch.zeros_like(out))
-    out = weighted_box_pool(feat, torch.zeros(4, 4),
-                            boxes_t([0, 0, 16, 16], [3, 3, 9, 11]), (16, 16))
-    assert torch.equal(out, torch.zeros(2, 4, 3))
+        assert torch.allclose(out, want, atol=1e-6)
+    boxes = boxes_t([0, 0, 16, 16], [3, 3, 9, 11])
+    out = weighted_box_pool(feat, torch.zeros(4, 4), boxes, (16, 16))
+    assert torch.allclose(
+        out, mmcv_roi_align(feat, boxes, (16, 16), (2, 2)), atol=1e-6)
+
+
+def bilinear(feat, y, x):
+    """Bilinear value of (D, h, w) ``feat`` at feature coordinates (y, x)
+    (cell centres at integers), written out."""
+    y0, x0 = math.floor(y), math.floor(x)
+    dy, dx = y - y0, x - x0
+    out = torch.zeros(feat.shape[0], dtype=torch.float64)
+    for i, j, c in ((y0, x0, (1 - dy) * (1 - dx)), (y0, x0 + 1, (1 - dy) * dx),
+                    (y0 + 1, x0, dy * (1 - dx)), (y0 + 1, x0 + 1, dy * dx)):
+        out += c * feat[:, i, j].double()
+    return out
+
+
+def old_weighted_pool(feat, weight, boxes, input_hw, roi_size):
+    """What the pooling gave before small boxes were handled:
+    RoIAlign((1-A) f) / max(RoIAlign(1-A), 1e-6)."""
+    num = mmcv_roi_align(feat * weight, boxes, input_hw, roi_size)
+    den = mmcv_roi_align(weight[None], boxes, input_hw, roi_size)
+    return num / den.clamp(min=1e-6)
+
+
+# Input 16x16, features 4x4 (stride 4): this box is 2 px wide, no sampling
+# point (4.5, 8.5) lies in it, so it has no cell; its centre (5.6, 9.6) is
+# at feature (y, x) = (1.9, 0.9): bilinear weights 0.01 on cell (1, 0), 0.09
+# on (1, 1) and (2, 0), 0.81 on (2, 1).
+TINY_BOX = [4.6, 8.6, 6.6, 10.6]
+TINY_WEIGHTS = {(1, 0): 0.01, (1, 1): 0.09, (2, 0): 0.09, (2, 1): 0.81}
+
+
+def test_box_narrower_than_a_stride_gets_its_bilinear_feature():
+    feat = torch.zeros(2, 4, 4)
+    feat[:, 1, 0] = torch.tensor([100.0, 1.0])
+    feat[:, 1, 1] = torch.tensor([-10.0, 2.0])
+    feat[:, 2, 0] = torch.tensor([10.0, 3.0])
+    feat[:, 2, 1] = torch.tensor([1.0, 4.0])
+    feat[:, 0, 3] = torch.tensor([5.0, 5.0])  # far away: must not count
+    box = boxes_t(TINY_BOX)
+    assert not box_masks_at(box, (16, 16), (4, 4)).any()
+    # A = 1 everywhere outside the boxes (eq. 3): the weight is 0 around it
+    weight = torch.zeros(4, 4)
+    weight[0, 3] = 1.0
+    # by hand: 0.01*(100,1) + 0.09*(-10,2) + 0.09*(10,3) + 0.81*(1,4)
+    expected = torch.tensor([1.0 + 0.81, 0.01 + 0.18 + 0.27 + 3.24])
+    for roi_size in ((1, 1), None):
+        out = weighted_box_pool(feat, weight, box, (16, 16), roi_size=roi_size)
+        assert out.shape == (1, 1, 2)
+        assert torch.allclose(out[0, 0], expected, atol=1e-5)
+    # (2, 2) bins, one sample each at y in {1.775, 2.025}, x in {0.775,
+    # 1.025} (RoI x 0.65..1.15, y 1.65..2.15)
+    out = weighted_box_pool(feat, weight, box, (16, 16), roi_size=(2, 2))
+    want = torch.stack(
+        [bilinear(feat, y, x) for y in (1.775, 2.025) for x in (0.775, 1.025)])
+    assert (out.abs().sum(dim=-1) > 0).all()
+    assert torch.allclose(out[0].double(), want, atol=1e-5)
+
+
+def test_box_narrower_than_a_stride_passes_gradient_to_features():
+    """Inside BAP (attention, queries, other boxes): d r / d f is the
+    bilinear weight of each of the four cells around the tiny box."""
+    g = torch.Generator().manual_seed(13)
+    feat = (torch.rand(3, 4, 4, generator=g) + 0.1).requires_grad_()
+    boxes = boxes_t([8, 0, 16, 8], TINY_BOX)  # normal box: rows 0-1, cols 2-3
+    out = background_aware_pool(
+        feat, boxes, (16, 16), grid_size=2, roi_size=(1, 1))
+    assert out['fallback'] is False
+    tiny = out['box_feats'][1, 0]
+    assert (tiny.abs() > 0).all()
+    tiny.sum().backward()
+    expected = torch.zeros(4, 4)
+    for (i, j), c in TINY_WEIGHTS.items():
+        expected[i, j] = c
+    assert torch.allclose(
+        feat.grad, expected.expand(3, 4, 4).contiguous(), atol=1e-6)
+
+
+def test_partly_covered_box_fills_only_its_empty_bins():
+    """Box x, y in [4.6, 8.8): only cell (2, 2) is in it (sampling point
+    8.5); in feature coordinates the RoI is 0.65..1.7, bin centres 0.9125
+    and 1.4375. Bins (0, 0), (0, 1), (1, 0) reach no cell of the box (zero
+    weight): plain bilinear features. Bin (1, 1) reaches cell (2, 2) only:
+    eq. (4) gives f(2, 2) whatever its weight."""
+    g = torch.Generator().manual_seed(14)
+    feat = torch.randn(2, 4, 4, generator=g)
+    box = boxes_t([4.6, 4.6, 8.8, 8.8])
+    assert box_masks_at(box, (16, 16),
+                        (4, 4))[0].nonzero().tolist() == [[2, 2]]
+    weight = torch.zeros(4, 4)
+    weight[2, 2] = 0.3  # 1 - A in the box, A = 1 outside (eq. 3)
+    out = weighted_box_pool(feat, weight, box, (16, 16), roi_size=(2, 2))
+    c0, c1 = 0.9125, 1.4375
+    want = torch.stack([
+        bilinear(feat, c0, c0),
+        bilinear(feat, c0, c1),
+        bilinear(feat, c1, c0), feat[:, 2, 2].double()
+    ])
+    assert torch.allclose(out[0].double(), want, atol=1e-5)
+    old = old_weighted_pool(feat, weight, box, (16, 16), (2, 2))
+    assert torch.equal(old[0, :3], torch.zeros(3, 2))  # the bug it fixes
+    assert torch.equal(out[0, 3], old[0, 3])
+
+
+def test_well_covered_boxes_pool_as_before():
+    """Boxes with weight in every bin: bit-identical to the weighted
+    RoIAlign ratio; a tiny box added to the image changes nothing for them
+    (it has no cell, so M, the queries and A are unchanged) and gets a
+    non-zero vector although every cell around it is background."""
+    g = torch.Generator().manual_seed(15)
+    feat = torch.rand(3, 8, 8, generator=g) + 0.05
+    boxes = boxes_t([0, 0, 16, 12], [9.3, 14.2, 27.5, 30.0], [20, 2, 31, 13])
+    for roi_size in ((2, 2), (1, 1)):
+        out = background_aware_pool(
+            feat, boxes, (32, 32), grid_size=2, roi_size=roi_size)
+        assert out['fallback'] is False
+        old = old_weighted_pool(feat, 1 - out['attention'], boxes, (32, 32),
+                                roi_size)
+        assert torch.equal(out['box_feats'], old)
+        with_tiny = background_aware_pool(
+            feat,
+            torch.cat([boxes, boxes_t([5.2, 25.2, 6.8, 26.8])]), (32, 32),
+            grid_size=2,
+            roi_size=roi_size)
+        assert torch.equal(with_tiny['attention'], out['attention'])
+        assert torch.equal(with_tiny['box_feats'][:3], out['box_feats'])
+        assert (with_tiny['box_feats'][3].abs().sum(dim=-1) > 0).all()
 
 
 def test_weighted_box_pool_no_boxes():

@@ -21,8 +21,8 @@ from bana_mm.core.pseudo_labels import (PseudoLabelConfig,
 from bana_mm.core.resample import BilinearResampler
 from bana_mm.core.retrieval import (class_prototypes, retrieval_labels,
                                     retrieval_maps)
-from bana_mm.core.unaries import (background_cam_unary, normalise_per_box,
-                                  threshold_attention)
+from bana_mm.core.unaries import (agnostic_background, background_cam_unary,
+                                  normalise_per_box, threshold_attention)
 
 
 def t(rows, dtype=torch.float32):
@@ -70,7 +70,7 @@ def test_config_defaults_follow_the_authors():
     cfg = PseudoLabelConfig()
     assert cfg.threshold == 0.99 and cfg.threshold_reference == 'similarity'
     assert cfg.upsample == 'features' and cfg.align_corners is True
-    assert cfg.background == 'attention'
+    assert cfg.background == 'attention' and cfg.agnostic_unary == 'u0'
     assert cfg.crf_gaussian == dict(sxy=3, compat=3)
     assert cfg.crf_bilateral == dict(sxy=55, srgb=3, compat=4)
     assert cfg.crf_iterations == 10 and cfg.prob_clip == 1e-5
@@ -212,6 +212,55 @@ def test_class_agnostic_unary_is_one_minus_u0():
     # no classifier at all
     ids, u = class_unaries(feat, None, [[0, 0, 3, 1]], [0])
     assert torch.allclose(u[0], expected, atol=1e-6)
+
+
+def test_class_agnostic_unary_from_the_unthresholded_attention():
+    """agnostic_unary='attention': 1 - A with A = ReLU(cos(f, q)) of the
+    single query, not thresholded: (0.995, 0.985, 0) in the box, where
+    'u0' zeroes 0.985 (< 0.99 x the image max 1) and gives 1 there."""
+    rows = [[
+        unit(math.acos(0.995)),
+        unit(math.acos(0.985)), [0.0, 1.0], [2.0, 0.0], [1.0, 0.0], [1.0, 0.0]
+    ]]
+    feat = feat_from_rows(rows)
+    box, other = [0, 0, 3, 1], [3, 0, 5, 1]
+    weights = t([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    out = {}
+    for mode in ('u0', 'attention'):
+        out[mode] = unaries_of(
+            feat,
+            weights, [box, other], [0, 1],
+            agnostic_classes=(0, ),
+            agnostic_unary=mode)
+    ids, u0, u = out['attention']
+    assert ids.tolist() == [1, 2]
+    assert torch.allclose(
+        u[0], t([[1 - 0.995, 1 - 0.985, 1.0, 0, 0, 0]]), atol=1e-6)
+    assert torch.allclose(
+        out['u0'][2][0], t([[1 - 0.995, 1.0, 1.0, 0, 0, 0]]), atol=1e-6)
+    # only the agnostic channel changes: u0 and the CAM of class 1 do not
+    # (class 1's box covers pixels 3-4: ReLU(f . (0, 1)) = 0 there)
+    assert torch.equal(u0, out['u0'][1])
+    assert torch.equal(u[1], out['u0'][2][1])
+    with pytest.raises(ValueError, match='agnostic_unary'):
+        PseudoLabelConfig(agnostic_unary='cam')
+
+
+def test_agnostic_background_without_background_query():
+    """A box over the whole image: no query, A = 0 in the boxes (eq. 3
+    with J = 0), so both readings give 1 - b = 1 there."""
+    inside = torch.ones(2, 3, dtype=torch.bool)
+    u0 = threshold_attention(None, inside)
+    for mode in ('u0', 'attention'):
+        b = agnostic_background(u0, None, inside, mode)
+        assert torch.equal(b, torch.zeros(2, 3))
+    sim = t([[0.2, 0.6, 0.9]])
+    inside = t([[1, 1, 0]], torch.bool)
+    u0 = threshold_attention(sim, inside)
+    assert torch.allclose(
+        agnostic_background(u0, sim, inside, 'attention'), t([[0.2, 0.6,
+                                                               1.0]]))
+    assert torch.equal(agnostic_background(u0, sim, inside, 'u0'), u0)
 
 
 def test_background_cam_unary_ablation():

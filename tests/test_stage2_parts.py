@@ -229,3 +229,24 @@ def test_grabcut_does_not_depend_on_earlier_calls(synthetic_root):
         cv2.setRNGSeed(state)
         np.testing.assert_array_equal(
             grabcut_mask(image, box, iterations=2), first)
+
+
+# ------------------------------------------------------- command line
+def test_cli_passes_the_agnostic_unary_option():
+    from tools.gen_pseudo_labels import label_config, parse_args
+    base = ['CONFIG', 'CKPT', '--out-dir', 'OUT']
+    assert label_config(parse_args(base)) == PseudoLabelConfig()
+    cfg = label_config(parse_args(base + ['--agnostic-unary', 'attention']))
+    assert cfg == PseudoLabelConfig(agnostic_unary='attention')
+    cfg = label_config(
+        parse_args(base + [
+            '--no-u0', '--upsample', 'maps', '--threshold-reference', 'boxes',
+            '--align-corners', 'false'
+        ]))
+    assert cfg == PseudoLabelConfig(
+        background='cam',
+        upsample='maps',
+        threshold_reference='boxes',
+        align_corners=False)
+    with pytest.raises(SystemExit):
+        parse_args(base + ['--agnostic-unary', 'cam'])

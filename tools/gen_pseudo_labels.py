@@ -33,8 +33,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from mmengine.config import Config
 
 import bana_mm  # noqa: F401  (checkpoint loading on torch >= 2.6)
-from bana_mm.core.pseudo_labels import (THRESHOLD_REFERENCES, UPSAMPLE_MODES,
-                                        PseudoLabelConfig)
+from bana_mm.core.pseudo_labels import (AGNOSTIC_UNARIES, THRESHOLD_REFERENCES,
+                                        UPSAMPLE_MODES, PseudoLabelConfig)
 from bana_mm.utils.cli import (add_runner_args, init_launcher,
                                merge_cfg_options, parse_runner_args)
 
@@ -89,6 +89,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         '--no-u0', action='store_true', help='the "Ycrf w/o u0" ablation')
     parser.add_argument(
+        '--agnostic-unary',
+        choices=AGNOSTIC_UNARIES,
+        default=defaults.agnostic_unary,
+        help='unary of a class the classifier has no weight for: 1 - u0 '
+        "after the 0.99 x max threshold ('u0', default) or 1 - the "
+        "unthresholded background attention ('attention')")
+    parser.add_argument(
         '--no-eval', action='store_true', help='do not write metrics.json')
     parser.add_argument(
         '--no-grabcut',
@@ -111,6 +118,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.workers < 0:
         parser.error('--workers must be >= 0')
     return args
+
+
+def label_config(args: argparse.Namespace) -> PseudoLabelConfig:
+    """The per-image stage-2 options given on the command line."""
+    return PseudoLabelConfig(
+        upsample=args.upsample,
+        threshold_reference=args.threshold_reference,
+        align_corners=args.align_corners == 'true',
+        background='cam' if args.no_u0 else 'attention',
+        agnostic_unary=args.agnostic_unary)
 
 
 def main(argv=None) -> dict:
@@ -146,11 +163,7 @@ def main(argv=None) -> dict:
         num_vis=args.num_vis,
         evaluate=not args.no_eval,
         grabcut=not args.no_grabcut,
-        labels=PseudoLabelConfig(
-            upsample=args.upsample,
-            threshold_reference=args.threshold_reference,
-            align_corners=args.align_corners == 'true',
-            background='cam' if args.no_u0 else 'attention'))
+        labels=label_config(args))
     logger.info(f'stage 2: {len(dataset)} images -> {args.out_dir}')
     run = run_stage2(
         model,

@@ -6,7 +6,9 @@ boxes in input-pixel coordinates ``(x1, y1, x2, y2)`` (continuous, ``x2``
 exclusive). Boxes are brought to feature resolution with nearest-neighbour
 sampling, as the paper states: feature cell ``i`` looks at input pixel
 ``floor(i * H / h)``, which is what ``F.interpolate(mode='nearest')`` of an
-input-resolution box mask gives.
+input-resolution box mask gives. A box narrower than about one stride then
+has no cell: its RoI bins fall back to plain averages of the features (see
+:func:`weighted_box_pool`) instead of pooling to a zero vector.
 """
 from __future__ import annotations
 
@@ -87,6 +89,29 @@ def background_attention(feat: Tensor, queries: Tensor,
     return torch.where(inside_boxes, inside, torch.ones_like(inside))
 
 
+def _feature_rois(boxes: Tensor, input_hw: Tuple[int, int],
+                  feat_hw: Tuple[int, int]) -> Tensor:
+    """(K, 5) mmcv RoIs ``(0, x1, y1, x2, y2)`` in feature coordinates.
+
+    Boxes are scaled per axis (the stride may differ slightly between axes
+    for odd sizes), so RoIAlign then runs at scale 1.
+    """
+    (H, W), (h, w) = input_hw, feat_hw
+    scale = boxes.new_tensor([w / W, h / H] * 2)
+    return torch.cat([boxes.new_zeros((boxes.shape[0], 1)), boxes * scale],
+                     dim=1)
+
+
+def _roi_align_bins(maps: Tensor, rois: Tensor,
+                    roi_size: Sequence[int]) -> Tensor:
+    """mmcv RoIAlign (aligned, adaptive sampling, average) of (C, h, w) maps
+    -> (K, ph*pw, C), bins in row-major order."""
+    from mmcv.ops import roi_align
+    pooled = roi_align(maps[None], rois.to(maps.dtype), tuple(roi_size), 1.0,
+                       0, 'avg', True)  # (K, C, ph, pw)
+    return pooled.flatten(2).transpose(1, 2)
+
+
 def weighted_box_pool(feat: Tensor,
                       weight: Tensor,
                       boxes: Tensor,
@@ -95,6 +120,17 @@ def weighted_box_pool(feat: Tensor,
                       eps: float = 1e-6) -> Tensor:
     """Foreground features r_i of eq. (4), weighted by ``weight = 1 - A``.
 
+    Eq. (4) is 0/0 where the pooled weight vanishes. Eq. (3) sets A = 1
+    outside the nearest-sampled boxes, so this happens to every bin of a
+    box narrower than about one feature stride (it has no cell of its own)
+    and to the bins of small boxes that sample only cells outside it; it
+    also happens in a box whose attention is 1 throughout. Such a bin (pooled
+    weight below ``eps``) takes the plain average of the features over the
+    same region, i.e. eq. (4) with A = 0 (GAP, as the paper notes under
+    eq. (4)), so it carries the object's features and a gradient instead of
+    a zero vector. Bins with a pooled weight of at least ``eps`` are the
+    weighted average of eq. (4), as before.
+
     Args:
         feat: (D, h, w) features.
         weight: (h, w) pooling weight (1 - A); all ones gives GAP.
@@ -102,11 +138,12 @@ def weighted_box_pool(feat: Tensor,
         input_hw: (H, W) of the network input.
         roi_size: ``(ph, pw)`` pools each box into a ph x pw grid with mmcv's
             RoIAlign applied to ``weight * feat`` and ``weight`` (their ratio
-            is a weighted average per bin; the authors use (2, 2)). ``None``
-            gives the exact eq. (4): one vector per box over its
-            nearest-sampled cells.
-        eps: floor of the pooled weight, so a box that is all background
-            yields a zero vector instead of NaN.
+            is a weighted average per bin, paper footnote 2; the authors use
+            (2, 2)); a bin with no weight takes RoIAlign of ``feat``.
+            ``None`` gives the exact eq. (4): one vector per box over its
+            nearest-sampled cells; with no weight there, their plain mean,
+            and for a box with no cell at all RoIAlign (1 x 1) of ``feat``.
+        eps: pooled weights below this count as 0 (no division by ~0).
 
     Returns:
         (K, ph*pw, D) pooled vectors (``(K, 1, D)`` for ``roi_size=None``).
@@ -115,25 +152,33 @@ def weighted_box_pool(feat: Tensor,
     if boxes.shape[0] == 0:
         bins = 1 if roi_size is None else roi_size[0] * roi_size[1]
         return feat.new_zeros((0, bins, D))
+    rois = _feature_rois(boxes, input_hw, (h, w))
     if roi_size is None:
         masks = box_masks_at(boxes, input_hw, (h, w)).to(feat.dtype)
-        masks = masks * weight[None]  # (K, h, w)
-        num = torch.einsum('khw,dhw->kd', masks, feat)
-        den = masks.flatten(1).sum(dim=1, keepdim=True)
-        return (num / den.clamp(min=eps))[:, None, :]
-    from mmcv.ops import roi_align
-
-    # Boxes go to feature coordinates per axis (the stride may differ
-    # slightly between axes for odd sizes), then RoIAlign runs at scale 1.
-    scale = boxes.new_tensor([w / input_hw[1], h / input_hw[0]] * 2)
-    rois = torch.cat([boxes.new_zeros((boxes.shape[0], 1)), boxes * scale],
-                     dim=1)
-    stacked = torch.cat([feat * weight[None], weight[None]], dim=0)[None]
-    pooled = roi_align(stacked, rois.to(feat.dtype), tuple(roi_size), 1.0, 0,
-                       'avg', True)  # (K, D+1, ph, pw)
-    num, den = pooled[:, :D], pooled[:, D:]
+        weighted = masks * weight[None]  # (K, h, w)
+        num = torch.einsum('khw,dhw->kd', weighted, feat)
+        den = weighted.flatten(1).sum(dim=1, keepdim=True)
+        vectors = num / den.clamp(min=eps)
+        empty = den < eps  # (K, 1)
+        if empty.any():
+            cells = masks.flatten(1).sum(dim=1, keepdim=True)
+            cell_mean = torch.einsum('khw,dhw->kd', masks,
+                                     feat) / cells.clamp(min=1)
+            plain = torch.where(cells > 0, cell_mean,
+                                _roi_align_bins(feat, rois, (1, 1))[:, 0])
+            vectors = torch.where(empty, plain, vectors)
+        return vectors[:, None, :]
+    stacked = torch.cat([feat * weight[None], weight[None]], dim=0)
+    pooled = _roi_align_bins(stacked, rois, roi_size)  # (K, bins, D+1)
+    num, den = pooled[..., :D], pooled[..., D:]
     vectors = num / den.clamp(min=eps)
-    return vectors.flatten(2).transpose(1, 2)
+    empty = den < eps  # (K, bins, 1)
+    if empty.any():
+        rows = empty.flatten(1).any(dim=1)  # boxes with an empty bin
+        plain = vectors.clone()
+        plain[rows] = _roi_align_bins(feat, rois[rows], roi_size)
+        vectors = torch.where(empty, plain, vectors)
+    return vectors
 
 
 def background_aware_pool(

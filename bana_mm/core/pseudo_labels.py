@@ -33,7 +33,7 @@ from .crf import (CRF_STAGE2, PROB_CLIP, crf_probabilities, dense_crf,
                   labels_from_channels, ycrf_from_marginals)
 from .resample import UPSAMPLE_MODES, BilinearResampler, cam_maps
 from .retrieval import retrieval_maps
-from .unaries import (BACKGROUND_MODES, THRESHOLD_REFERENCES,
+from .unaries import (AGNOSTIC_UNARIES, BACKGROUND_MODES, THRESHOLD_REFERENCES,
                       agnostic_class_ids, background_cam_unary, check_choice,
                       image_unaries)
 
@@ -62,6 +62,11 @@ class PseudoLabelConfig:
             their unary is 1 - u0 inside their boxes (VOC-to-COCO). Labels
             whose row ``label + 1`` is missing from ``class_weights`` (or all
             labels if it is None) are class-agnostic too.
+        agnostic_unary: what the class-agnostic unary subtracts from 1:
+            ``'u0'`` (default) the background unary after the 0.99 x max
+            threshold, as it enters the CRF; ``'attention'`` the
+            unthresholded attention A (eqs. 2-3, one query). See
+            :func:`~bana_mm.core.unaries.agnostic_background`.
         crf_gaussian / crf_bilateral / crf_iterations / prob_clip: DenseCRF.
         compute_yret: skip the retrieval labels when False.
     """
@@ -71,6 +76,7 @@ class PseudoLabelConfig:
     align_corners: bool = True
     background: str = 'attention'
     agnostic_classes: Tuple[int, ...] = ()
+    agnostic_unary: str = 'u0'
     crf_gaussian: Dict[str, float] = field(
         default_factory=lambda: dict(CRF_STAGE2['gaussian']))
     crf_bilateral: Dict[str, float] = field(
@@ -84,6 +90,7 @@ class PseudoLabelConfig:
         check_choice('threshold_reference', self.threshold_reference,
                      THRESHOLD_REFERENCES)
         check_choice('background', self.background, BACKGROUND_MODES)
+        check_choice('agnostic_unary', self.agnostic_unary, AGNOSTIC_UNARIES)
 
 
 @dataclass

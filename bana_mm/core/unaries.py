@@ -19,6 +19,10 @@ from .resample import BilinearResampler, cam_maps, similarity_maps
 
 THRESHOLD_REFERENCES = ('similarity', 'boxes')
 BACKGROUND_MODES = ('attention', 'cam')
+#: What the class-agnostic unary 1 - u of an unseen class subtracts: ``'u0'``
+#: the background unary after the 0.99 x max threshold, ``'attention'`` the
+#: unthresholded attention A of eqs. (2)-(3).
+AGNOSTIC_UNARIES = ('u0', 'attention')
 
 
 def check_choice(name: str, value: str, choices: Sequence[str]) -> None:
@@ -99,20 +103,43 @@ def _class_channels(class_ids: Tensor, labels: Tensor) -> Tensor:
                         dtype=torch.long)
 
 
+def agnostic_background(u0: Tensor,
+                        similarity: Optional[Tensor],
+                        inside: Tensor,
+                        mode: str = 'u0') -> Tensor:
+    """The background map b whose complement 1 - b is the class-agnostic
+    unary of an unseen class (paper §4.2 "1 - u0"; eq. (7) of the
+    reproduction report).
+
+    ``'u0'``: b = u0 of eq. (7) as it enters the CRF, i.e. after the
+    0.99 x max threshold (:func:`threshold_attention`), so 1 - b is 1 inside
+    the boxes except at confident background. ``'attention'``: b = A of eqs.
+    (2)-(3) with the single query, unthresholded: ``similarity`` inside the
+    boxes (0 there when there is no background to query), 1 outside.
+    """
+    check_choice('agnostic_unary', mode, AGNOSTIC_UNARIES)
+    if mode == 'u0':
+        return u0
+    if similarity is None:
+        similarity = torch.zeros_like(u0)
+    return torch.where(inside, similarity, torch.ones_like(similarity))
+
+
 def _assemble_class_unaries(cams: Tensor, box_masks: Tensor, labels: Tensor,
                             class_ids: Tensor, agnostic: set,
-                            u0: Optional[Tensor]) -> Tensor:
-    """Per-box normalised CAMs; 1 - u0 inside the boxes of agnostic classes."""
+                            background: Optional[Tensor]) -> Tensor:
+    """Per-box normalised CAMs (eq. 5); 1 - ``background`` inside the boxes
+    of agnostic classes (see :func:`agnostic_background`)."""
     out = normalise_per_box(cams, box_masks,
                             _class_channels(class_ids, labels))
     if agnostic:
-        if u0 is None:
-            raise ValueError('class-agnostic classes need u0')
+        if background is None:
+            raise ValueError('class-agnostic classes need a background map')
         per_class = class_box_masks(box_masks, labels, class_ids)
         for k, cid in enumerate(class_ids.tolist()):
             if cid in agnostic:
-                out[k] = torch.where(per_class[k], 1.0 - u0,
-                                     torch.zeros_like(u0))
+                out[k] = torch.where(per_class[k], 1.0 - background,
+                                     torch.zeros_like(background))
     return out
 
 
@@ -141,8 +168,9 @@ def image_unaries(feat: Tensor, class_weights: Optional[Tensor], boxes: Tensor,
                   labels: Tensor, class_ids: Tensor, agnostic: set,
                   resampler: BilinearResampler, cfg,
                   norms: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
-    """u0 (eq. 7 with the threshold), u_c (eqs. 5-6) and the union of the
-    boxes, all at image resolution. ``cfg`` is a ``PseudoLabelConfig``."""
+    """u0 (eq. 7 with the threshold), u_c (eqs. 5-6; 1 - u0 or 1 - A for
+    agnostic classes, ``cfg.agnostic_unary``) and the union of the boxes,
+    all at image resolution. ``cfg`` is a ``PseudoLabelConfig``."""
     image_hw = resampler.image_hw
     box_masks = pixel_box_masks(boxes, image_hw)
     inside = box_masks.any(dim=0)
@@ -156,6 +184,8 @@ def image_unaries(feat: Tensor, class_weights: Optional[Tensor], boxes: Tensor,
     weights = _weight_rows(class_weights, class_ids, agnostic,
                            feat.shape[0]).to(feat.dtype)
     cams = cam_maps(feat, weights, resampler, cfg.upsample)
+    background = agnostic_background(u0, similarity, inside,
+                                     cfg.agnostic_unary)
     unaries = _assemble_class_unaries(cams, box_masks, labels, class_ids,
-                                      agnostic, u0)
+                                      agnostic, background)
     return u0, unaries, inside

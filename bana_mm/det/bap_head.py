@@ -38,7 +38,10 @@ class BAPHead(BaseModule):
         grid_size: N of the training query grid (paper: 4).
         test_grid_size: N at prediction time (paper: 1).
         roi_size: bins per box, ``(2, 2)`` like the authors, ``(1, 1)`` like
-            the paper text, ``None`` for the exact eq. (4).
+            the paper text, ``None`` for the exact eq. (4). A bin with no
+            pooling weight (e.g. every bin of a box narrower than a feature
+            stride, eq. 3 sets A = 1 around it) is a plain average, see
+            :func:`~bana_mm.core.bap.weighted_box_pool`.
         min_background_share: GAP fallback threshold of SPEC §1.
         loss_cls: classification loss (mean over all vectors of the batch).
     """
