@@ -3,29 +3,56 @@
 #   1. stage 1: BAP classifier on the COCO boxes (CocoBoxDataset)
 #   2. stage 2: Ycrf / Yret instance pseudo masks + their mask AP against
 #      the real masks (pseudo/metrics.json)
-#   3. Mask R-CNN R50-FPN with the agreement-only mask loss on the pseudo masks
+#   3. Mask R-CNN + FPN with the agreement-only mask loss on the pseudo masks
 #   4. tools/test.py: mmdet's CocoMetric, bbox and segm AP on the real masks
-# Usage: tools/run_coco_pipeline.sh [DATA_ROOT] [WORK_DIR] [MASK_RCNN_ITERS]
+# Usage: [PRESET=tiny|lite0] tools/run_coco_pipeline.sh [DATA_ROOT] [WORK_DIR]
+#                                                      [MASK_RCNN_ITERS]
 #   DATA_ROOT defaults to ../shared/data/coco128_coco (annotations/
 #   instances_{train,val}.json, images/). Set PYTHON to choose the interpreter.
+#   PRESET=tiny (default): bap_vgg16_coco_tiny.py + Mask R-CNN R50-FPN tiny,
+#     both from scratch, 40 Mask R-CNN iterations.
+#   PRESET=lite0: bap_lite0_coco.py + mask-rcnn_lite0_fpn_agreement_coco.py,
+#     EfficientNet-Lite0 with its ImageNet weights, 600 iterations.
+#   STAGE1_CFG / MRCNN_CFG override the preset's configs; STAGE1_ITERS
+#   overrides the stage-1 config's iterations.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data/coco128_coco}
 WORK=${2:-work_dirs/coco128_e2e}
-ITERS=${3:-40}
+PRESET=${PRESET:-tiny}
+case "$PRESET" in
+    tiny)
+        DEFAULT_STAGE1=configs/bana/bap_vgg16_coco_tiny.py
+        DEFAULT_MRCNN=configs/bana/mask-rcnn_r50_fpn_agreement_coco_tiny.py
+        DEFAULT_ITERS=40 ;;
+    lite0)
+        DEFAULT_STAGE1=configs/bana/bap_lite0_coco.py
+        DEFAULT_MRCNN=configs/bana/mask-rcnn_lite0_fpn_agreement_coco.py
+        DEFAULT_ITERS=600 ;;
+    *)
+        echo "PRESET must be tiny or lite0, got '$PRESET'" >&2
+        exit 2 ;;
+esac
+ITERS=${3:-$DEFAULT_ITERS}
 PY=${PYTHON:-python}
 DATA=$(cd "$DATA" && pwd)/
 mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd)
-STAGE1_CFG=configs/bana/bap_vgg16_coco_tiny.py
-MRCNN_CFG=configs/bana/mask-rcnn_r50_fpn_agreement_coco_tiny.py
+STAGE1_CFG=${STAGE1_CFG:-$DEFAULT_STAGE1}
+MRCNN_CFG=${MRCNN_CFG:-$DEFAULT_MRCNN}
+STAGE1_OPTS=()
+if [ -n "${STAGE1_ITERS:-}" ]; then
+    STAGE1_OPTS=(train_cfg.max_iters="$STAGE1_ITERS"
+        train_cfg.val_interval="$STAGE1_ITERS"
+        default_hooks.checkpoint.interval="$STAGE1_ITERS")
+fi
 VAL_ANN=${DATA}annotations/instances_val.json
 
-echo "== stage 1: BAP classifier on COCO boxes"
+echo "== stage 1 ($PRESET): BAP classifier on COCO boxes"
 $PY tools/train.py $STAGE1_CFG --work-dir "$WORK/stage1" --cfg-options \
     train_dataloader.dataset.data_root="$DATA" \
     val_dataloader.dataset.data_root="$DATA" \
-    test_dataloader.dataset.data_root="$DATA"
+    test_dataloader.dataset.data_root="$DATA" ${STAGE1_OPTS[@]+"${STAGE1_OPTS[@]}"}
 STAGE1_CKPT=$(cat "$WORK/stage1/last_checkpoint")
 
 echo "== stage 2: instance pseudo masks (and their AP against the real masks)"
@@ -33,7 +60,7 @@ $PY tools/gen_pseudo_labels.py $STAGE1_CFG "$STAGE1_CKPT" --data-root "$DATA" \
     --split annotations/instances_train.json --out-dir "$WORK/pseudo" \
     --no-grabcut
 
-echo "== stage 3: Mask R-CNN with the agreement-only mask loss"
+echo "== stage 3 ($PRESET): Mask R-CNN with the agreement-only mask loss"
 MRCNN_OPTS=(
     train_dataloader.dataset.data_root="$DATA"
     train_dataloader.dataset.ann_file="$WORK/pseudo/instances_ycrf.json"
