@@ -48,6 +48,8 @@ def test_lite0_mask_rcnn_config_builds_the_described_network():
     assert list(model.rpn_head.prior_generator.strides) == [(4, 4), (8, 8),
                                                             (16, 16), (32, 32),
                                                             (64, 64)]
+    # GroupNorm in the FPN: Lite0's levels are not unit scale
+    assert all(conv.with_norm for conv in model.neck.fpn_convs)
     assert model.roi_head.bbox_roi_extractor.featmap_strides == [4, 8, 16, 32]
     assert isinstance(model.roi_head.mask_head, AgreementFCNMaskHead)
     assert model.roi_head.mask_head.packed

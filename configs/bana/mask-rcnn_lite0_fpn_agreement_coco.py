@@ -11,16 +11,22 @@
 #   statistics (batch 2 cannot estimate them), as mmdet's R50-FPN freezes
 #   ResNet's stem + stride-4 stage and BN: no backward through the two
 #   highest-resolution blocks, the costliest part of a CPU step;
+# - FPN with GroupNorm (mmdet's FPN norm_cfg, as its GN configs): Lite0's
+#   levels are linear-bottleneck outputs with std 3-10 on a real image
+#   (ResNet's are post-ReLU, ~1), so the plain FPN fed the new heads maps
+#   with std 3.6-14 (measured); the mask loss started at 3.2 and the heads
+#   stalled at loss_mask ln 2 (constant logits) and AP 0.0 after 160
+#   iterations on the real masks (measured). GN brings the maps to std 1;
 # - FPN / heads 64 channels wide instead of 256 and a 256-wide box head
 #   (1024 in mmdet): the heads start from scratch and dominate the CPU cost
-#   on a 4.7 MFLOP-per-pixel backbone; the mask head keeps its 4 convs;
+#   next to a 0.4 GFLOP (at 224 px) backbone; the mask head keeps 4 convs;
 # - images scaled to fit 320 x 320 (640 x 480 -> 320 x 240) as the tiny
 #   preset: Lite0 was trained at 224 px, and a step at 416 px costs ~7 CPU
 #   seconds (measured, 2 threads) against ~half that at 320; the price is
 #   small objects (37 % of coco128's train boxes are < 32^2 at full size);
-# - 256 RPN anchors / 64 RoIs per image (512 / 128 in mmdet): few objects
-#   per image here (7.6 on average), and the mask head cost grows with the
-#   positive RoIs;
+# - 300 proposals and 64 sampled RoIs per image in training (1000 / 512 in
+#   mmdet): few objects per image here (7.6 on average), and the box / mask
+#   head cost grows with the RoIs;
 # - SGD 0.01 (batch 2), warm-up 50 iterations, x0.1 at 75 %, 600 iterations
 #   = 12.5 epochs of the 96 images (mmdet's 1x is 12 epochs), gradient
 #   clipping as the tiny preset.
@@ -49,7 +55,10 @@ model = dict(
         output_stride=32,
         frozen_stages=2,
         norm_eval=True),
-    neck=dict(in_channels=[24, 40, 112, 320], out_channels=fpn_channels),
+    neck=dict(
+        in_channels=[24, 40, 112, 320],
+        out_channels=fpn_channels,
+        norm_cfg=dict(type='GN', num_groups=32, requires_grad=True)),
     rpn_head=dict(in_channels=fpn_channels, feat_channels=fpn_channels),
     roi_head=dict(
         bbox_roi_extractor=dict(out_channels=fpn_channels),
@@ -58,7 +67,6 @@ model = dict(
         mask_head=dict(
             in_channels=fpn_channels, conv_out_channels=fpn_channels)),
     train_cfg=dict(
-        rpn=dict(sampler=dict(num=256)),
         rpn_proposal=dict(nms_pre=1000, max_per_img=300),
         rcnn=dict(sampler=dict(num=64))),
     # COCO's 100 detections per image; score_thr 0 keeps the low-score tail
