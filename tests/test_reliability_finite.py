@@ -14,7 +14,7 @@ from mmengine.registry import HOOKS
 from test_stage1_training import TINY, _data_options
 from test_stage2_tool import CONFIG, VAL, _run, make_checkpoint
 
-from bana_mm.utils.finite import NonFiniteError, check_finite, non_finite
+from bana_mm.core.finite import NonFiniteError, check_finite, non_finite
 
 
 @HOOKS.register_module(force=True)

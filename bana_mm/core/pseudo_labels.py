@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..utils.finite import check_finite
+from ..core.finite import check_finite
 from .boxes import (ArrayLike, as_boxes, as_labels, class_box_masks,
                     pixel_box_masks, present_class_ids)
 from .crf import (CRF_STAGE2, PROB_CLIP, crf_probabilities, dense_crf,
@@ -151,7 +151,7 @@ def prepare_pseudo_labels(
     CRF input of one image; arguments as :func:`generate_pseudo_labels`.
 
     Raises:
-        :class:`~bana_mm.utils.finite.NonFiniteError` when the features,
+        :class:`~bana_mm.core.finite.NonFiniteError` when the features,
         unaries or CRF input hold NaN or inf.
     """
     cfg = cfg or PseudoLabelConfig()

@@ -41,10 +41,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..core.finite import check_finite
 from ..core.pseudo_labels import (PreparedImage, PseudoLabelConfig,
                                   finish_pseudo_labels, prepare_pseudo_labels)
 from ..evaluation import evaluate_label_files
-from ..utils.finite import check_finite
 from ..utils.io import atomic_open, atomic_write_text, folder_lock
 from ..utils.label_io import write_label_png
 from ..utils.label_layout import image_stem, is_done, label_path

@@ -9,7 +9,7 @@ from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 from mmengine.utils import ProgressBar
 
-from ..utils.finite import NonFiniteError, check_finite, non_finite
+from ..core.finite import NonFiniteError, check_finite, non_finite
 
 
 @HOOKS.register_module()
