@@ -26,11 +26,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..core.finite import check_finite
 from .boxes import (ArrayLike, as_boxes, as_labels, class_box_masks,
                     pixel_box_masks, present_class_ids)
 from .crf import (CRF_STAGE2, PROB_CLIP, crf_probabilities, dense_crf,
                   labels_from_channels, ycrf_from_marginals)
+from .finite import check_finite
 from .resample import UPSAMPLE_MODES, BilinearResampler, cam_maps
 from .retrieval import retrieval_maps
 from .unaries import (AGNOSTIC_UNARIES, BACKGROUND_MODES, THRESHOLD_REFERENCES,
