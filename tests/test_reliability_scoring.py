@@ -3,6 +3,7 @@
 out and the tool exits 3; COCO annotations of unknown images warn; an RLE
 mask of another size names the json, the annotation and the image."""
 import json
+import logging
 import os
 import os.path as osp
 import shutil
@@ -91,12 +92,22 @@ def test_scores_say_which_ground_truth_they_leave_out(own_root, tmp_path):
     os.unlink(_gt(own_root, ids[2]))
     checkpoint = make_checkpoint(str(tmp_path / 's1.pth'))
     out = str(tmp_path / 'out')
-    MMLogger.get_instance('bana_mm_stage2')  # the tool's logger, current
+    tool_logger = MMLogger.get_instance('bana_mm_stage2')  # the tool's
     with captured_log() as records:
-        run = _run([
-            CONFIG, checkpoint, '--data-root', own_root, '--out-dir', out,
-            '--split', VAL, '--workers', '0', '--num-vis', '0', '--no-grabcut'
-        ])
+        # the tool logs its summary to its own logger, which is not mmengine's
+        # current one when an earlier test made a newer logger
+        collect = logging.Handler(level=logging.DEBUG)
+        collect.emit = records.append
+        if tool_logger is not MMLogger.get_current_instance():
+            tool_logger.addHandler(collect)
+        try:
+            run = _run([
+                CONFIG, checkpoint, '--data-root', own_root, '--out-dir', out,
+                '--split', VAL, '--workers', '0', '--num-vis', '0',
+                '--no-grabcut'
+            ])
+        finally:
+            tool_logger.removeHandler(collect)
     with open(osp.join(out, 'metrics.json')) as f:
         metrics = json.load(f)
     assert [e['image'] for e in metrics['errors']] == ids[:2]

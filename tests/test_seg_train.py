@@ -101,7 +101,7 @@ def test_run_stage3_on_synthetic(synthetic_root, pseudo_labels, stage3_run,
     work, out = stage3_run
     assert set(out) == {
         'iters', 'loss_first', 'loss_last', 'miou_val', 'miou_val_crf',
-        'checkpoint'
+        'checkpoint', 'seconds'
     }
     assert out['iters'] == 6 and osp.isfile(out['checkpoint'])
     assert np.isfinite(out['loss_first']) and np.isfinite(out['loss_last'])
