@@ -234,3 +234,34 @@ def background_aware_pool(
         attention=attention,
         background=background,
         fallback=fallback)
+
+
+def prototype_classifier_rows(sums: Tensor, counts: Tensor,
+                              mean_norm: float,
+                              logit_scale: float = 10.0) -> Tensor:
+    """Classifier rows at the class prototypes (an initialisation choice,
+    not in the paper; docs/stage1.md).
+
+    Row ``c`` is the mean pooled vector of class ``c`` (row 0: the
+    background queries), scaled to length ``logit_scale / mean_norm``, so a
+    vector of the average length gets the logit ``logit_scale * cos``.
+
+    Args:
+        sums: (L+1, D) summed pooled vectors per class.
+        counts: (L+1, ) how many vectors each sum holds; rows with 0 are
+            returned as NaN (the caller keeps their initial weights).
+        mean_norm: the mean L2 norm of the pooled vectors.
+        logit_scale: logit of a vector of length ``mean_norm`` at cos 1.
+
+    Returns:
+        (L+1, D) rows.
+    """
+    if sums.dim() != 2 or counts.shape != sums.shape[:1]:
+        raise ValueError(f'sums (L+1, D) and counts (L+1,) expected, got '
+                         f'{tuple(sums.shape)} and {tuple(counts.shape)}')
+    if not mean_norm > 0:
+        raise ValueError(f'mean_norm must be > 0, got {mean_norm}')
+    means = sums / counts.clamp(min=1).to(sums.dtype)[:, None]
+    rows = F.normalize(means, dim=1) * (logit_scale / mean_norm)
+    rows[counts == 0] = float('nan')
+    return rows

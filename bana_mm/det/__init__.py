@@ -13,11 +13,12 @@ from .bap_head import BAPHead
 from .coco_metric import NamedCocoMetric
 from .datasets import CocoBoxDataset, VOCBoxDataset, read_class_names
 from .metrics import BoxClassificationMetric
+from .prototype_init_hook import PrototypeInitHook
 from .pseudo_label_hook import PseudoLabelHook
 
 __all__ = [
     'AgreementFCNMaskHead', 'BAPClassifier', 'BAPHead',
     'BoxClassificationMetric', 'CocoAgreementDataset', 'CocoBoxDataset',
-    'LoadAgreementMasks', 'NamedCocoMetric', 'PseudoLabelHook',
+    'LoadAgreementMasks', 'NamedCocoMetric', 'PrototypeInitHook', 'PseudoLabelHook',
     'VOCBoxDataset', 'read_class_names', 'split_packed_masks'
 ]

@@ -78,6 +78,19 @@ class BAPHead(BaseModule):
         """(L+1, D) classifier weights w_c (row 0: background)."""
         return self.classifier.weight.flatten(1)
 
+    @torch.no_grad()
+    def set_class_rows(self, rows: Tensor) -> int:
+        """Copy the finite rows of ``rows`` (L+1, D) into the classifier
+        (e.g. :func:`~bana_mm.core.bap.prototype_classifier_rows`); NaN rows
+        keep their weights. Returns how many rows were set."""
+        weight = self.classifier.weight
+        if rows.shape != weight.shape[:2]:
+            raise ValueError(f'rows must be {tuple(weight.shape[:2])}, got '
+                             f'{tuple(rows.shape)}')
+        keep = torch.isfinite(rows).all(dim=1)
+        weight[keep] = rows[keep].to(weight)[..., None, None]
+        return int(keep.sum())
+
     def classify(self, vectors: Tensor) -> Tensor:
         """Logits of (..., D) vectors."""
         return vectors @ self.class_weights.t()
