@@ -57,10 +57,6 @@ optim_wrapper = dict(optimizer=dict(lr=1e-3), clip_grad=dict(max_norm=10.0))
 param_scheduler = [
     dict(type='MultiStepLR', by_epoch=False, milestones=[450], gamma=0.1)
 ]
-# Not in the paper: the classifier rows start at the class prototypes (the
-# mean BAP vector of each class over the training boxes, one pass before the
-# first iteration; docs/stage1.md) instead of near zero.
-custom_hooks = [dict(type='PrototypeInitHook', logit_scale=10.0)]
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 default_hooks = dict(
     logger=dict(interval=50),
