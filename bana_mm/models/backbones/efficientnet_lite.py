@@ -293,6 +293,7 @@ class EfficientNetLite0(BaseModule):
     def load_imagenet(self, path: Optional[str] = None) -> None:
         """Load the verified ImageNet file (stem widened for extra input
         channels); the classifier head is not part of a feature network."""
+        path = path or lite0_weights_path()  # verified once
         state = lite0_imagenet_state_dict(path)
         own = self.net.state_dict()
         state = {k: v for k, v in state.items() if k in own}
@@ -303,7 +304,7 @@ class EfficientNetLite0(BaseModule):
             raise KeyError(f'ImageNet weights lack {missing[:5]}')
         self.net.load_state_dict(state, strict=True)
         info = (f'EfficientNet-Lite0 ImageNet weights from '
-                f'{path or lite0_weights_path()} (sha256 verified' +
+                f'{path} (sha256 verified' +
                 (f'; stem widened to {self.in_channels} channels, new ones '
                  'zero' if self.in_channels > 3 else '') + ')')
         print_log(info, logger='current')
