@@ -34,14 +34,17 @@ run per image, below the sum when workers run DenseCRF beside the next
 image's network (its share: wall / sum).
 
 Whole images, per size (``--end-to-end``; none: skip): the code of
-``tools/gen_pseudo_labels.py`` (``workers=0``: all in one process) on one
+``tools/gen_pseudo_labels.py`` (``--end-to-end-workers``, default 0: all
+in one process) on one
 synthetic image file of each size (``--image``; three boxes of two
 classes) with the stage-1 model of ``--config`` at random weights, for each
 ``--max-pixels`` (0: labelled at its own size; such runs of images above
 ``--uncapped-limit`` pixels are left out: they need > 8 GB). One fresh
-process each; ``wall`` and ``CPU`` seconds (user + system) of the run,
-both also per megapixel of the image, and the process's peak resident
-size (``VmHWM``, everything it held, the model included). The parts'
+process each; ``wall`` and ``CPU`` seconds (user + system, workers
+included) of the run, both also per megapixel of the image, and the
+process's peak resident size (``VmHWM``, everything it held, the model
+included; with workers, plus the largest worker's peak: an upper bound of
+what they held at once). The parts'
 means come from the run: ``network`` (image loading, downscaling and
 backbone), ``unaries``, ``DenseCRF``, ``retrieval``, ``write`` (labels
 back to the original size, PNGs).
@@ -199,6 +202,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         nargs='+',
         default=[DEFAULT_MAX_PIXELS, 0],
         help='max_pixels of the whole-image rows (0: off)')
+    parser.add_argument(
+        '--end-to-end-workers',
+        type=int,
+        default=0,
+        help='stage-2 worker processes of the whole-image rows')
     parser.add_argument(
         '--uncapped-limit',
         type=int,
@@ -524,6 +532,16 @@ def one_image_set(size: str, kind: str, out: str) -> str:
     return out
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its waited-for
+    children so far."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
+
+
 def measure_whole_image(args: argparse.Namespace) -> dict:
     """Stage 2 of one synthetic image of ``args.one_image`` = (size,
     max_pixels) in this process: seconds, CPU seconds, peak RSS, parts."""
@@ -553,20 +571,22 @@ def measure_whole_image(args: argparse.Namespace) -> dict:
             metainfo=dict(classes=WHOLE_CLASSES))
         dataset = build_label_dataset(cfg)
         options = Stage2Options(
-            workers=0,
+            workers=args.end_to_end_workers,
             num_vis=0,
             evaluate=False,
             labels=PseudoLabelConfig(max_pixels=max_pixels))
         out = osp.join(tmp, 'labels')
         reset_peak_rss()
-        cpu = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = cpu_seconds()
         start = time.perf_counter()
         with contextlib.redirect_stdout(sys.stderr):  # progress bar
             report = generate_label_files(model, dataset, out, options,
                                           WHOLE_CLASSES)
         seconds = time.perf_counter() - start
-        after = resource.getrusage(resource.RUSAGE_SELF)
-        peak = peak_rss_bytes()
+        cpu = cpu_seconds() - cpu
+        # the workers have exited: the largest one's peak (KiB on Linux)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        peak = peak_rss_bytes() + children * 1024
         if report['failed']:
             raise RuntimeError(f'stage 2 failed: {report["failed"]}')
         label = read_label_png(osp.join(out, 'Ycrf', 'image.png'))
@@ -576,8 +596,7 @@ def measure_whole_image(args: argparse.Namespace) -> dict:
     down = report['downscaled']
     return dict(
         seconds=seconds,
-        cpu_seconds=(after.ru_utime - cpu.ru_utime + after.ru_stime -
-                     cpu.ru_stime),
+        cpu_seconds=cpu,
         peak_mib=mib(peak),
         at=down[0]['at'] if down else [height, width],
         parts={key: report[key][0]
@@ -594,7 +613,9 @@ def whole_image_rows(args: argparse.Namespace,
             p for p in (REPO, os.environ.get('PYTHONPATH')) if p))
     common = [
         '--width-mult',
-        str(args.width_mult), '--image', args.image, '--config', args.config
+        str(args.width_mult), '--image', args.image, '--config', args.config,
+        '--end-to-end-workers',
+        str(args.end_to_end_workers)
     ] + (['--threads', str(args.threads)] if args.threads else [])
     rows: List[tuple] = []
     notes: List[str] = []
@@ -686,7 +707,8 @@ def main(argv: Optional[Sequence[str]] = None) -> List[tuple]:
         whole, left_out = whole_image_rows(args, failures)
         notes.append(f'whole images: {args.image}, 3 boxes, the model of '
                      f'{osp.relpath(args.config, REPO)} (width '
-                     f'{args.width_mult}), workers 0, fresh process each')
+                     f'{args.width_mult}), workers '
+                     f'{args.end_to_end_workers}, fresh process each')
         notes += left_out
     notes.append(f'load at the end {load_average()}')
     print('\n'.join(notes))
