@@ -78,9 +78,11 @@ class PseudoLabelConfig:
             and cut to its boxes there (:mod:`~bana_mm.core.downscale`); 0
             turns this off. The default, 2**21 = 2048 x 1024 (1920 x 1080
             fits), is 5x the largest VOC (500 x 500) or COCO (640 x 640)
-            image, so their labels are unchanged, and keeps stage 2 of any
-            image within about 3 GB. Applied where the network runs (stage 2
-            over a dataset, :mod:`~bana_mm.det.pseudo_label_runner`);
+            image, so their labels are unchanged, and keeps stage 2 of a
+            6000 x 4000 image under 3 GB on CPU (docs/benchmarks.md;
+            plus about 2 GB per DenseCRF worker). Applied where the network
+            runs (stage 2 over a dataset,
+            :mod:`~bana_mm.det.pseudo_label_runner`);
             :func:`generate_pseudo_labels` gets features already computed.
     """
     threshold: float = 0.99
