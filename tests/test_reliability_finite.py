@@ -138,8 +138,8 @@ def test_non_finite_maps_fail_naming_the_image(synthetic_root, checkpoint,
     victim = read_split(osp.join(synthetic_root, VAL))[1]
     real = pseudo_label_runner.network_features
 
-    def features(model, item):
-        feat, *rest = real(model, item)
+    def features(model, item, *args):
+        feat, *rest = real(model, item, *args)
         if victim in item['data_samples'].img_path:
             feat[0, 0, 0, 0] = float('nan')
         return (feat, *rest)

@@ -3,7 +3,8 @@ checkpoint (SPEC §2), with scores and pictures.
 
     python tools/gen_pseudo_labels.py CONFIG CHECKPOINT --data-root DIR \\
         --out-dir DIR [--split ANN_FILE] [--workers N] [--num-vis K] \\
-        [--upsample maps|features|unaries] [--launcher none|pytorch]
+        [--upsample maps|features] [--max-pixels N] \\
+        [--launcher none|pytorch]
 
 CONFIG is the stage-1 config the checkpoint was trained with; its training
 set definition (dataset type, classes) with its test pipeline is labelled,
@@ -96,6 +97,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         "after the 0.99 x max threshold ('u0', default) or 1 - the "
         "unthresholded background attention ('attention')")
     parser.add_argument(
+        '--max-pixels',
+        type=int,
+        default=defaults.max_pixels,
+        help='an image with more pixels is labelled scaled down to at most '
+        'this many (network, DenseCRF, retrieval) and its labels are '
+        'upsampled to its own size and cut to its boxes there: bounded '
+        f'memory for any image size; 0 = off (default {defaults.max_pixels}'
+        ' = 2048 x 1024, above any VOC or COCO image)')
+    parser.add_argument(
         '--no-eval', action='store_true', help='do not write metrics.json')
     parser.add_argument(
         '--no-grabcut',
@@ -117,6 +127,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parse_runner_args(parser, argv)
     if args.workers < 0:
         parser.error('--workers must be >= 0')
+    if args.max_pixels < 0:
+        parser.error('--max-pixels must be >= 0 (0: off)')
     return args
 
 
@@ -127,7 +139,8 @@ def label_config(args: argparse.Namespace) -> PseudoLabelConfig:
         threshold_reference=args.threshold_reference,
         align_corners=args.align_corners == 'true',
         background='cam' if args.no_u0 else 'attention',
-        agnostic_unary=args.agnostic_unary)
+        agnostic_unary=args.agnostic_unary,
+        max_pixels=args.max_pixels)
 
 
 def main(argv=None) -> dict:

@@ -8,6 +8,7 @@ a concept. Nothing here imports another part of the project.
 * :mod:`.crf` — DenseCRF, its parameter sets, Ycrf.
 * :mod:`.retrieval` — prototypes and Yret, eqs. (8)-(9).
 * :mod:`.pseudo_labels` — the stage-2 options and the two halves of the job.
+* :mod:`.downscale` — stage 2 of a large image at a capped size.
 * :mod:`.instance_masks` — per-box pseudo masks and COCO RLE.
 * :mod:`.baselines` — Box and GrabCut pseudo labels.
 * :mod:`.class_mapping` — classifier rows by class name.

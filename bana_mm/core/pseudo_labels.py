@@ -37,6 +37,9 @@ from .unaries import (AGNOSTIC_UNARIES, BACKGROUND_MODES, THRESHOLD_REFERENCES,
                       agnostic_class_ids, background_cam_unary, check_choice,
                       image_unaries)
 
+#: Default of :attr:`PseudoLabelConfig.max_pixels`: 2048 x 1024 pixels.
+DEFAULT_MAX_PIXELS = 2**21
+
 
 @dataclass
 class PseudoLabelConfig:
@@ -69,6 +72,18 @@ class PseudoLabelConfig:
             :func:`~bana_mm.core.unaries.agnostic_background`.
         crf_gaussian / crf_bilateral / crf_iterations / prob_clip: DenseCRF.
         compute_yret: skip the retrieval labels when False.
+        max_pixels: an image with more pixels is labelled scaled down to at
+            most this many (network, DenseCRF, retrieval; same aspect
+            ratio), and its labels are upsampled (nearest) to its own size
+            and cut to its boxes there (:mod:`~bana_mm.core.downscale`); 0
+            turns this off. The default, 2**21 = 2048 x 1024 (1920 x 1080
+            fits), is 5x the largest VOC (500 x 500) or COCO (640 x 640)
+            image, so their labels are unchanged, and keeps stage 2 of a
+            6000 x 4000 image under 3 GB on CPU (docs/benchmarks.md;
+            plus about 2 GB per DenseCRF worker). Applied where the network
+            runs (stage 2 over a dataset,
+            :mod:`~bana_mm.det.pseudo_label_runner`);
+            :func:`generate_pseudo_labels` gets features already computed.
     """
     threshold: float = 0.99
     threshold_reference: str = 'similarity'
@@ -84,8 +99,18 @@ class PseudoLabelConfig:
     crf_iterations: int = 10
     prob_clip: float = PROB_CLIP
     compute_yret: bool = True
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     def __post_init__(self):
+        if self.max_pixels is None:
+            self.max_pixels = 0
+        if (isinstance(self.max_pixels, bool)
+                or not isinstance(self.max_pixels,
+                                  (int, np.integer)) or self.max_pixels < 0):
+            raise ValueError('max_pixels must be an integer >= 0 (0: label '
+                             f'every image at its own size), got '
+                             f'{self.max_pixels!r}')
+        self.max_pixels = int(self.max_pixels)
         check_choice('upsample', self.upsample, UPSAMPLE_MODES)
         check_choice('threshold_reference', self.threshold_reference,
                      THRESHOLD_REFERENCES)

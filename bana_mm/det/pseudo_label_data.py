@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..core.class_mapping import map_class_weights
+from ..core.downscale import OriginalSize, capped_hw, resize_image, scale_boxes
 from ..utils.cli import resolve_split
 from ..utils.io import file_state
 from ..utils.label_layout import image_stem
@@ -188,11 +189,16 @@ def image_inputs(dataset) -> Dict[str, Dict[str, str]]:
 
 
 @torch.no_grad()
-def network_features(model, item: dict):
+def network_features(model, item: dict, max_pixels: int = 0):
     """Backbone features of one test-pipeline item.
 
+    An image with more than ``max_pixels`` pixels (0: off) is scaled down
+    to at most that many first (:func:`~bana_mm.core.downscale.capped_hw`,
+    boxes alike): everything returned is at that size, and ``original``
+    holds the size and boxes its labels go back to.
+
     Returns (feat (1, D, h, w) on CPU, input_hw, image RGB (H, W, 3) uint8,
-    boxes (N, 4), labels (N,)).
+    boxes (N, 4), labels (N,), original: :class:`OriginalSize` or None).
     """
     sample = item['data_samples']
     if tuple(sample.img_shape[:2]) != tuple(sample.ori_shape[:2]):
@@ -200,11 +206,22 @@ def network_features(model, item: dict):
             f'{sample.img_path}: stage 2 needs the image at its own size but '
             f'the test pipeline resized {sample.ori_shape[:2]} to '
             f'{sample.img_shape[:2]}; remove Resize from test_pipeline')
+    image = item['inputs']  # (3, H, W) uint8, BGR
+    boxes, labels = gt_boxes_of(sample)
+    boxes, labels = boxes.cpu(), labels.cpu()
+    full_hw = tuple(image.shape[-2:])
+    small_hw = capped_hw(full_hw, max_pixels)
+    original = None
+    if small_hw is not None:
+        original = OriginalSize(full_hw, boxes.numpy(), labels.numpy())
+        image = torch.from_numpy(
+            resize_image(image.permute(1, 2, 0).numpy(),
+                         small_hw)).permute(2, 0, 1)
+        boxes = scale_boxes(boxes, full_hw, small_hw)
     data = model.data_preprocessor(
-        dict(inputs=[item['inputs']], data_samples=[sample]), False)
+        dict(inputs=[image], data_samples=[sample]), False)
     inputs = data['inputs']
     feat = model.extract_feat(inputs).float().cpu()
-    image_rgb = item['inputs'].permute(1, 2, 0).numpy()[..., ::-1]
-    boxes, labels = gt_boxes_of(sample)
+    image_rgb = image.permute(1, 2, 0).numpy()[..., ::-1]
     return (feat, tuple(inputs.shape[-2:]), np.ascontiguousarray(image_rgb),
-            boxes.cpu(), labels.cpu())
+            boxes, labels, original)

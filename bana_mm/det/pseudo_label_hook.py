@@ -29,7 +29,8 @@ class PseudoLabelHook(Hook):
         run_after_train: generate when training ends; with False call
             :meth:`generate` on demand.
         label_cfg: fields of ``PseudoLabelConfig`` (``upsample``,
-            ``threshold``, ``crf_bilateral``, ...).
+            ``threshold``, ``crf_bilateral``, ``max_pixels``: images
+            above it are labelled downscaled, ...).
         overwrite: delete the labels of an earlier run in ``out_dir``
             first. Without it a rerun resumes only when ``fingerprint.json``
             (model, options, dataset) matches, else it stops with an error.

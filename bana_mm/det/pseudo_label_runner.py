@@ -41,6 +41,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..core.downscale import OriginalSize, labels_at_size
 from ..core.finite import check_finite
 from ..core.pseudo_labels import (PreparedImage, PseudoLabelConfig,
                                   finish_pseudo_labels, prepare_pseudo_labels)
@@ -90,15 +91,27 @@ class FinishJob:
     stem: str
     vis: bool
     class_names: Tuple[str, ...]
+    original: Optional[OriginalSize] = None
 
 
 def finish_and_write(job: FinishJob) -> dict:
-    """DenseCRF + Yret of one image, its PNGs (and sheet); timings."""
+    """DenseCRF + Yret of one image, its PNGs (and sheet); timings.
+
+    A downscaled image (``job.original``) gets its label files at its own
+    size (:func:`~bana_mm.core.downscale.labels_at_size`); its sheet stays
+    at the size it was labelled at."""
     result = finish_pseudo_labels(job.prep)
-    if result.yret is not None:
-        write_label_png(label_path(job.out_dir, 'Yret', job.stem), result.yret)
+    t0 = time.perf_counter()
+    ycrf, yret = result.ycrf, result.yret
+    if job.original is not None:
+        ycrf = labels_at_size(ycrf, job.original)
+        if yret is not None:
+            yret = labels_at_size(yret, job.original)
+    if yret is not None:
+        write_label_png(label_path(job.out_dir, 'Yret', job.stem), yret)
     # Ycrf last: an image counts as done once its Ycrf exists.
-    write_label_png(label_path(job.out_dir, 'Ycrf', job.stem), result.ycrf)
+    write_label_png(label_path(job.out_dir, 'Ycrf', job.stem), ycrf)
+    restore = time.perf_counter() - t0
     if job.vis:
         import cv2
 
@@ -119,7 +132,8 @@ def finish_and_write(job: FinishJob) -> dict:
         stem=job.stem,
         unary=result.unary_seconds,
         crf=result.crf_seconds,
-        retrieval=result.retrieval_seconds)
+        retrieval=result.retrieval_seconds,
+        write=restore)
 
 
 def _progress(total: int):
@@ -164,7 +178,9 @@ def generate_label_files(
         network=[],
         unary=[],
         crf=[],
-        retrieval=[])
+        retrieval=[],
+        write=[],
+        downscaled=[])
     bar = _progress(len(indices))
     model.eval()
     start = time.perf_counter()
@@ -181,7 +197,7 @@ def generate_label_files(
                         f'{report["stopped"]}', logging.ERROR)
             else:
                 report['written'].append(stem)
-                for key in ('unary', 'crf', 'retrieval'):
+                for key in ('unary', 'crf', 'retrieval', 'write'):
                     report[key].append(result[key])
             if bar is not None:
                 bar.update()
@@ -201,9 +217,13 @@ def generate_label_files(
             try:
                 t0 = time.perf_counter()
                 item = dataset[idx]
-                feat, input_hw, image, boxes, labels = network_features(
-                    model, item)
+                (feat, input_hw, image, boxes, labels,
+                 original) = network_features(model, item,
+                                              label_cfg.max_pixels)
                 report['network'].append(time.perf_counter() - t0)
+                if original is not None:
+                    _note_downscaled(report, stem, original, image.shape[:2],
+                                     label_cfg.max_pixels)
                 prep = prepare_pseudo_labels(image, feat, weights, boxes,
                                              labels, input_hw, label_cfg)
             except Exception as err:  # unreadable image, bad boxes, ...
@@ -214,7 +234,8 @@ def generate_label_files(
                 out_dir=out_dir,
                 stem=stem,
                 vis=idx < options.num_vis,
-                class_names=data_classes)
+                class_names=data_classes,
+                original=original)
             collect(executor.submit(finish_and_write, job, stem))
         collect(executor.drain())
     if bar is not None:
@@ -223,6 +244,19 @@ def generate_label_files(
         len(report[k]) for k in ('written', 'skipped', 'failed'))
     report['seconds'] = time.perf_counter() - start
     return report
+
+
+def _note_downscaled(report: dict, stem: str, original: OriginalSize,
+                     labelled_hw: Tuple[int, int], max_pixels: int) -> None:
+    """Record (and log the first of) the images labelled downscaled."""
+    (H, W), (h, w) = original.image_hw, labelled_hw
+    report['downscaled'].append(dict(image=stem, size=[H, W], at=[h, w]))
+    if len(report['downscaled']) == 1:
+        _log(
+            f'stage 2: {stem} ({W}x{H}, {H * W} pixels) is above max_pixels '
+            f'{max_pixels}: labelled at {w}x{h}, its labels upsampled to '
+            f'{W}x{H} (the others are listed in run.json "downscaled")',
+            logging.WARNING)
 
 
 def disk_full(err: BaseException) -> bool:
@@ -240,11 +274,11 @@ def merge_reports(reports: Sequence[dict], workers: int) -> dict:
     """One ``run.json`` from the reports of all ranks."""
     merged = {
         key: [v for r in reports for v in r[key]]
-        for key in ('written', 'skipped', 'failed')
+        for key in ('written', 'skipped', 'failed', 'downscaled')
     }
     timings = {
         key: [v for r in reports for v in r[key]]
-        for key in ('network', 'unary', 'crf', 'retrieval')
+        for key in ('network', 'unary', 'crf', 'retrieval', 'write')
     }
     seconds = max(r['seconds'] for r in reports)
     written = len(merged['written'])
@@ -255,6 +289,7 @@ def merge_reports(reports: Sequence[dict], workers: int) -> dict:
         written=written,
         skipped=len(merged['skipped']),
         failed=merged['failed'],
+        downscaled=merged['downscaled'],
         stopped=next((r['stopped'] for r in reports if r['stopped']), None),
         not_attempted=not_attempted,
         workers=workers,
@@ -453,6 +488,10 @@ def describe(run: dict, out_dir: str) -> str:
     for kind, ap in (metrics.get('coco_ap') or {}).items():
         lines.append(f'  {kind} mask AP (0-1, as mmdet) ' +
                      ', '.join(f'{k} {v}' for k, v in ap.items()))
+    if run.get('downscaled'):
+        lines.append(f'  {len(run["downscaled"])} image(s) above max_pixels '
+                     'labelled downscaled, labels written at their own size '
+                     f'(listed in {osp.join(out_dir, "run.json")})')
     if osp.isdir(osp.join(out_dir, 'vis')):
         lines.append(f'  pictures: {osp.join(out_dir, "vis")}')
     if run.get('stopped'):

@@ -33,13 +33,32 @@ unless ``--checkpoint``: the time does not depend on them), for every
 run per image, below the sum when workers run DenseCRF beside the next
 image's network (its share: wall / sum).
 
+Whole images, per size (``--end-to-end``; none: skip): the code of
+``tools/gen_pseudo_labels.py`` (``--end-to-end-workers``, default 0: all
+in one process) on one
+synthetic image file of each size (``--image``; three boxes of two
+classes) with the stage-1 model of ``--config`` at random weights, for each
+``--max-pixels`` (0: labelled at its own size; such runs of images above
+``--uncapped-limit`` pixels are left out: they need > 8 GB). One fresh
+process each; ``wall`` and ``CPU`` seconds (user + system, workers
+included) of the run, both also per megapixel of the image, and the
+process's peak resident size (``VmHWM``, everything it held, the model
+included; with workers, plus the largest worker's peak: an upper bound of
+what they held at once). The parts'
+means come from the run: ``network`` (image loading, downscaling and
+backbone), ``unaries``, ``DenseCRF``, ``retrieval``, ``write`` (labels
+back to the original size, PNGs).
+
 CPU. On a machine shared with other jobs the times are upper bounds (the
-header gives the load); memory does not depend on load.
+header gives the load); memory does not depend on load; CPU seconds depend
+on it far less than wall seconds.
 
 examples:
   python tools/benchmarks/stage2_cost.py --quick
   python tools/benchmarks/stage2_cost.py --sizes voc --images 0
   python tools/benchmarks/stage2_cost.py --sizes --images 10 --workers 1 2
+  python tools/benchmarks/stage2_cost.py --sizes --images 0 --threads 1 \
+      --end-to-end 640x480 2000x1500 4000x3000 6000x4000 --image smooth
   python tools/benchmarks/stage2_cost.py  # every size: ~30 min on 2 cores
 """
 from __future__ import annotations
@@ -49,6 +68,7 @@ import contextlib
 import json
 import os
 import os.path as osp
+import resource
 import subprocess
 import sys
 import tempfile
@@ -58,6 +78,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
 
+from bana_mm.core.pseudo_labels import DEFAULT_MAX_PIXELS
 from bana_mm.utils.benchmark import (format_table, from_times, load_average,
                                      machine_line, mib, parse_with_quick,
                                      peak_rss_bytes, reset_peak_rss, rss_bytes,
@@ -78,7 +99,13 @@ RUN_PARTS = (('network', 'network'), ('unary', 'unaries'), ('crf', 'DenseCRF'),
 #: Parts whose cost depends on ``upsample``.
 PER_MODE = ('unaries', 'retrieval')
 QUICK = dict(
-    sizes=['160x120'], images=2, max_side=[160], workers=[0], width_mult=0.25)
+    sizes=['160x120'],
+    images=2,
+    max_side=[160],
+    workers=[0],
+    width_mult=0.25,
+    end_to_end=['200x150'],
+    max_pixels=[10000, 0])
 #: A result row: input, upsample, workers, part, seconds, IQR, peak MiB.
 Row = Tuple[str, str, Optional[int], str, Optional[float], Optional[float],
             Optional[float]]
@@ -163,12 +190,41 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         '--threads', type=int, default=None, help='torch threads')
     parser.add_argument(
+        '--end-to-end',
+        nargs='*',
+        default=[],
+        metavar='SIZE',
+        help='whole-image rows: image sizes (as --sizes) through the '
+        "tool's code, one process each")
+    parser.add_argument(
+        '--max-pixels',
+        type=int,
+        nargs='+',
+        default=[DEFAULT_MAX_PIXELS, 0],
+        help='max_pixels of the whole-image rows (0: off)')
+    parser.add_argument(
+        '--end-to-end-workers',
+        type=int,
+        default=0,
+        help='stage-2 worker processes of the whole-image rows')
+    parser.add_argument(
+        '--uncapped-limit',
+        type=int,
+        default=4_000_000,
+        help='whole-image rows with max_pixels 0 only up to this many '
+        'pixels')
+    parser.add_argument(
+        '--one-image',
+        nargs=2,
+        metavar=('SIZE', 'MAX_PIXELS'),
+        help=argparse.SUPPRESS)  # one whole image in this process, JSON out
+    parser.add_argument(
         '--one',
         nargs=3,
         metavar=('SIZE', 'MODE', 'PART'),
         help=argparse.SUPPRESS)  # one part in this process, JSON out
     args = parse_with_quick(parser, QUICK, argv)
-    for size in args.sizes:
+    for size in args.sizes + args.end_to_end:
         try:
             parse_size(size)
         except argparse.ArgumentTypeError as err:
@@ -185,7 +241,6 @@ def part_call(part: str, mode: str, size: str,
     its inputs (and what earlier parts would have made) built here."""
     import math
 
-    import cv2
     import numpy as np
     import torch
 
@@ -207,13 +262,7 @@ def part_call(part: str, mode: str, size: str,
              [0.4 * W, 0.1 * H, 0.7 * W, 0.5 * H],
              [0.6 * W, 0.5 * H, 0.95 * W, 0.95 * H]]
     labels = [4, 14, 4]
-    rng = np.random.default_rng(0)
-    if args.image == 'noise':
-        image = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
-    else:
-        small = rng.integers(0, 256, (H // 16 + 1, W // 16 + 1, 3))
-        image = cv2.resize(
-            small.astype(np.uint8), (W, H), interpolation=cv2.INTER_CUBIC)
+    image = synthetic_image(W, H, args.image)
     cfg = PseudoLabelConfig(upsample=mode)
     if part == 'unaries':
         return lambda: prepare_pseudo_labels(
@@ -425,6 +474,182 @@ def dataset_rows(args: argparse.Namespace) -> Tuple[List[Row], str]:
     return rows, f'image set {root} (mean size in the input column)'
 
 
+# -------------------------------------------------------- whole images
+#: Classes of the whole-image rows' one-image data set.
+WHOLE_CLASSES = ('cat', 'dog')
+#: Parts of a whole-image row: (key of the stage-2 report, column).
+WHOLE_PARTS = dict(
+    network='network',
+    unary='unaries',
+    crf='DenseCRF',
+    retrieval='retrieval',
+    write='write')
+
+
+def synthetic_image(width: int, height: int, kind: str):
+    """(H, W, 3) uint8: i.i.d. noise or smooth random colours."""
+    import cv2
+    import numpy as np
+    rng = np.random.default_rng(0)
+    if kind == 'noise':
+        return rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    small = rng.integers(0, 256, (height // 16 + 1, width // 16 + 1, 3))
+    return cv2.resize(
+        small.astype(np.uint8), (width, height), interpolation=cv2.INTER_CUBIC)
+
+
+def one_image_set(size: str, kind: str, out: str) -> str:
+    """A VOC-layout folder ``out`` with one ``size`` image and three boxes
+    of two classes covering about a third of it."""
+    import xml.etree.ElementTree as ET
+
+    import cv2
+    width, height = parse_size(size)
+    for sub in ('JPEGImages', 'Annotations', 'ImageSets/Segmentation'):
+        os.makedirs(osp.join(out, sub), exist_ok=True)
+    cv2.imwrite(
+        osp.join(out, 'JPEGImages', 'image.jpg'),
+        synthetic_image(width, height, kind)[..., ::-1],
+        [cv2.IMWRITE_JPEG_QUALITY, 95])
+    root = ET.Element('annotation')
+    ET.SubElement(root, 'filename').text = 'image.jpg'
+    node = ET.SubElement(root, 'size')
+    for key, value in (('width', width), ('height', height), ('depth', 3)):
+        ET.SubElement(node, key).text = str(value)
+    W, H = width, height
+    for name, box in (('cat', (0.1 * W, 0.2 * H, 0.45 * W, 0.8 * H)),
+                      ('dog', (0.4 * W, 0.1 * H, 0.7 * W, 0.5 * H)),
+                      ('cat', (0.6 * W, 0.5 * H, 0.95 * W, 0.95 * H))):
+        obj = ET.SubElement(root, 'object')
+        ET.SubElement(obj, 'name').text = name
+        ET.SubElement(obj, 'difficult').text = '0'
+        bndbox = ET.SubElement(obj, 'bndbox')
+        for key, value in zip(('xmin', 'ymin', 'xmax', 'ymax'), box):
+            ET.SubElement(bndbox, key).text = str(max(1, round(value)))
+    ET.ElementTree(root).write(osp.join(out, 'Annotations', 'image.xml'))
+    with open(osp.join(out, 'ImageSets/Segmentation/train.txt'), 'w') as f:
+        f.write('image\n')
+    return out
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its waited-for
+    children so far."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
+
+
+def measure_whole_image(args: argparse.Namespace) -> dict:
+    """Stage 2 of one synthetic image of ``args.one_image`` = (size,
+    max_pixels) in this process: seconds, CPU seconds, peak RSS, parts."""
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+
+    from bana_mm.core.pseudo_labels import PseudoLabelConfig
+    from bana_mm.det.pseudo_label_data import build_label_dataset
+    from bana_mm.det.pseudo_label_runner import (Stage2Options,
+                                                 generate_label_files)
+    from bana_mm.utils.label_io import read_label_png
+    size, max_pixels = args.one_image[0], int(args.one_image[1])
+    cfg = Config.fromfile(args.config)
+    cfg.model.backbone.width_mult = args.width_mult
+    cfg.model.head.update(
+        in_channels=max(1, int(1024 * args.width_mult)),
+        num_classes=len(WHOLE_CLASSES))
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        import bana_mm.det  # noqa: F401
+        model = MODELS.build(cfg.model).eval()
+    with tempfile.TemporaryDirectory(prefix='stage2_whole_') as tmp:
+        data = one_image_set(size, args.image, osp.join(tmp, 'data'))
+        cfg.train_dataloader.dataset.update(
+            data_root=data + '/',
+            ann_file='ImageSets/Segmentation/train.txt',
+            metainfo=dict(classes=WHOLE_CLASSES))
+        dataset = build_label_dataset(cfg)
+        options = Stage2Options(
+            workers=args.end_to_end_workers,
+            num_vis=0,
+            evaluate=False,
+            labels=PseudoLabelConfig(max_pixels=max_pixels))
+        out = osp.join(tmp, 'labels')
+        reset_peak_rss()
+        cpu = cpu_seconds()
+        start = time.perf_counter()
+        with contextlib.redirect_stdout(sys.stderr):  # progress bar
+            report = generate_label_files(model, dataset, out, options,
+                                          WHOLE_CLASSES)
+        seconds = time.perf_counter() - start
+        cpu = cpu_seconds() - cpu
+        # the workers have exited: the largest one's peak (KiB on Linux)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        peak = peak_rss_bytes() + children * 1024
+        if report['failed']:
+            raise RuntimeError(f'stage 2 failed: {report["failed"]}')
+        label = read_label_png(osp.join(out, 'Ycrf', 'image.png'))
+    width, height = parse_size(size)
+    if label.shape != (height, width):
+        raise RuntimeError(f'label {label.shape} is not {height}x{width}')
+    down = report['downscaled']
+    return dict(
+        seconds=seconds,
+        cpu_seconds=cpu,
+        peak_mib=mib(peak),
+        at=down[0]['at'] if down else [height, width],
+        parts={key: report[key][0]
+               for key in WHOLE_PARTS})
+
+
+def whole_image_rows(args: argparse.Namespace,
+                     failures: List[str]) -> Tuple[List[tuple], List[str]]:
+    """One row per ``--end-to-end`` size and ``--max-pixels``, each in a
+    fresh process; also notes of the runs left out."""
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(
+            p for p in (REPO, os.environ.get('PYTHONPATH')) if p))
+    common = [
+        '--width-mult',
+        str(args.width_mult), '--image', args.image, '--config', args.config,
+        '--end-to-end-workers',
+        str(args.end_to_end_workers)
+    ] + (['--threads', str(args.threads)] if args.threads else [])
+    rows: List[tuple] = []
+    notes: List[str] = []
+    for size in args.end_to_end:
+        width, height = parse_size(size)
+        mpx = width * height / 1e6
+        for cap in args.max_pixels:
+            if not cap and width * height > args.uncapped_limit:
+                notes.append(f'{width}x{height} with max_pixels 0 left out '
+                             f'(above --uncapped-limit {args.uncapped_limit})')
+                continue
+            out = subprocess.run(
+                [sys.executable, __file__, '--one-image', size,
+                 str(cap)] + common,
+                capture_output=True,
+                text=True,
+                cwd=REPO,
+                env=env)
+            if out.returncode:
+                tail = out.stderr.strip().splitlines() or ['killed?']
+                failures.append(f'{width}x{height} max_pixels {cap}: exit '
+                                f'{out.returncode}: {tail[-1]}')
+                continue
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            h, w = r['at']
+            rows.append(
+                (f'{width}x{height}', str(cap or 'off'), f'{w}x{h}',
+                 f'{r["seconds"]:.1f}', f'{r["cpu_seconds"]:.1f}',
+                 f'{r["seconds"] / mpx:.1f}', f'{r["cpu_seconds"] / mpx:.1f}',
+                 f'{r["peak_mib"]:.0f}', *(f'{r["parts"][key]:.2f}'
+                                           for key in WHOLE_PARTS)))
+    return rows, notes
+
+
 # ------------------------------------------------------------------- table
 def with_sums(rows: List[Row]) -> List[tuple]:
     """Table rows: each group's parts with their share of the group's sum,
@@ -461,6 +686,9 @@ def main(argv: Optional[Sequence[str]] = None) -> List[tuple]:
     if args.one:
         print(json.dumps(measure_part(args)))
         return []
+    if args.one_image:
+        print(json.dumps(measure_whole_image(args)))
+        return []
     failures: List[str] = []
     rows = synthetic_rows(args, failures) if args.sizes else []
     notes = [machine_line()]
@@ -474,13 +702,29 @@ def main(argv: Optional[Sequence[str]] = None) -> List[tuple]:
         rows += more
         notes.append(line)
     table = with_sums(rows)
+    whole: List[tuple] = []
+    if args.end_to_end:
+        whole, left_out = whole_image_rows(args, failures)
+        notes.append(f'whole images: {args.image}, 3 boxes, the model of '
+                     f'{osp.relpath(args.config, REPO)} (width '
+                     f'{args.width_mult}), workers '
+                     f'{args.end_to_end_workers}, fresh process each')
+        notes += left_out
     notes.append(f'load at the end {load_average()}')
     print('\n'.join(notes))
-    print(
-        format_table(('input', 'upsample', 'workers', 'part', 's/image', 'IQR',
-                      'share', 'peak MiB'),
-                     table,
-                     left=2))
+    if table:
+        print(
+            format_table(('input', 'upsample', 'workers', 'part', 's/image',
+                          'IQR', 'share', 'peak MiB'),
+                         table,
+                         left=2))
+    if whole:
+        print(
+            format_table(
+                ('image', 'max_pixels', 'labelled at', 'wall s', 'CPU s',
+                 'wall s/MP', 'CPU s/MP', 'peak MiB', *WHOLE_PARTS.values()),
+                whole,
+                left=3))
     for failure in failures:
         print(f'failed: {failure}')
     return table
