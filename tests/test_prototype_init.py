@@ -16,8 +16,8 @@ TINY = osp.join(
 def test_rows_are_scaled_class_means():
     sums = torch.tensor([[2.0, 0.0], [0.0, 3.0], [0.0, 0.0]])
     counts = torch.tensor([2.0, 1.0, 0.0])
-    rows = prototype_classifier_rows(sums, counts, mean_norm=5.0,
-                                     logit_scale=10.0)
+    rows = prototype_classifier_rows(
+        sums, counts, mean_norm=5.0, logit_scale=10.0)
     # means (1, 0) and (0, 3), unit length times 10 / 5
     assert torch.allclose(rows[:2], torch.tensor([[2.0, 0.0], [0.0, 2.0]]))
     assert torch.isnan(rows[2]).all()  # no vectors: caller keeps its row
@@ -93,8 +93,8 @@ def test_hook_sets_each_row_to_its_class_mean(synthetic_root, tmp_path):
     random_rows = model.head.class_weights.detach().clone()
 
     _seed()
-    PrototypeInitHook(logit_scale=10.0, batch_size=n,
-                      max_images=n).before_train(runner)
+    PrototypeInitHook(
+        logit_scale=10.0, batch_size=n, max_images=n).before_train(runner)
     rows = model.head.class_weights.detach()
     mean_norm = vectors.norm(dim=1).mean()
     for c in range(rows.shape[0]):
@@ -104,7 +104,9 @@ def test_hook_sets_each_row_to_its_class_mean(synthetic_root, tmp_path):
             continue
         mean = members.mean(dim=0)
         assert torch.allclose(
-            rows[c], mean / mean.norm() * 10.0 / mean_norm, rtol=1e-4,
+            rows[c],
+            mean / mean.norm() * 10.0 / mean_norm,
+            rtol=1e-4,
             atol=1e-6), c
     # the prototypes classify the training vectors, the random rows do not
     accuracy = (vectors @ rows.t()).argmax(1).eq(targets).float().mean()

@@ -236,7 +236,8 @@ def background_aware_pool(
         fallback=fallback)
 
 
-def prototype_classifier_rows(sums: Tensor, counts: Tensor,
+def prototype_classifier_rows(sums: Tensor,
+                              counts: Tensor,
                               mean_norm: float,
                               logit_scale: float = 10.0) -> Tensor:
     """Classifier rows at the class prototypes (an initialisation choice,

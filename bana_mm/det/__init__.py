@@ -19,6 +19,7 @@ from .pseudo_label_hook import PseudoLabelHook
 __all__ = [
     'AgreementFCNMaskHead', 'BAPClassifier', 'BAPHead',
     'BoxClassificationMetric', 'CocoAgreementDataset', 'CocoBoxDataset',
-    'LoadAgreementMasks', 'NamedCocoMetric', 'PrototypeInitHook', 'PseudoLabelHook',
-    'VOCBoxDataset', 'read_class_names', 'split_packed_masks'
+    'LoadAgreementMasks', 'NamedCocoMetric', 'PrototypeInitHook',
+    'PseudoLabelHook', 'VOCBoxDataset', 'read_class_names',
+    'split_packed_masks'
 ]

@@ -68,8 +68,7 @@ class PrototypeInitHook(Hook):
         with torch.no_grad():
             for start in range(0, len(indices), self.batch_size):
                 batch = pseudo_collate([
-                    dataset[i]
-                    for i in indices[start:start + self.batch_size]
+                    dataset[i] for i in indices[start:start + self.batch_size]
                 ])
                 data = model.data_preprocessor(batch, False)
                 feats = model.extract_feat(data['inputs'])

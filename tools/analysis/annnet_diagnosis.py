@@ -57,8 +57,8 @@ def label_maps(probs, boxes: np.ndarray, labels: np.ndarray,
     box_class = class_prior(boxes, np.asarray(labels) + 1, hw)
     foreground = (1.0 - probs[0]).numpy()
     fg_box = np.full(hw, 255, dtype=np.uint8)
-    fg_box[(foreground > tau) & (box_class > 0)] = box_class[
-        (foreground > tau) & (box_class > 0)]
+    fg_box[(foreground > tau) & (box_class > 0)] = box_class[(foreground > tau)
+                                                             & (box_class > 0)]
     fg_box[(1.0 - foreground) > tau] = 0
     return dict(
         eq3=pseudo_mask_from_probs(probs, tau),
@@ -109,8 +109,7 @@ def diagnose(work_dir: str, round_index: int, split: str,
                 stem = osp.splitext(osp.basename(sample.img_path))[0]
                 probs = sample.seg_logits.data.float().softmax(dim=0)
                 gt = read_label_png(osp.join(gt_dir, f'{stem}.png'))
-                for name, pred in label_maps(probs, *boxes[stem],
-                                             tau).items():
+                for name, pred in label_maps(probs, *boxes[stem], tau).items():
                     scores[name].add(pred, gt)
             bar.update()
     sys.stdout.write('\n')
@@ -121,12 +120,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split('\n\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('work_dir', help='an MDH run (tools/run_pipeline.py '
-                        '--method mdh --work-dir)')
+    parser.add_argument(
+        'work_dir',
+        help='an MDH run (tools/run_pipeline.py '
+        '--method mdh --work-dir)')
     parser.add_argument('--round', type=int, default=1)
     parser.add_argument('--tau', type=float, default=0.9)
-    parser.add_argument('--splits', nargs='+', default=['weak', 'full'],
-                        help='splits/<name>.txt of the run (default: W, F)')
+    parser.add_argument(
+        '--splits',
+        nargs='+',
+        default=['weak', 'full'],
+        help='splits/<name>.txt of the run (default: W, F)')
     args = parser.parse_args(argv)
     rows = {
         split: diagnose(args.work_dir, args.round, split, args.tau)
