@@ -118,23 +118,30 @@ class BAPHead(BaseModule):
                     min_background_share=self.min_background_share))
         return results
 
-    def loss(self, feats: Tensor, data_samples: List[DetDataSample]) -> dict:
-        """Cross-entropy over all foreground vectors (target c_i + 1) and all
-        valid background queries (target 0) of the batch."""
-        pooled = self.pool(feats, data_samples, self.grid_size)
+    @staticmethod
+    def training_vectors(
+            pooled: List[dict],
+            data_samples: List[DetDataSample]) -> Tuple[Tensor, Tensor]:
+        """All pooled vectors of a batch and their targets: each box bin
+        its class ``c_i + 1``, each background query 0."""
         vectors, targets = [], []
         for result, sample in zip(pooled, data_samples):
             _, labels = gt_boxes_of(sample)
             box_feats = result['box_feats']  # (K, bins, D)
             vectors.append(box_feats.flatten(0, 1))
-            targets.append((labels.to(feats.device) + 1).repeat_interleave(
+            targets.append((labels.to(box_feats.device) + 1).repeat_interleave(
                 box_feats.shape[1]))
             vectors.append(result['queries'])
             targets.append(
                 labels.new_zeros(
-                    result['queries'].shape[0], device=feats.device))
-        vectors = torch.cat(vectors)
-        targets = torch.cat(targets)
+                    result['queries'].shape[0], device=box_feats.device))
+        return torch.cat(vectors), torch.cat(targets)
+
+    def loss(self, feats: Tensor, data_samples: List[DetDataSample]) -> dict:
+        """Cross-entropy over all foreground vectors (target c_i + 1) and all
+        valid background queries (target 0) of the batch."""
+        pooled = self.pool(feats, data_samples, self.grid_size)
+        vectors, targets = self.training_vectors(pooled, data_samples)
         if vectors.shape[0] == 0:
             zero = feats.sum() * 0.0
             return dict(loss_cls=zero, acc_fg=zero.detach())

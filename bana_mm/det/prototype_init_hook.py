@@ -18,7 +18,6 @@ from mmengine.registry import HOOKS
 from mmengine.utils import ProgressBar
 
 from ..core.bap import prototype_classifier_rows
-from .bap_head import gt_boxes_of
 
 
 @HOOKS.register_module()
@@ -73,20 +72,13 @@ class PrototypeInitHook(Hook):
                 data = model.data_preprocessor(batch, False)
                 feats = model.extract_feat(data['inputs'])
                 samples = data['data_samples']
-                for result, sample in zip(
-                        head.pool(feats, samples, head.grid_size), samples):
-                    _, labels = gt_boxes_of(sample)
-                    box_vectors = result['box_feats'].double().flatten(0, 1)
-                    rows = (labels.to(sums.device) + 1).repeat_interleave(
-                        result['box_feats'].shape[1])
-                    queries = result['queries'].double()
-                    sums.index_add_(0, rows, box_vectors)
-                    counts += torch.bincount(
-                        rows, minlength=counts.numel()).to(counts)
-                    sums[0] += queries.sum(dim=0)
-                    counts[0] += queries.shape[0]
-                    norm_sum += box_vectors.norm(dim=1).sum()
-                    norm_sum += queries.norm(dim=1).sum()
+                vectors, rows = head.training_vectors(
+                    head.pool(feats, samples, head.grid_size), samples)
+                vectors = vectors.double()
+                sums.index_add_(0, rows.to(sums.device), vectors)
+                counts += torch.bincount(
+                    rows, minlength=counts.numel()).to(counts)
+                norm_sum += vectors.norm(dim=1).sum()
                 if bar is not None:
                     bar.update(len(samples))
         model.train(was_training)
