@@ -22,6 +22,9 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
      '  python tools/benchmarks/stage2_cost.py --quick\n'),
     ('tools/benchmarks/train_step_cost.py',
      '  python tools/benchmarks/train_step_cost.py --quick\n'),
+    ('tools/benchmarks/authors_step.py',
+     '  python tools/benchmarks/authors_step.py --authors-dir /tmp/BANA '
+     '--quick\n'),
 ])
 def test_help_shows_an_example(tool, example):
     env = dict(os.environ, PYTHONPATH=REPO)

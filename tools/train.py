@@ -17,7 +17,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 import bana_mm  # noqa: F401  (checkpoint loading on torch >= 2.6)
-from bana_mm.engine import add_finite_loss_check
+from bana_mm.engine import add_default_hooks
 from bana_mm.utils.cli import (add_runner_args, init_launcher,
                                merge_cfg_options, parse_runner_args)
 from bana_mm.utils.config_path import config_file
@@ -72,7 +72,7 @@ def build_config(args: argparse.Namespace) -> Config:
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
-    add_finite_loss_check(cfg)
+    add_default_hooks(cfg)
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.loss_scale = 'dynamic'

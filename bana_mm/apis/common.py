@@ -81,9 +81,9 @@ def train_and_summarise(cfg, stage: str) -> Tuple[object, dict]:
     ``{"iters", "loss_first", "loss_last", "checkpoint"}``."""
     from mmengine.runner import Runner
 
-    from ..engine import add_finite_loss_check
+    from ..engine import add_default_hooks
     cfg = copy.deepcopy(cfg)  # the caller's config (and its digest) stays
-    add_finite_loss_check(cfg)
+    add_default_hooks(cfg)
     if cfg.get('visualizer') is not None and cfg.get('experiment_name'):
         # mmengine returns an existing Visualizer of the same name, with the
         # save_dir of an earlier run in this process: give each run its own

@@ -1,8 +1,8 @@
 """Scope-neutral hooks (mmengine root registry)."""
-from .hooks import (FiniteLossHook, NonFiniteLossError, ProgressBarHook,
-                    add_finite_loss_check)
+from .hooks import (CPUMemoryReuseHook, FiniteLossHook, NonFiniteLossError,
+                    ProgressBarHook, add_default_hooks, add_finite_loss_check)
 
 __all__ = [
-    'FiniteLossHook', 'NonFiniteLossError', 'ProgressBarHook',
-    'add_finite_loss_check'
+    'CPUMemoryReuseHook', 'FiniteLossHook', 'NonFiniteLossError',
+    'ProgressBarHook', 'add_default_hooks', 'add_finite_loss_check'
 ]

@@ -304,6 +304,31 @@ def step_ms(prof: profile) -> float:
     return statistics.fmean(spans) / 1e3
 
 
+def op_self_ms(prof: profile, steps: int) -> Dict[str, Tuple[float, float]]:
+    """{op: (self CPU ms per step, calls per step)} of the ``aten::`` ops of
+    a profile over ``steps`` steps."""
+    return {
+        e.key: (e.self_cpu_time_total / 1e3 / steps, e.count / steps)
+        for e in prof.key_averages() if e.key.startswith('aten::')
+    }
+
+
+def largest_diffs(
+    pa: Mapping[str, Tuple[float, float]],
+    pb: Mapping[str, Tuple[float, float]],
+    top: int = 10
+) -> List[Tuple[str, Tuple[float, float], Tuple[float, float]]]:
+    """The ``top`` ops of two :func:`op_self_ms` tables whose ms per step
+    differ most: ``(op, (ms, calls) in a, in b)``, an op missing on one
+    side counting 0 there."""
+    zero = (0.0, 0.0)
+    keys = sorted(
+        set(pa) | set(pb),
+        key=lambda k: (-abs(pa.get(k, zero)[0] - pb.get(k, zero)[0]), k))
+    return [(k, tuple(pa.get(k, zero)), tuple(pb.get(k, zero)))
+            for k in keys[:top]]
+
+
 def op_diffs(
     a: profile,
     b: profile,
@@ -313,19 +338,8 @@ def op_diffs(
 ) -> List[Tuple[str, Tuple[float, float], Tuple[float, float]]]:
     """The ``top`` ``aten::`` ops whose self CPU time per step differs most
     between two profiles: ``(op, (ms, calls) per step in a, in b)``."""
-
-    def per_op(prof: profile, steps: int) -> Dict[str, Tuple[float, float]]:
-        return {
-            e.key: (e.self_cpu_time_total / 1e3 / steps, e.count / steps)
-            for e in prof.key_averages() if e.key.startswith('aten::')
-        }
-
-    pa, pb = per_op(a, steps_a), per_op(b, steps_b)
-    zero = (0.0, 0.0)
-    keys = sorted(
-        set(pa) | set(pb),
-        key=lambda k: -abs(pa.get(k, zero)[0] - pb.get(k, zero)[0]))
-    return [(k, pa.get(k, zero), pb.get(k, zero)) for k in keys[:top]]
+    return largest_diffs(
+        op_self_ms(a, steps_a), op_self_ms(b, steps_b), top=top)
 
 
 # ------------------------------------------------------------------- tables
