@@ -66,7 +66,7 @@ PROFILE_FROM, PROFILE_STEPS = 6, 3
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__.split('\n')[0],
+        description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         '--authors-dir',
