@@ -5,6 +5,7 @@ import os
 import os.path as osp
 
 import pytest
+import torch
 
 from bana_mm.apis import VOCLayout, parse_stages, run_pipeline
 from bana_mm.apis.common import window_means
@@ -158,3 +159,27 @@ def test_bad_requests_fail_clearly(tmp_path, synthetic_root):
         run_pipeline(str(tmp_path / 'w2'), synthetic_root, stages=[2])
     with pytest.raises(ValueError, match='preset'):
         run_pipeline(str(tmp_path / 'w'), synthetic_root, preset='huge')
+
+
+def test_stage2_builds_the_model_stage1_was_trained_with(
+        synthetic_root, tmp_path):
+    # a stage-1 override that changes the model's shapes: stage 2 must
+    # load the checkpoint into the same model (it used to rebuild the
+    # preset's and stop with a shape mismatch)
+    options = {
+        'model.backbone.width_mult': 0.125,
+        'model.head.in_channels': 128
+    }
+    summary = run_pipeline(
+        str(tmp_path),
+        synthetic_root,
+        stages=[1, 2],
+        max_iters=2,
+        workers=0,
+        cfg_options=options)
+    assert summary['stage2']['written'] == summary['stage2']['images'] > 0
+    ckpt = torch.load(
+        summary['stage1']['checkpoint'],
+        map_location='cpu',
+        weights_only=False)
+    assert ckpt['state_dict']['head.classifier.weight'].shape[1] == 128

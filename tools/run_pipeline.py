@@ -63,7 +63,8 @@ def main(argv=None) -> dict:
         '--cfg-options',
         nargs='+',
         action=DictAction,
-        help='stage-1 config overrides, key=value')
+        help='stage-1 config overrides, key=value (stage 2 loads '
+        'the checkpoint into the same model)')
     parser.add_argument(
         '--method',
         default='bana',

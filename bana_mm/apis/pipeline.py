@@ -75,7 +75,8 @@ def run_pipeline(work_dir: str,
             osp.join(work_dir, 'stage2'),
             preset,
             workers,
-            overwrite=1 in stages)
+            overwrite=1 in stages,
+            cfg_options=cfg_options)
         summary = update_summary(summary_path, dict(stage2=stage2))
         if stage2['failed']:
             raise RuntimeError(

@@ -68,14 +68,17 @@ def run_stage2_for_layout(layout: VOCLayout,
                           preset: str = 'tiny',
                           workers: int = 1,
                           num_vis: int = 4,
-                          overwrite: bool = False) -> dict:
+                          overwrite: bool = False,
+                          cfg_options: Optional[dict] = None) -> dict:
     """Pseudo labels for the training split with the stage-1 checkpoint;
     return the ``stage2`` summary entry (``overwrite``: delete the labels
-    of an earlier run in ``out_dir`` first)."""
+    of an earlier run in ``out_dir`` first; ``cfg_options``: the stage-1
+    config overrides the checkpoint was trained with)."""
     from mmengine.logging import MMLogger
     if not osp.isfile(checkpoint):
         raise FileNotFoundError(f'stage-1 checkpoint not found: {checkpoint}')
-    cfg = stage1_config(layout, osp.dirname(out_dir), preset)
+    cfg = stage1_config(
+        layout, osp.dirname(out_dir), preset, cfg_options=cfg_options)
     model, meta = load_stage1_model(cfg, checkpoint)
     dataset = build_label_dataset(cfg)
     run = run_stage2(
