@@ -265,7 +265,7 @@ def test_our_config_matches_the_benchmark_settings(tmp_path):
 
 def test_summary_and_op_table():
     s = authors_step.summarise(
-        1, dict(theirs=[8.0, 9.0, 10.0], ours=[8.8, 9.0, 12.0]))
+        dict(theirs=[8.0, 9.0, 10.0], ours=[8.8, 9.0, 12.0]))
     assert s['theirs']['median'] == 9.0 and s['ours']['high'] == 12.0
     assert s['ratio_of_medians'] == pytest.approx(1.0)
     # per round 1.1, 1.0, 1.2 -> median 1.1

@@ -141,6 +141,12 @@ def rgb_ids(root: str) -> List[str]:
     return keep
 
 
+def train_ids(data: str) -> List[str]:
+    """The ids both sides train on (``train_aug.txt`` of :func:`make_data`)."""
+    with open(osp.join(data, 'ImageSets/Segmentation/train_aug.txt')) as f:
+        return f.read().split()
+
+
 def their_bg_mask(xml_path: str) -> 'np.ndarray':  # noqa: F821
     """The authors' ``BgMaskfromBoxes`` mask: 1, 0 on
     ``[ymin:ymax, xmin:xmax]`` of each box (XML integers as slice bounds,
@@ -290,7 +296,7 @@ def run_median(result: dict, first: int) -> float:
     return statistics.median(times)
 
 
-def summarise(stage: int, runs: Dict[str, List[float]]) -> dict:
+def summarise(runs: Dict[str, List[float]]) -> dict:
     """Median, lowest and highest run per side; the two ratios."""
     out = {}
     for side, values in runs.items():
@@ -351,10 +357,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
                 steps=args.steps,
                 first=args.first,
                 rounds=args.rounds,
-                images=len(
-                    open(
-                        osp.join(data, 'ImageSets/Segmentation/train_aug.txt')
-                    ).read().split())))
+                images=len(train_ids(data))))
         rows = []
         for stage in args.stages:
             runs: Dict[str, List[float]] = dict(theirs=[], ours=[])
@@ -371,7 +374,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
                         flush=True)
             if not args.rounds:
                 continue
-            s = summarise(stage, runs)
+            s = summarise(runs)
             figures[f'stage{stage}'] = s
             rows.append(
                 (f'stage {stage}',
