@@ -16,6 +16,9 @@ def test_label_maps_of_one_box():
     boxes = np.array([[0.0, 0.0, 2.0, 1.0]])
     maps = label_maps(probs, boxes, np.array([0]), tau=0.9)
     assert maps['eq3'].tolist() == [[2, 255, 0, 255]]
+    # restricted to background + class 1 in the box, background outside:
+    # 0.03 / 0.05 = 0.6 and 0.50 / 0.60 = 0.83 stay below tau
+    assert maps['eq3_restrict'].tolist() == [[255, 255, 0, 0]]
     assert maps['argmax'].tolist() == [[2, 0, 0, 2]]
     # class 2 has no box: only background or class 1 inside, background out
     assert maps['argmax_box_classes'].tolist() == [[1, 0, 0, 0]]

@@ -279,6 +279,7 @@ def test_lite0_preset_runs(synthetic_root, tmp_path):
         annnet='annnet_lite0_voc.py', segnet='segnet_lite0_voc.py')
     for key in ('annnet', 'segnet', 'segnet_f_only'):
         assert mdh[key]['iters'] == 1, key
+    assert mdh['pseudo']['box_constraint'] == 'restrict'  # the preset's
     assert 0 <= mdh['segnet_f_only']['miou_val'] <= 100
 
 
@@ -304,6 +305,7 @@ def test_rerun_with_changed_inputs_redoes_the_steps(synthetic_root, tmp_path):
     annnet_time = mtime(annnet_ckpt)
     segnet_time = mtime(first['segnet']['checkpoint'])
     second = run(tau=0.6)
+    assert first['pseudo']['box_constraint'] is None  # tiny: the paper's
     assert second['proposals']['skipped'] == 14
     assert mtime(annnet_ckpt) == annnet_time  # AnnNet reused
     assert second['pseudo']['written'] == 14  # not kept from tau 0.5
@@ -315,6 +317,10 @@ def test_rerun_with_changed_inputs_redoes_the_steps(synthetic_root, tmp_path):
     assert two['history'][0]['segnet'] == second['segnet']  # Table 6
     assert '/round2/segnet/' in two['segnet']['checkpoint']
     assert two['history'][1]['segnet'] == two['segnet']
+    boxed = run(tau=0.6, box_constraint='restrict')
+    assert mtime(annnet_ckpt) == annnet_time
+    assert boxed['pseudo']['written'] == 14
+    assert boxed['pseudo']['box_constraint'] == 'restrict'
     other = run(tau=0.6, grabcut_iterations=2)
     assert other['proposals']['written'] == 14
     assert mtime(annnet_ckpt) != annnet_time  # retrained on new proposals
@@ -349,11 +355,13 @@ def test_run_mdh_pipeline_with_variant_configs(synthetic_root, tmp_path):
     assert len(_pngs(mdh['pseudo']['out_dir'])) == 14
 
 
-@pytest.mark.parametrize('kwargs, match', [(dict(tau=1.0), r'\(0, 1\)'),
-                                           (dict(tau=0.0), r'\(0, 1\)'),
-                                           (dict(rounds=0), 'rounds'),
-                                           (dict(preset='huge'), 'preset'),
-                                           (dict(mix_ratio=(7, 0)), 'zero')])
+@pytest.mark.parametrize('kwargs, match',
+                         [(dict(tau=1.0), r'\(0, 1\)'),
+                          (dict(tau=0.0), r'\(0, 1\)'),
+                          (dict(rounds=0), 'rounds'),
+                          (dict(preset='huge'), 'preset'),
+                          (dict(mix_ratio=(7, 0)), 'zero'),
+                          (dict(box_constraint='keep'), 'box constraint')])
 def test_run_mdh_pipeline_bad_arguments(synthetic_root, tmp_path, kwargs,
                                         match):
     from bana_mm.apis.mdh import run_mdh_pipeline

@@ -124,6 +124,31 @@ def test_box_constraint():
     np.testing.assert_array_equal(out, [[1, IG, IG], [0, 0, IG]])
 
 
+def test_box_constraint_restrict_renormalises_over_the_box_classes():
+    from bana_mm.core.mdh_proposals import restrict_to_box_classes
+
+    # 3 classes (bg, class 0, class 1); one box of class 0 over column 0
+    probs = torch.tensor([[[0.05, 0.05]], [[0.50, 0.50]], [[0.45, 0.45]]])
+    kept = restrict_to_box_classes(probs, [[0, 0, 1, 1]], [0])
+    # column 0: bg and class 0 allowed -> 0.05 / 0.55 and 0.50 / 0.55
+    assert torch.allclose(kept[:, 0, 0], torch.tensor([1 / 11, 10 / 11, 0]))
+    # column 1: only background allowed
+    assert torch.allclose(kept[:, 0, 1], torch.tensor([1.0, 0, 0]))
+    # eq. 3 on it: 10/11 > 0.9 keeps class 0; paper eq. 3 ignores both
+    out = pseudo_mask_from_probs(probs, 0.9, [[0, 0, 1, 1]], [0], 'restrict')
+    np.testing.assert_array_equal(out, [[1, 0]])
+    np.testing.assert_array_equal(
+        pseudo_mask_from_probs(probs, 0.9), [[IG, IG]])
+    # 'drop' on the same input: nothing passes τ, all ignored
+    np.testing.assert_array_equal(
+        pseudo_mask_from_probs(probs, 0.9, [[0, 0, 1, 1]], [0], 'drop'),
+        [[IG, IG]])
+    with pytest.raises(ValueError, match='do not fit'):
+        restrict_to_box_classes(probs, [[0, 0, 1, 1]], [2])
+    with pytest.raises(ValueError, match='box constraint'):
+        pseudo_mask_from_probs(probs, 0.9, [[0, 0, 1, 1]], [0], 'keep')
+
+
 def test_grabcut_baseline_from_masks_smaller_box_on_top():
     from bana_mm.core.baselines import paint_by_box_area
     big = np.zeros((3, 4), bool)

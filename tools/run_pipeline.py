@@ -7,7 +7,8 @@
                                  [--preset tiny|lite0|full] [--full-split FILE]
                                  [--rounds K] [--max-iters N] [--workers N]
                                  [--tau T] [--bana-labels DIR]
-                                 [--box-constraint] [--annnet-config C]
+                                 [--box-constraint [off|drop|restrict]]
+                                 [--annnet-config C]
                                  [--segnet-config C]
 
 --method mdh runs the MDH job instead (docs/mdh.md): proposals, AnnNet,
@@ -90,9 +91,15 @@ def main(argv=None) -> dict:
         'proposal (default: the stage2 of WORK/summary.json, else the box)')
     parser.add_argument(
         '--box-constraint',
-        action='store_true',
-        help='mdh: drop pseudo-mask classes outside their boxes (not in the '
-        'paper)')
+        nargs='?',
+        const='drop',
+        choices=['off', 'drop', 'restrict'],
+        help='mdh: pseudo masks use the boxes\' classes (not in the paper): '
+        'drop (the value when the option is given alone) sets classes '
+        'outside their boxes to ignore; restrict applies eq. 3 to AnnNet\'s '
+        'probabilities restricted to background + the classes of the boxes '
+        'at each pixel; off: eq. 3 alone (default: restrict for --preset '
+        'lite0, else off)')
     parser.add_argument(
         '--annnet-config',
         help='mdh: AnnNet config instead of the preset\'s, a name in '

@@ -33,9 +33,9 @@ import json
 import os
 import os.path as osp
 import time
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
-from ..core.mdh_proposals import check_tau
+from ..core.mdh_proposals import check_box_constraint, check_tau
 from ..evaluation.label_files import score_label_dir
 from ..seg.mdh.label_writers import (box_dataset, boxes_by_id,
                                      write_pseudo_masks, write_sheets)
@@ -48,9 +48,9 @@ from .mdh_steps import (GT_SUBDIR, PAPER_FULL_SHARE, MDHSplits,
                         train_or_reuse)
 
 __all__ = [
-    'MDH_CONFIGS', 'PAPER_FULL_SHARE', 'MDHSplits', 'default_full_ids',
-    'make_splits', 'run_proposals', 'mdh_config', 'train_or_reuse',
-    'run_mdh_pipeline'
+    'MDH_CONFIGS', 'PRESET_BOX_CONSTRAINT', 'PAPER_FULL_SHARE', 'MDHSplits',
+    'default_full_ids', 'make_splits', 'run_proposals', 'mdh_config',
+    'train_or_reuse', 'run_mdh_pipeline'
 ]
 
 #: (AnnNet, SegNet) config of each preset.
@@ -59,6 +59,10 @@ MDH_CONFIGS = {
     'lite0': ('annnet_lite0_voc.py', 'segnet_lite0_voc.py'),
     'full': ('annnet_hrnetv2-w48_voc.py', 'segnet_deeplabv3plus_r50_voc.py'),
 }
+#: Box constraint of the pseudo masks when none is asked for: the lite0
+#: preset restricts eq. 3 to the boxes' classes (docs/lite0.md, "MDH"),
+#: the others follow the paper.
+PRESET_BOX_CONSTRAINT = {'lite0': 'restrict'}
 
 
 # ------------------------------------------------------------- the job
@@ -93,7 +97,7 @@ def run_mdh_pipeline(work_dir: str,
                      tau: float = 0.9,
                      bana_labels: Optional[str] = None,
                      max_iters: Optional[int] = None,
-                     box_constraint: bool = False,
+                     box_constraint: Union[None, bool, str] = None,
                      num_vis: int = 4,
                      grabcut_iterations: int = 5,
                      mix_ratio: Optional[Sequence[float]] = None,
@@ -115,7 +119,13 @@ def run_mdh_pipeline(work_dir: str,
             proposal; default: the ``stage2`` of ``WORK/summary.json`` if
             any, else the boxes.
         max_iters: override the iterations of AnnNet and SegNet.
-        box_constraint: also drop pseudo-mask classes outside their boxes.
+        box_constraint: pseudo masks use the boxes' classes (not in the
+            paper): ``'drop'`` (or True) sets classes outside their boxes
+            to 255, ``'restrict'`` applies eq. 3 to AnnNet's probabilities
+            restricted to the classes the boxes allow at each pixel,
+            ``'off'`` (or False): eq. 3 alone; None: the preset's
+            (``PRESET_BOX_CONSTRAINT``: ``'restrict'`` for lite0, else
+            off).
         mix_ratio: F:W ratio r of the strong heads (default: the configs',
             7:1); a zero part is an error.
         workers: GrabCut processes of the proposals (0: the main process).
@@ -132,6 +142,9 @@ def run_mdh_pipeline(work_dir: str,
     from mmengine.dist import is_main_process
 
     tau = check_tau(tau)
+    if box_constraint is None:
+        box_constraint = PRESET_BOX_CONSTRAINT.get(preset)
+    box_constraint = check_box_constraint(box_constraint)
     options = None
     if mix_ratio is not None:
         from ..seg.mdh.sampler import check_ratio
@@ -190,7 +203,7 @@ def run_mdh_pipeline(work_dir: str,
                          f'MDH round {k} pseudo masks')
         report = sum_over_ranks(
             write_pseudo_masks(runner, cfg, splits.weak, pseudo_dir, tau,
-                               boxes))
+                               boxes, box_constraint or 'drop'))
         pseudo = score_label_dir(pseudo_dir, splits.weak,
                                  osp.join(layout.root, GT_SUBDIR), class_names)
         pseudo.update(

@@ -144,19 +144,60 @@ def check_tau(tau: float) -> float:
     return tau
 
 
-def pseudo_mask_from_probs(
-        probs: ArrayLike,
-        tau: float = 0.9,
-        boxes: Optional[ArrayLike] = None,
-        labels: Optional[Sequence[int]] = None) -> np.ndarray:
+#: Box constraints of :func:`pseudo_mask_from_probs` (not in the paper).
+BOX_CONSTRAINTS = ('drop', 'restrict')
+
+
+def check_box_constraint(mode: Union[None, bool, str]) -> Optional[str]:
+    """None, False or ``'off'``: no constraint (None); True: ``'drop'``;
+    else one of BOX_CONSTRAINTS."""
+    if mode is None or mode is False or mode == 'off':
+        return None
+    if mode is True:
+        return 'drop'
+    if mode not in BOX_CONSTRAINTS:
+        raise ValueError(f'box constraint must be one of {BOX_CONSTRAINTS} '
+                         f"or 'off', got {mode!r}")
+    return mode
+
+
+def restrict_to_box_classes(probs: torch.Tensor, boxes: ArrayLike,
+                            labels: Sequence[int]) -> torch.Tensor:
+    """(C, H, W) probabilities restricted to what the boxes allow at each
+    pixel (background, and class ``label + 1`` inside a box of ``label``),
+    renormalised to sum to 1 (what the class prior of §3.2 says)."""
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    masks = box_masks(boxes, tuple(probs.shape[1:]))
+    if len(masks) != len(labels):
+        raise ValueError(f'{len(masks)} boxes but {len(labels)} labels')
+    if labels.size and (labels.min() < 0 or labels.max() + 1 >= len(probs)):
+        raise ValueError(f'box labels {sorted(set(labels.tolist()))} do not '
+                         f'fit {len(probs)} classes (background included)')
+    allowed = torch.zeros(probs.shape, dtype=torch.bool)
+    allowed[0] = True
+    for mask, label in zip(masks, labels):
+        allowed[int(label) + 1] |= torch.as_tensor(mask)
+    kept = probs * allowed
+    return kept / kept.sum(dim=0, keepdim=True).clamp(min=1e-12)
+
+
+def pseudo_mask_from_probs(probs: ArrayLike,
+                           tau: float = 0.9,
+                           boxes: Optional[ArrayLike] = None,
+                           labels: Optional[Sequence[int]] = None,
+                           box_constraint: str = 'drop') -> np.ndarray:
     """Eq. 3: a pixel keeps argmax_c p_c where max_c p_c > τ, else 255.
 
     Args:
         probs: (C, H, W) class probabilities (channel 0 = background).
         tau: confidence threshold in (0, 1); the paper uses 0.9.
         boxes / labels: optional box constraint (not in the paper, off by
-            default): a foreground class is kept only inside a box of that
-            class; elsewhere the pixel becomes 255.
+            default), applied as ``box_constraint`` says:
+            ``'drop'``: a foreground class is kept only inside a box of
+            that class, elsewhere the pixel becomes 255;
+            ``'restrict'``: eq. 3 on the probabilities restricted to the
+            classes the boxes allow at the pixel and renormalised
+            (:func:`restrict_to_box_classes`).
     """
     tau = check_tau(tau)
     probs = torch.as_tensor(
@@ -164,12 +205,15 @@ def pseudo_mask_from_probs(
     ).float()
     if probs.dim() != 3:
         raise ValueError(f'probs must be (C, H, W); got {tuple(probs.shape)}')
+    mode = check_box_constraint(box_constraint) if boxes is not None else None
+    labels = labels if labels is not None else []
+    if mode == 'restrict':
+        probs = restrict_to_box_classes(probs, boxes, labels)
     conf, pred = probs.max(dim=0)
     out = pred.to(torch.int64).numpy().astype(np.uint8)
     out[~(conf > tau).numpy()] = IGNORE_INDEX
-    if boxes is not None:
-        out = constrain_to_boxes(out, boxes,
-                                 labels if labels is not None else [])
+    if mode == 'drop':
+        out = constrain_to_boxes(out, boxes, labels)
     return out
 
 

@@ -7,7 +7,10 @@ pipeline (the boxes' priors included) and scores, against the ground truth,
 label maps made from the same softmax probabilities:
 
 - ``eq3``: the pseudo masks of the paper (argmax where max p > tau, else
-  ignored), what the pipeline writes;
+  ignored), what the pipeline writes by default;
+- ``eq3_restrict``: eq. 3 on the probabilities restricted to background +
+  the classes of the boxes at the pixel, renormalised (the pipeline's
+  ``--box-constraint restrict``);
 - ``argmax``: the argmax with no threshold;
 - ``argmax_box_classes``: the argmax over background and the classes of the
   boxes covering the pixel (what the class prior tells the network);
@@ -35,25 +38,22 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-VARIANTS = ('eq3', 'argmax', 'argmax_box_classes', 'foreground_box_class',
-            'box')
+VARIANTS = ('eq3', 'eq3_restrict', 'argmax', 'argmax_box_classes',
+            'foreground_box_class', 'box')
 
 
 def label_maps(probs, boxes: np.ndarray, labels: np.ndarray,
                tau: float) -> Dict[str, np.ndarray]:
-    """The five label maps of one image from (C, H, W) probabilities and its
-    boxes (0-based ``labels``)."""
+    """The label maps (VARIANTS) of one image from (C, H, W) probabilities
+    and its boxes (0-based ``labels``)."""
     import torch
 
-    from bana_mm.core.mdh_proposals import box_masks, pseudo_mask_from_probs
+    from bana_mm.core.mdh_proposals import (pseudo_mask_from_probs,
+                                            restrict_to_box_classes)
     from bana_mm.core.priors import class_prior
     probs = torch.as_tensor(probs).float()
     hw = tuple(probs.shape[1:])
-    allowed = torch.zeros(probs.shape, dtype=torch.bool)
-    allowed[0] = True
-    for mask, label in zip(torch.as_tensor(box_masks(boxes, hw)), labels):
-        allowed[int(label) + 1] |= mask
-    restricted = probs * allowed
+    restricted = restrict_to_box_classes(probs, boxes, labels)
     box_class = class_prior(boxes, np.asarray(labels) + 1, hw)
     foreground = (1.0 - probs[0]).numpy()
     fg_box = np.full(hw, 255, dtype=np.uint8)
@@ -62,6 +62,7 @@ def label_maps(probs, boxes: np.ndarray, labels: np.ndarray,
     fg_box[(1.0 - foreground) > tau] = 0
     return dict(
         eq3=pseudo_mask_from_probs(probs, tau),
+        eq3_restrict=pseudo_mask_from_probs(restricted, tau),
         argmax=probs.argmax(0).numpy().astype(np.uint8),
         argmax_box_classes=restricted.argmax(0).numpy().astype(np.uint8),
         foreground_box_class=fg_box,

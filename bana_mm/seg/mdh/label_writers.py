@@ -166,11 +166,13 @@ def write_pseudo_masks(runner,
                        weak_ids: Sequence[str],
                        out_dir: str,
                        tau: float = 0.9,
-                       boxes: Optional[BoxesById] = None) -> Dict[str, int]:
+                       boxes: Optional[BoxesById] = None,
+                       box_constraint: str = 'drop') -> Dict[str, int]:
     """Eq. 3 for every W id without a PNG in ``out_dir``: AnnNet's strong
     head (``model.test_step`` on the config's 5-channel test pipeline),
     softmax, argmax where the max > τ, else 255. ``boxes`` turns on the
-    optional box constraint."""
+    optional box constraint, ``'drop'`` or ``'restrict'``
+    (:func:`~bana_mm.core.mdh_proposals.pseudo_mask_from_probs`)."""
     import copy
 
     import torch
@@ -203,7 +205,8 @@ def write_pseudo_masks(runner,
                 box, label = boxes[stem] if boxes is not None else (None, None)
                 write_label_png(
                     output_path(out_dir, stem, '.png'),
-                    pseudo_mask_from_probs(probs.cpu(), tau, box, label))
+                    pseudo_mask_from_probs(probs.cpu(), tau, box, label,
+                                           box_constraint))
                 report['written'] += 1
             if bar is not None:
                 bar.update()
