@@ -203,7 +203,7 @@ def run_mdh_pipeline(work_dir: str,
                          f'MDH round {k} pseudo masks')
         report = sum_over_ranks(
             write_pseudo_masks(runner, cfg, splits.weak, pseudo_dir, tau,
-                               boxes, box_constraint or 'drop'))
+                               boxes, box_constraint))
         pseudo = score_label_dir(pseudo_dir, splits.weak,
                                  osp.join(layout.root, GT_SUBDIR), class_names)
         pseudo.update(

@@ -46,6 +46,17 @@ def box_masks(boxes: ArrayLike, image_hw: Tuple[int, int]) -> np.ndarray:
     return box_masks_at(boxes, image_hw, image_hw).numpy()
 
 
+def labelled_box_masks(boxes: ArrayLike, labels: Sequence[int],
+                       image_hw: Tuple[int, int]):
+    """:func:`box_masks` and the 0-based ``labels`` as an int64 array,
+    checked to pair up (one label per box)."""
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    masks = box_masks(boxes, image_hw)
+    if len(masks) != len(labels):
+        raise ValueError(f'{len(masks)} boxes but {len(labels)} labels')
+    return masks, labels
+
+
 def fuse_object(grabcut_fg: np.ndarray,
                 second_fg: np.ndarray,
                 label: int,
@@ -166,10 +177,7 @@ def restrict_to_box_classes(probs: torch.Tensor, boxes: ArrayLike,
     """(C, H, W) probabilities restricted to what the boxes allow at each
     pixel (background, and class ``label + 1`` inside a box of ``label``),
     renormalised to sum to 1 (what the class prior of §3.2 says)."""
-    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
-    masks = box_masks(boxes, tuple(probs.shape[1:]))
-    if len(masks) != len(labels):
-        raise ValueError(f'{len(masks)} boxes but {len(labels)} labels')
+    masks, labels = labelled_box_masks(boxes, labels, tuple(probs.shape[1:]))
     if labels.size and (labels.min() < 0 or labels.max() + 1 >= len(probs)):
         raise ValueError(f'box labels {sorted(set(labels.tolist()))} do not '
                          f'fit {len(probs)} classes (background included)')
@@ -181,11 +189,12 @@ def restrict_to_box_classes(probs: torch.Tensor, boxes: ArrayLike,
     return kept / kept.sum(dim=0, keepdim=True).clamp(min=1e-12)
 
 
-def pseudo_mask_from_probs(probs: ArrayLike,
-                           tau: float = 0.9,
-                           boxes: Optional[ArrayLike] = None,
-                           labels: Optional[Sequence[int]] = None,
-                           box_constraint: str = 'drop') -> np.ndarray:
+def pseudo_mask_from_probs(
+        probs: ArrayLike,
+        tau: float = 0.9,
+        boxes: Optional[ArrayLike] = None,
+        labels: Optional[Sequence[int]] = None,
+        box_constraint: Optional[str] = 'drop') -> np.ndarray:
     """Eq. 3: a pixel keeps argmax_c p_c where max_c p_c > τ, else 255.
 
     Args:
@@ -222,10 +231,7 @@ def constrain_to_boxes(mask: np.ndarray, boxes: ArrayLike,
     """Set to 255 every foreground pixel whose class has no box covering
     it (the optional box constraint of :func:`pseudo_mask_from_probs`)."""
     mask = np.array(mask, dtype=np.uint8, copy=True)
-    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
-    masks = box_masks(boxes, mask.shape)
-    if len(masks) != len(labels):
-        raise ValueError(f'{len(masks)} boxes but {len(labels)} labels')
+    masks, labels = labelled_box_masks(boxes, labels, mask.shape)
     allowed = np.zeros(mask.shape, dtype=bool)
     for box, label in zip(masks, labels):
         allowed |= box & (mask == label + 1)

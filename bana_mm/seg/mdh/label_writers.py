@@ -161,13 +161,14 @@ def write_proposals(dataset,
 
 
 # ------------------------------------------------------------ pseudo masks
-def write_pseudo_masks(runner,
-                       cfg,
-                       weak_ids: Sequence[str],
-                       out_dir: str,
-                       tau: float = 0.9,
-                       boxes: Optional[BoxesById] = None,
-                       box_constraint: str = 'drop') -> Dict[str, int]:
+def write_pseudo_masks(
+        runner,
+        cfg,
+        weak_ids: Sequence[str],
+        out_dir: str,
+        tau: float = 0.9,
+        boxes: Optional[BoxesById] = None,
+        box_constraint: Optional[str] = 'drop') -> Dict[str, int]:
     """Eq. 3 for every W id without a PNG in ``out_dir``: AnnNet's strong
     head (``model.test_step`` on the config's 5-channel test pipeline),
     softmax, argmax where the max > τ, else 255. ``boxes`` turns on the
