@@ -75,6 +75,10 @@ def test_cli_runs_all_stages_on_the_default_dataset(tmp_path, capsys):
     assert 0 < stage2['s_share'] <= 100 and 0 <= stage2['s_accuracy'] <= 100
     assert all(0 <= v <= 100 for v in stage2['miou'].values())
     assert len(os.listdir(stage2['pictures'])) == 4
+    with open(osp.join(stage2['out_dir'], 'fingerprint.json')) as f:
+        # the tiny preset keeps the authors' stage 2
+        assert json.load(f)['labels']['restore_erased_boxes'] is False
+    assert stage2['restored_boxes'] == 0
     stage3 = summary['stage3']
     assert set(stage3) == STAGE3_KEYS
     assert stage3['iters'] == 6 and osp.isfile(stage3['checkpoint'])
@@ -138,6 +142,10 @@ def test_lite0_preset_runs_every_stage(synthetic_root, tmp_path):
     assert summary['stage1']['iters'] == 1
     assert summary['stage2']['written'] == 16
     assert 0 <= summary['stage2']['miou']['ycrf'] <= 100
+    # the preset's stage-2 option beyond the authors' defaults
+    with open(osp.join(summary['stage2']['out_dir'], 'fingerprint.json')) as f:
+        assert json.load(f)['labels']['restore_erased_boxes'] is True
+    assert summary['stage2']['restored_boxes'] >= 0
     assert summary['stage3']['iters'] == 1
     assert 0 <= summary['stage3']['miou_val'] <= 100
     assert 'fully_supervised' not in summary['stage3']

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from bana_mm.core.crf import (CRF_STAGE2, crf_probabilities, dense_crf,
-                              ycrf_from_marginals)
+                              restore_erased_boxes, ycrf_from_marginals)
 from bana_mm.core.instance_masks import instance_masks, masks_to_coco_rle
 from bana_mm.core.pseudo_labels import (PseudoLabelConfig,
                                         generate_pseudo_labels,
@@ -391,6 +391,61 @@ def test_ycrf_masks_classes_outside_their_boxes():
     y = ycrf_from_marginals(marginals, masks, [3, 5])
     assert y.dtype == np.uint8 and y.tolist() == [[3, 0, 5, 0]]
     assert marginals[2, 0, 1] == pytest.approx(0.7)  # input not modified
+
+
+def test_restore_erased_boxes_by_hand():
+    # channels: background, map id 3, map id 5 on a 4 x 6 image
+    probs = np.full((3, 4, 6), 0.2, np.float32)
+    probs[0] = 0.6
+    probs[1, 1, 1:3] = 0.7  # class 3 wins at (1, 1), (1, 2)
+    probs[1, 3, 0] = 0.9  # ... and at (3, 0), outside its box
+    probs[2, 2, 4] = 0.7
+    ycrf = np.zeros((4, 6), np.uint8)
+    ycrf[1, 2] = 5  # another class inside the erased box: overwritten
+    ycrf[2, 4] = 5  # box of class 5 keeps a pixel: left alone
+    boxes = [[0, 0, 3, 3], [3, 1, 6, 4], [4, 0, 6, 1]]
+    labels = [2, 4, 4]  # the third box (class 5) has no pixel and no win
+    out, restored = restore_erased_boxes(ycrf, probs, boxes, labels, [3, 5])
+    expected = ycrf.copy()
+    expected[1, 1:3] = 3
+    assert restored == 1 and out.dtype == np.uint8
+    assert out.tolist() == expected.tolist()
+    assert ycrf[1, 2] == 5  # input not modified
+    same, none = restore_erased_boxes(ycrf, probs, np.zeros((0, 4)), [],
+                                      [3, 5])
+    assert none == 0 and same.tolist() == ycrf.tolist()
+
+
+def test_generate_restores_a_box_the_crf_erased(monkeypatch):
+    """A CRF that returns all background (forced here) leaves the box
+    empty; with ``restore_erased_boxes`` the box gets the pixels where the
+    CRF input prefers its class, and Yret's prototype sees them."""
+    import bana_mm.core.pseudo_labels as pseudo_labels
+    image, feat, weights, boxes, labels = _square_scene()
+
+    def background_only(image, probs, *args, **kwargs):
+        out = np.zeros_like(np.asarray(probs, np.float32))
+        out[0] = 1.0
+        return out
+
+    monkeypatch.setattr(pseudo_labels, 'dense_crf', background_only)
+    plain = generate_pseudo_labels(image, feat, weights, boxes, labels)
+    assert (plain.ycrf == 0).all() and plain.restored_boxes == 0
+    out = generate_pseudo_labels(
+        image,
+        feat,
+        weights,
+        boxes,
+        labels,
+        cfg=PseudoLabelConfig(restore_erased_boxes=True))
+    preferred = out.probs.argmax(axis=0) == 1
+    inside = np.zeros((32, 32), bool)
+    x1, y1, x2, y2 = (int(v) for v in np.asarray(boxes)[0])
+    inside[y1:y2, x1:x2] = True
+    assert out.restored_boxes == 1 and preferred.any()
+    assert ((out.ycrf == 3) == (preferred & inside)).all()
+    assert set(np.unique(out.ycrf)) == {0, 3}
+    assert (out.yret == 3).sum() > (plain.yret == 3).sum()
 
 
 # ---------------------------------------------------------------- retrieval

@@ -238,6 +238,8 @@ def test_cli_passes_the_agnostic_unary_option():
     assert label_config(parse_args(base)) == PseudoLabelConfig()
     cfg = label_config(parse_args(base + ['--agnostic-unary', 'attention']))
     assert cfg == PseudoLabelConfig(agnostic_unary='attention')
+    cfg = label_config(parse_args(base + ['--restore-erased-boxes']))
+    assert cfg == PseudoLabelConfig(restore_erased_boxes=True)
     cfg = label_config(
         parse_args(base + [
             '--no-u0', '--upsample', 'maps', '--threshold-reference', 'boxes',

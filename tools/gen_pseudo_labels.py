@@ -97,6 +97,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         "after the 0.99 x max threshold ('u0', default) or 1 - the "
         "unthresholded background attention ('attention')")
     parser.add_argument(
+        '--restore-erased-boxes',
+        action='store_true',
+        help='a box that DenseCRF left without a pixel of its class gets '
+        'back the pixels where the CRF input prefers its class (not in the '
+        'paper; the lite0 preset of tools/run_pipeline.py turns it on)')
+    parser.add_argument(
         '--max-pixels',
         type=int,
         default=defaults.max_pixels,
@@ -140,6 +146,7 @@ def label_config(args: argparse.Namespace) -> PseudoLabelConfig:
         align_corners=args.align_corners == 'true',
         background='cam' if args.no_u0 else 'attention',
         agnostic_unary=args.agnostic_unary,
+        restore_erased_boxes=args.restore_erased_boxes,
         max_pixels=args.max_pixels)
 
 

@@ -106,3 +106,40 @@ def ycrf_from_marginals(marginals: np.ndarray, class_box_masks: ArrayLike,
         dtype=bool)
     m[1:][~masks] = 0.0
     return labels_from_channels(m.argmax(axis=0), class_ids)
+
+
+def restore_erased_boxes(ycrf: np.ndarray, probs: ArrayLike, boxes: ArrayLike,
+                         labels: ArrayLike, class_ids: ArrayLike):
+    """Give each box that DenseCRF left without a pixel of its class the
+    pixels of the box where the CRF input's argmax is that class (not in
+    the paper; docs/stage2.md "Boxes DenseCRF erased").
+
+    A box says an object of its class is inside it; with the authors'
+    kernels (bilateral compat 4 against softmax unaries in [0, 1]) the CRF
+    can remove a small object entirely. Such a box's pixels whose argmax of
+    ``probs`` (the (1 + K, H, W) CRF input) is its class channel take its
+    class, whatever Ycrf said there; a box whose CRF input never prefers
+    its class is left as it is.
+
+    Returns (the new (H, W) uint8 Ycrf, the number of boxes restored).
+    """
+    probs = torch.as_tensor(np.asarray(probs, dtype=np.float32))
+    class_ids = np.asarray(class_ids, dtype=np.int64).reshape(-1)
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if not len(boxes):
+        return ycrf, 0
+    masks = pixel_box_masks(boxes, tuple(ycrf.shape)).numpy()
+    winner = probs.argmax(dim=0).numpy()
+    out = np.array(ycrf, dtype=np.uint8, copy=True)
+    restored = 0
+    for mask, label in zip(masks, labels):
+        map_id = int(label) + 1
+        if (ycrf[mask] == map_id).any():
+            continue
+        channel = 1 + int(np.flatnonzero(class_ids == map_id)[0])
+        keep = mask & (winner == channel)
+        if keep.any():
+            out[keep] = map_id
+            restored += 1
+    return out, restored

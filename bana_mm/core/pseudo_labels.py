@@ -29,7 +29,8 @@ from torch import Tensor
 from .boxes import (ArrayLike, as_boxes, as_labels, class_box_masks,
                     pixel_box_masks, present_class_ids)
 from .crf import (CRF_STAGE2, PROB_CLIP, crf_probabilities, dense_crf,
-                  labels_from_channels, ycrf_from_marginals)
+                  labels_from_channels, restore_erased_boxes,
+                  ycrf_from_marginals)
 from .finite import check_finite
 from .resample import UPSAMPLE_MODES, BilinearResampler, cam_maps
 from .retrieval import retrieval_maps
@@ -71,6 +72,11 @@ class PseudoLabelConfig:
             unthresholded attention A (eqs. 2-3, one query). See
             :func:`~bana_mm.core.unaries.agnostic_background`.
         crf_gaussian / crf_bilateral / crf_iterations / prob_clip: DenseCRF.
+        restore_erased_boxes: a box that DenseCRF left without a pixel of
+            its class gets back the pixels where the CRF input prefers its
+            class (:func:`~bana_mm.core.crf.restore_erased_boxes`; not in
+            the paper, off by default; the ``lite0`` preset turns it on).
+            Yret's prototypes then see the restored object too.
         compute_yret: skip the retrieval labels when False.
         max_pixels: an image with more pixels is labelled scaled down to at
             most this many (network, DenseCRF, retrieval; same aspect
@@ -98,6 +104,7 @@ class PseudoLabelConfig:
         default_factory=lambda: dict(CRF_STAGE2['bilateral']))
     crf_iterations: int = 10
     prob_clip: float = PROB_CLIP
+    restore_erased_boxes: bool = False
     compute_yret: bool = True
     max_pixels: int = DEFAULT_MAX_PIXELS
 
@@ -127,7 +134,8 @@ class PseudoLabels:
     background attention unary. ``unaries`` / ``probs`` / ``marginals``:
     (1 + K, H, W) CRF unaries (channel 0 = the background unary in use),
     CRF input probabilities and CRF output. ``retrieval_scores``: (1 + K, H,
-    W) masked C_c, or None.
+    W) masked C_c, or None. ``restored_boxes``: boxes given back their
+    class after DenseCRF (``restore_erased_boxes``).
     """
     ycrf: np.ndarray
     yret: Optional[np.ndarray]
@@ -137,6 +145,7 @@ class PseudoLabels:
     probs: np.ndarray
     marginals: np.ndarray
     retrieval_scores: Optional[np.ndarray] = None
+    restored_boxes: int = 0
     unary_seconds: float = 0.0
     crf_seconds: float = 0.0
     retrieval_seconds: float = 0.0
@@ -249,6 +258,11 @@ def finish_pseudo_labels(prep: PreparedImage) -> PseudoLabels:
         marginals = prep.probs.numpy().astype(np.float32)
     ycrf = ycrf_from_marginals(marginals, prep.per_class,
                                prep.class_ids.numpy())
+    restored = 0
+    if cfg.restore_erased_boxes:
+        ycrf, restored = restore_erased_boxes(ycrf, prep.probs, prep.boxes,
+                                              prep.labels,
+                                              prep.class_ids.numpy())
     t2 = time.perf_counter()
     yret = scores = None
     if cfg.compute_yret:
@@ -278,6 +292,7 @@ def finish_pseudo_labels(prep: PreparedImage) -> PseudoLabels:
         probs=prep.probs.numpy(),
         marginals=marginals,
         retrieval_scores=scores,
+        restored_boxes=restored,
         unary_seconds=prep.unary_seconds,
         crf_seconds=t2 - t1,
         retrieval_seconds=t3 - t2)

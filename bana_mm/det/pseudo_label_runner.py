@@ -133,7 +133,8 @@ def finish_and_write(job: FinishJob) -> dict:
         unary=result.unary_seconds,
         crf=result.crf_seconds,
         retrieval=result.retrieval_seconds,
-        write=restore)
+        write=restore,
+        restored_boxes=result.restored_boxes)
 
 
 def _progress(total: int):
@@ -180,7 +181,8 @@ def generate_label_files(
         crf=[],
         retrieval=[],
         write=[],
-        downscaled=[])
+        downscaled=[],
+        restored=[])
     bar = _progress(len(indices))
     model.eval()
     start = time.perf_counter()
@@ -199,6 +201,9 @@ def generate_label_files(
                 report['written'].append(stem)
                 for key in ('unary', 'crf', 'retrieval', 'write'):
                     report[key].append(result[key])
+                if result['restored_boxes']:
+                    report['restored'].append(
+                        dict(image=stem, boxes=result['restored_boxes']))
             if bar is not None:
                 bar.update()
 
@@ -274,7 +279,7 @@ def merge_reports(reports: Sequence[dict], workers: int) -> dict:
     """One ``run.json`` from the reports of all ranks."""
     merged = {
         key: [v for r in reports for v in r[key]]
-        for key in ('written', 'skipped', 'failed', 'downscaled')
+        for key in ('written', 'skipped', 'failed', 'downscaled', 'restored')
     }
     timings = {
         key: [v for r in reports for v in r[key]]
@@ -290,6 +295,7 @@ def merge_reports(reports: Sequence[dict], workers: int) -> dict:
         skipped=len(merged['skipped']),
         failed=merged['failed'],
         downscaled=merged['downscaled'],
+        restored=merged['restored'],
         stopped=next((r['stopped'] for r in reports if r['stopped']), None),
         not_attempted=not_attempted,
         workers=workers,
@@ -492,6 +498,11 @@ def describe(run: dict, out_dir: str) -> str:
         lines.append(f'  {len(run["downscaled"])} image(s) above max_pixels '
                      'labelled downscaled, labels written at their own size '
                      f'(listed in {osp.join(out_dir, "run.json")})')
+    if run.get('restored'):
+        boxes = sum(item['boxes'] for item in run['restored'])
+        lines.append(f'  {boxes} box(es) in {len(run["restored"])} image(s) '
+                     'given back the class DenseCRF erased '
+                     '(restore_erased_boxes; listed in run.json "restored")')
     if osp.isdir(osp.join(out_dir, 'vis')):
         lines.append(f'  pictures: {osp.join(out_dir, "vis")}')
     if run.get('stopped'):
