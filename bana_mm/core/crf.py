@@ -9,7 +9,7 @@ post-processing of DeepLab-V1 / V2 (:data:`CRF_DEEPLAB_V1`,
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Tuple
 
 import numpy as np
 import torch
@@ -109,7 +109,8 @@ def ycrf_from_marginals(marginals: np.ndarray, class_box_masks: ArrayLike,
 
 
 def restore_erased_boxes(ycrf: np.ndarray, probs: ArrayLike, boxes: ArrayLike,
-                         labels: ArrayLike, class_ids: ArrayLike):
+                         labels: ArrayLike,
+                         class_ids: ArrayLike) -> Tuple[np.ndarray, int]:
     """Give each box that DenseCRF left without a pixel of its class the
     pixels of the box where the CRF input's argmax is that class (not in
     the paper; docs/stage2.md "Boxes DenseCRF erased").
