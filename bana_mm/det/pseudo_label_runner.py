@@ -111,7 +111,7 @@ def finish_and_write(job: FinishJob) -> dict:
         write_label_png(label_path(job.out_dir, 'Yret', job.stem), yret)
     # Ycrf last: an image counts as done once its Ycrf exists.
     write_label_png(label_path(job.out_dir, 'Ycrf', job.stem), ycrf)
-    restore = time.perf_counter() - t0
+    write_seconds = time.perf_counter() - t0
     if job.vis:
         import cv2
 
@@ -133,7 +133,7 @@ def finish_and_write(job: FinishJob) -> dict:
         unary=result.unary_seconds,
         crf=result.crf_seconds,
         retrieval=result.retrieval_seconds,
-        write=restore,
+        write=write_seconds,
         restored_boxes=result.restored_boxes)
 
 
