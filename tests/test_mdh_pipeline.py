@@ -9,6 +9,7 @@ import pytest
 
 from bana_mm.apis.common import VOCLayout
 from bana_mm.apis.mdh import default_full_ids, make_splits, run_proposals
+from bana_mm.core.baselines import GrabCutOptions
 from bana_mm.seg.mdh.label_writers import box_dataset, boxes_of
 from bana_mm.utils.label_io import read_label_png
 
@@ -85,7 +86,7 @@ def layout_and_splits(synthetic_root, tmp_path_factory):
 def test_proposals_written_scored_and_resumed(layout_and_splits):
     layout, splits, work = layout_and_splits
     out = str(work / 'proposals')
-    entry = run_proposals(layout, splits, out, grabcut_iterations=2)
+    entry = run_proposals(layout, splits, out, grabcut=GrabCutOptions(2))
     assert entry['second'] == 'box' and entry['ycrf_dir'] is None
     assert entry['written'] == len(splits.weak) and entry['skipped'] == 0
     assert entry['evaluated'] == len(splits.weak)
@@ -101,7 +102,7 @@ def test_proposals_written_scored_and_resumed(layout_and_splits):
     assert 0 < entry['miou'] <= 100 and 0 < entry['baselines']['box'] <= 100
     assert entry['baselines']['grabcut'] is not None
     assert osp.isfile(osp.join(out, 'run.json'))
-    again = run_proposals(layout, splits, out, grabcut_iterations=2)
+    again = run_proposals(layout, splits, out, grabcut=GrabCutOptions(2))
     assert again['written'] == 0 and again['skipped'] == len(splits.weak)
     assert again['miou'] == entry['miou']
 
@@ -117,7 +118,7 @@ def test_proposals_with_ground_truth_as_ycrf_are_exact(layout_and_splits):
         splits,
         str(work / 'prop_ycrf'),
         str(bana / 'Ycrf'),
-        grabcut_iterations=2)
+        grabcut=GrabCutOptions(2))
     assert entry['second'] == 'ycrf'
     assert entry['miou_labelled'] == 100.0
     assert entry['miou'] < 100.0  # the disagreements are ignored
@@ -132,10 +133,10 @@ def test_proposal_workers_match_inline_and_bad_images_are_named(
     written, and a rerun resumes."""
     layout, splits, work = layout_and_splits
     inline = str(work / 'proposals_inline')
-    run_proposals(layout, splits, inline, grabcut_iterations=2, workers=0)
+    run_proposals(layout, splits, inline, grabcut=GrabCutOptions(2), workers=0)
     pooled = str(work / 'proposals_pooled')
     entry = run_proposals(
-        layout, splits, pooled, grabcut_iterations=2, workers=2)
+        layout, splits, pooled, grabcut=GrabCutOptions(2), workers=2)
     assert entry['written'] == len(splits.weak)
     for sub in ('masks', 'grabcut'):
         for stem in splits.weak:
@@ -153,12 +154,12 @@ def test_proposal_workers_match_inline_and_bad_images_are_named(
     out = str(tmp_path / 'proposals')
     with pytest.raises(RuntimeError, match=f'(?s)1 proposal.*{bad}.jpg'):
         run_proposals(
-            copy_layout, splits, out, grabcut_iterations=2, workers=1)
+            copy_layout, splits, out, grabcut=GrabCutOptions(2), workers=1)
     written = sorted(os.listdir(osp.join(out, 'masks')))
     assert written == sorted(f'{i}.png' for i in splits.weak if i != bad)
     shutil.copy(osp.join(layout.root, 'JPEGImages', f'{bad}.jpg'), bad_path)
     again = run_proposals(
-        copy_layout, splits, out, grabcut_iterations=2, workers=0)
+        copy_layout, splits, out, grabcut=GrabCutOptions(2), workers=0)
     assert again['written'] == 1
     assert again['skipped'] == len(splits.weak) - 1
 
@@ -281,6 +282,56 @@ def test_lite0_preset_runs(synthetic_root, tmp_path):
         assert mdh[key]['iters'] == 1, key
     assert mdh['pseudo']['box_constraint'] == 'restrict'  # the preset's
     assert 0 <= mdh['segnet_f_only']['miou_val'] <= 100
+    # the preset's GrabCut (chosen on val, docs/mdh.md)
+    assert mdh['proposals']['grabcut_margin'] == 1.0
+    assert mdh['proposals']['grabcut_fill_below'] == 0.1
+
+
+def test_grabcut_options_of_the_presets():
+    from bana_mm.apis.mdh import grabcut_options
+    assert grabcut_options('tiny') == GrabCutOptions(5, 0.5, None)
+    assert grabcut_options('lite0') == GrabCutOptions(5, 1.0, 0.1)
+    assert grabcut_options(
+        'lite0', 2, margin=0.25,
+        fill_below='off') == GrabCutOptions(2, 0.25, None)
+    assert grabcut_options(
+        'full', fill_below=0.3) == GrabCutOptions(5, 0.5, 0.3)
+
+
+def test_filled_grabcut_boxes_reach_the_proposals(layout_and_splits,
+                                                  monkeypatch):
+    """fill_below: a box GrabCut empties is filled, so the proposal labels
+    the whole box with its class instead of ignoring it; the option is part
+    of the step's fingerprint (a change redoes the proposals)."""
+    import cv2
+    layout, splits, work = layout_and_splits
+
+    def keeps_nothing(image, mask, rect, bgd, fgd, iterations, mode):
+        mask[:] = cv2.GC_BGD
+
+    monkeypatch.setattr(cv2, 'grabCut', keeps_nothing)
+    out = str(work / 'proposals')
+    plain = run_proposals(layout, splits, out, grabcut=GrabCutOptions(1))
+    assert plain['grabcut_fill_below'] is None
+    dataset = box_dataset(layout.root, splits.weak_file, layout.classes)
+    stems = []
+    for idx in range(len(dataset)):
+        info = dataset.get_data_info(idx)
+        stems.append(info['img_id'])
+        mask = read_label_png(osp.join(out, 'masks', f'{stems[-1]}.png'))
+        assert set(np.unique(mask)) <= {0, 255}  # every box ignored
+    filled = run_proposals(
+        layout, splits, out, grabcut=GrabCutOptions(1, fill_below=0.0))
+    assert filled['written'] == len(splits.weak)  # redone, not skipped
+    assert filled['grabcut_fill_below'] == 0.0
+    for idx, stem in enumerate(stems):
+        boxes, labels = boxes_of(dataset.get_data_info(idx))
+        mask = read_label_png(osp.join(out, 'masks', f'{stem}.png'))
+        assert not (mask == 255).any()  # box and GrabCut now agree
+        x1, y1, x2, y2 = boxes[np.argmin(
+            (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))]
+        centre = mask[int((y1 + y2) / 2), int((x1 + x2) / 2)]
+        assert centre - 1 in labels  # the smallest box's centre: a class
 
 
 def test_rerun_with_changed_inputs_redoes_the_steps(synthetic_root, tmp_path):
@@ -361,7 +412,9 @@ def test_run_mdh_pipeline_with_variant_configs(synthetic_root, tmp_path):
                           (dict(rounds=0), 'rounds'),
                           (dict(preset='huge'), 'preset'),
                           (dict(mix_ratio=(7, 0)), 'zero'),
-                          (dict(box_constraint='keep'), 'box constraint')])
+                          (dict(box_constraint='keep'), 'box constraint'),
+                          (dict(grabcut_fill_below=1.0), 'fill_below'),
+                          (dict(grabcut_margin=-1.0), 'margin')])
 def test_run_mdh_pipeline_bad_arguments(synthetic_root, tmp_path, kwargs,
                                         match):
     from bana_mm.apis.mdh import run_mdh_pipeline

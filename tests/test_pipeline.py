@@ -169,6 +169,23 @@ def test_bad_requests_fail_clearly(tmp_path, synthetic_root):
         run_pipeline(str(tmp_path / 'w'), synthetic_root, preset='huge')
 
 
+def test_cli_grabcut_options_reach_the_mdh_job(monkeypatch, capsys):
+    from bana_mm.apis import mdh
+    from tools import run_pipeline as cli
+    seen = {}
+    monkeypatch.setattr(mdh, 'run_mdh_pipeline',
+                        lambda *args, **kwargs: seen.update(kwargs) or {})
+    base = ['--method', 'mdh', '--work-dir', 'W']
+    cli.main(base + ['--grabcut-margin', '0.75', '--grabcut-fill-below', '0'])
+    assert seen['grabcut_margin'] == 0.75 and seen['grabcut_fill_below'] == 0
+    cli.main(base + ['--grabcut-fill-below', 'off'])
+    assert seen['grabcut_margin'] is None
+    assert seen['grabcut_fill_below'] == 'off'
+    with pytest.raises(SystemExit):
+        cli.main(base + ['--grabcut-fill-below', 'most'])
+    assert 'share in [0, 1) or off' in capsys.readouterr().err
+
+
 def test_stage2_builds_the_model_stage1_was_trained_with(
         synthetic_root, tmp_path):
     # a stage-1 override that changes the model's shapes: stage 2 must

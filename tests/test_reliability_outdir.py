@@ -14,6 +14,7 @@ import pytest
 from test_stage2_tool import CONFIG, VAL, _run, make_checkpoint
 
 from bana_mm.apis.stage2 import StaleLabelsError
+from bana_mm.core.baselines import GrabCutOptions
 from bana_mm.utils.io import LOCK_FILE, FolderLockedError, read_split
 from conftest import REPO
 
@@ -214,14 +215,14 @@ def test_mdh_proposals_redo_exactly_the_changed_ids(own_root, tmp_path):
     splits = make_splits(own_root, layout.train_split,
                          str(tmp_path / 'splits'), str(full))
     out = str(tmp_path / 'proposals')
-    first = run_proposals(layout, splits, out, grabcut_iterations=1)
+    first = run_proposals(layout, splits, out, grabcut=GrabCutOptions(1))
     assert first['written'] == len(splits.weak)
     _relabel_first_box(own_root, splits.weak[0])
-    again = run_proposals(layout, splits, out, grabcut_iterations=1)
+    again = run_proposals(layout, splits, out, grabcut=GrabCutOptions(1))
     assert again['written'] == 1
     assert again['skipped'] == len(splits.weak) - 1
     # the steps downstream (AnnNet, SegNet) see new inputs
     assert again['fingerprint'] != first['fingerprint']
-    third = run_proposals(layout, splits, out, grabcut_iterations=1)
+    third = run_proposals(layout, splits, out, grabcut=GrabCutOptions(1))
     assert third['written'] == 0
     assert third['fingerprint'] == again['fingerprint']

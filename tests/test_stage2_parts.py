@@ -231,6 +231,44 @@ def test_grabcut_does_not_depend_on_earlier_calls(synthetic_root):
             grabcut_mask(image, box, iterations=2), first)
 
 
+def test_grabcut_fill_below(monkeypatch):
+    """A box whose GrabCut foreground covers at most ``fill_below`` of it
+    comes back filled; a larger foreground, or fill_below None, is left as
+    GrabCut gave it."""
+    import cv2
+    image = np.zeros((40, 40, 3), np.uint8)
+    box = [10, 10, 30, 30]  # 400 pixels
+    kept = {}
+
+    def fake_grabcut(window, mask, rect, bgd, fgd, iterations, mode):
+        x, y = rect[0], rect[1]
+        mask[:] = cv2.GC_BGD
+        mask[y:y + kept['rows'], x:x + 20] = cv2.GC_PR_FGD
+
+    monkeypatch.setattr(cv2, 'grabCut', fake_grabcut)
+    filled = np.zeros((40, 40), bool)
+    filled[10:30, 10:30] = True
+    for rows, fill_below, expect_filled in [(0, None, False), (0, 0.0, True),
+                                            (2, 0.0, False), (2, 0.1, True),
+                                            (3, 0.1, False)]:
+        kept['rows'] = rows  # GrabCut keeps rows x 20 of the 400 pixels
+        mask = grabcut_mask(image, box, iterations=1, fill_below=fill_below)
+        if expect_filled:
+            np.testing.assert_array_equal(mask, filled)
+        else:
+            assert mask.sum() == rows * 20 and (mask <= filled).all()
+
+
+@pytest.mark.parametrize('kwargs,match',
+                         [(dict(iterations=0), 'iterations'),
+                          (dict(margin=-0.5), 'margin'),
+                          (dict(fill_below=1.0), 'fill_below')])
+def test_grabcut_options_bad_values(kwargs, match):
+    from bana_mm.core.baselines import GrabCutOptions
+    with pytest.raises(ValueError, match=match):
+        GrabCutOptions(**kwargs)
+
+
 # ------------------------------------------------------- command line
 def test_cli_passes_the_agnostic_unary_option():
     from tools.gen_pseudo_labels import label_config, parse_args

@@ -8,6 +8,8 @@
                                  [--rounds K] [--max-iters N] [--workers N]
                                  [--tau T] [--bana-labels DIR]
                                  [--box-constraint [off|drop|restrict]]
+                                 [--grabcut-margin M]
+                                 [--grabcut-fill-below S|off]
                                  [--annnet-config C]
                                  [--segnet-config C]
 
@@ -101,6 +103,16 @@ def main(argv=None) -> dict:
         'at each pixel; off: eq. 3 alone (default: restrict for --preset '
         'lite0, else off)')
     parser.add_argument(
+        '--grabcut-margin',
+        type=float,
+        help='mdh: GrabCut window around each box, in box sizes per side '
+        '(default: 1.0 for --preset lite0, else 0.5)')
+    parser.add_argument(
+        '--grabcut-fill-below',
+        help='mdh: a box whose GrabCut foreground covers at most this share '
+        'of it is filled instead (not in the paper); off: never (default: '
+        '0.1 for --preset lite0, else off)')
+    parser.add_argument(
         '--annnet-config',
         help='mdh: AnnNet config instead of the preset\'s, a name in '
         'configs/mdh/ (e.g. annnet_tiny_nopriors.py) or a path')
@@ -117,6 +129,13 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     if args.workers is not None and args.workers < 0:
         parser.error('--workers must be >= 0')
+    fill_below = args.grabcut_fill_below
+    if fill_below not in (None, 'off'):
+        try:
+            fill_below = float(fill_below)
+        except ValueError:
+            parser.error('--grabcut-fill-below takes a share in [0, 1) or '
+                         f'off, not {fill_below!r}')
     if args.method == 'mdh':
         from bana_mm.apis.mdh import run_mdh_pipeline
         summary = run_mdh_pipeline(
@@ -129,6 +148,8 @@ def main(argv=None) -> dict:
             bana_labels=args.bana_labels,
             max_iters=args.max_iters,
             box_constraint=args.box_constraint,
+            grabcut_margin=args.grabcut_margin,
+            grabcut_fill_below=fill_below,
             workers=2 if args.workers is None else args.workers,
             annnet_config=args.annnet_config,
             segnet_config=args.segnet_config,

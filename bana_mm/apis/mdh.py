@@ -35,6 +35,7 @@ import os.path as osp
 import time
 from typing import Optional, Sequence, Union
 
+from ..core.baselines import GrabCutOptions
 from ..core.mdh_proposals import check_box_constraint, check_tau
 from ..evaluation.label_files import score_label_dir
 from ..seg.mdh.label_writers import (box_dataset, boxes_by_id,
@@ -48,9 +49,9 @@ from .mdh_steps import (GT_SUBDIR, PAPER_FULL_SHARE, MDHSplits,
                         train_or_reuse)
 
 __all__ = [
-    'MDH_CONFIGS', 'PRESET_BOX_CONSTRAINT', 'PAPER_FULL_SHARE', 'MDHSplits',
-    'default_full_ids', 'make_splits', 'run_proposals', 'mdh_config',
-    'train_or_reuse', 'run_mdh_pipeline'
+    'MDH_CONFIGS', 'PRESET_BOX_CONSTRAINT', 'PRESET_GRABCUT',
+    'PAPER_FULL_SHARE', 'MDHSplits', 'default_full_ids', 'make_splits',
+    'run_proposals', 'mdh_config', 'train_or_reuse', 'run_mdh_pipeline'
 ]
 
 #: (AnnNet, SegNet) config of each preset.
@@ -63,6 +64,30 @@ MDH_CONFIGS = {
 #: preset restricts eq. 3 to the boxes' classes (docs/lite0.md, "MDH"),
 #: the others follow the paper.
 PRESET_BOX_CONSTRAINT = {'lite0': 'restrict'}
+#: GrabCut window margin and fill-below share of the proposals when none is
+#: asked for: the lite0 preset's were chosen on the val images (docs/mdh.md,
+#: "GrabCut that keeps nothing"); the others keep GrabCut as it is.
+PRESET_GRABCUT = {'lite0': dict(margin=1.0, fill_below=0.1)}
+
+
+def grabcut_options(
+        preset: str,
+        iterations: int = 5,
+        margin: Optional[float] = None,
+        fill_below: Union[None, str, float] = None) -> GrabCutOptions:
+    """The proposals' GrabCut options: ``margin`` / ``fill_below`` None take
+    the preset's (``PRESET_GRABCUT``), else GrabCutOptions' defaults;
+    ``fill_below='off'`` never fills."""
+    preset_options = PRESET_GRABCUT.get(preset, {})
+    if margin is None:
+        margin = preset_options.get('margin', GrabCutOptions.margin)
+    if fill_below is None:
+        fill_below = preset_options.get('fill_below')
+    elif fill_below == 'off':
+        fill_below = None
+    return GrabCutOptions(
+        int(iterations), float(margin),
+        None if fill_below is None else float(fill_below))
 
 
 # ------------------------------------------------------------- the job
@@ -100,6 +125,8 @@ def run_mdh_pipeline(work_dir: str,
                      box_constraint: Union[None, bool, str] = None,
                      num_vis: int = 4,
                      grabcut_iterations: int = 5,
+                     grabcut_margin: Optional[float] = None,
+                     grabcut_fill_below: Union[None, str, float] = None,
                      mix_ratio: Optional[Sequence[float]] = None,
                      workers: int = 2,
                      annnet_config: Optional[str] = None,
@@ -126,6 +153,10 @@ def run_mdh_pipeline(work_dir: str,
             ``'off'`` (or False): eq. 3 alone; None: the preset's
             (``PRESET_BOX_CONSTRAINT``: ``'restrict'`` for lite0, else
             off).
+        grabcut_iterations / grabcut_margin / grabcut_fill_below: GrabCut
+            of the proposals (:class:`~bana_mm.core.baselines.
+            GrabCutOptions`); margin / fill_below None: the preset's
+            (:func:`grabcut_options`), ``fill_below='off'``: never fill.
         mix_ratio: F:W ratio r of the strong heads (default: the configs',
             7:1); a zero part is an error.
         workers: GrabCut processes of the proposals (0: the main process).
@@ -145,6 +176,8 @@ def run_mdh_pipeline(work_dir: str,
     if box_constraint is None:
         box_constraint = PRESET_BOX_CONSTRAINT.get(preset)
     box_constraint = check_box_constraint(box_constraint)
+    grabcut = grabcut_options(preset, grabcut_iterations, grabcut_margin,
+                              grabcut_fill_below)
     options = None
     if mix_ratio is not None:
         from ..seg.mdh.sampler import check_ratio
@@ -174,7 +207,7 @@ def run_mdh_pipeline(work_dir: str,
         osp.join(bana_labels, 'Ycrf')
         if bana_labels else _ycrf_from_summary(summary_path))
     proposals = run_proposals(layout, splits, osp.join(work_dir, 'proposals'),
-                              ycrf_dir, grabcut_iterations, workers)
+                              ycrf_dir, grabcut, workers)
     log(f'MDH proposals ({proposals["second"]} as second proposal): mIoU '
         f'{proposals["miou"]} %, ignored {proposals["ignored_share"]} %')
     class_names = ('background', ) + tuple(layout.classes)

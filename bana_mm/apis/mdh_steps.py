@@ -9,9 +9,10 @@ import json
 import os
 import os.path as osp
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional, Sequence
 
+from ..core.baselines import GrabCutOptions
 from ..evaluation.label_files import score_label_dir
 from ..seg.mdh.label_writers import box_dataset, boxes_by_id, write_proposals
 from ..utils.cli import merge_cfg_options
@@ -151,12 +152,12 @@ def run_proposals(layout,
                   splits: MDHSplits,
                   out_dir: str,
                   ycrf_dir: Optional[str] = None,
-                  grabcut_iterations: int = 5,
+                  grabcut: GrabCutOptions = GrabCutOptions(),
                   workers: int = 0) -> dict:
     """Proposal masks for W (GrabCut in ``workers`` processes), their scores
     and the Box / GrabCut baselines. Returns ``{"miou", "ignored_share",
     "second", ..., "baselines", "fingerprint"}``. Proposals of other inputs
-    (W ids, second proposal, GrabCut iterations) in ``out_dir`` are
+    (W ids, second proposal, GrabCut options) in ``out_dir`` are
     cleared first."""
     from mmengine.dist import barrier, is_main_process
     if ycrf_dir is not None and not osp.isdir(ycrf_dir):
@@ -168,7 +169,7 @@ def run_proposals(layout,
             weak=splits.weak,
             ycrf_dir=ycrf_dir and osp.abspath(ycrf_dir),
             ycrf_record=_ycrf_record(ycrf_dir),
-            grabcut_iterations=grabcut_iterations))
+            grabcut=asdict(grabcut)))
     refresh_on_rank0(out_dir, fingerprint, 'MDH proposals')
     states = {i: data_files_state(layout.root, i) for i in splits.weak}
     if is_main_process():
@@ -181,24 +182,26 @@ def run_proposals(layout,
     start = time.perf_counter()
     dataset = box_dataset(layout.root, splits.weak_file, layout.classes)
     report = sum_over_ranks(
-        write_proposals(dataset, out_dir, ycrf_dir, grabcut_iterations,
-                        workers))
+        write_proposals(dataset, out_dir, ycrf_dir, grabcut, workers))
     seconds = time.perf_counter() - start
     class_names = ('background', ) + tuple(layout.classes)
     gt_dir = osp.join(layout.root, GT_SUBDIR)
     scored = score_label_dir(
         osp.join(out_dir, 'masks'), splits.weak, gt_dir, class_names,
         boxes_by_id(dataset))
-    grabcut = score_label_dir(
+    grabcut_scores = score_label_dir(
         osp.join(out_dir, 'grabcut'), splits.weak, gt_dir, class_names)
     box_miou = scored.pop('box')
     entry = dict(
         scored,
         second='ycrf' if ycrf_dir else 'box',
         ycrf_dir=ycrf_dir and osp.abspath(ycrf_dir),
-        grabcut_iterations=grabcut_iterations,
+        **{
+            f'grabcut_{key}': value
+            for key, value in asdict(grabcut).items()
+        },
         out_dir=osp.abspath(osp.join(out_dir, 'masks')),
-        baselines=dict(box=box_miou, grabcut=grabcut['miou']),
+        baselines=dict(box=box_miou, grabcut=grabcut_scores['miou']),
         seconds=round(seconds, 1),
         fingerprint=fingerprint,
         **report)

@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ...core.baselines import grabcut_mask, paint_by_box_area
+from ...core.baselines import GrabCutOptions, grabcut_masks, paint_by_box_area
 from ...core.mdh_proposals import proposal_mask, pseudo_mask_from_probs
 from ...utils.io import atomic_write_bytes, atomic_write_text, output_path
 from ...utils.label_io import read_label_png, write_label_png
@@ -81,7 +81,7 @@ class ProposalJob:
     labels: np.ndarray
     out_dir: str
     ycrf_path: Optional[str]
-    grabcut_iterations: int
+    grabcut: GrabCutOptions
 
 
 def make_proposal(job: ProposalJob) -> str:
@@ -97,7 +97,7 @@ def make_proposal(job: ProposalJob) -> str:
     if ycrf is not None and ycrf.shape != hw:
         raise ValueError(f'{job.ycrf_path}: Ycrf {ycrf.shape} does not match '
                          f'the image {job.img_path} {hw}')
-    fgs = [grabcut_mask(image, b, job.grabcut_iterations) for b in job.boxes]
+    fgs = grabcut_masks(image, job.boxes, job.grabcut)
     write_label_png(
         output_path(osp.join(job.out_dir, 'grabcut'), job.stem, '.png'),
         paint_by_box_area(fgs, job.boxes, job.labels, hw))
@@ -110,7 +110,7 @@ def make_proposal(job: ProposalJob) -> str:
 def write_proposals(dataset,
                     out_dir: str,
                     ycrf_dir: Optional[str] = None,
-                    grabcut_iterations: int = 5,
+                    grabcut: GrabCutOptions = GrabCutOptions(),
                     workers: int = 0) -> Dict[str, int]:
     """Proposal masks and the GrabCut baseline of this rank's shard, in
     ``workers`` processes (0: inline). GrabCut is the slow part (~1 s per
@@ -132,7 +132,7 @@ def write_proposals(dataset,
         jobs.append(
             ProposalJob(stem, info['img_path'], boxes, labels, out_dir,
                         ycrf_dir and osp.join(ycrf_dir, f'{stem}.png'),
-                        grabcut_iterations))
+                        grabcut))
     bar = _progress(report['skipped'] + len(jobs))
     if bar is not None:
         for _ in range(report['skipped']):
