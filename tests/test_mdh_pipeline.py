@@ -285,6 +285,32 @@ def test_lite0_preset_runs(synthetic_root, tmp_path):
     # the preset's GrabCut (chosen on val, docs/mdh.md)
     assert mdh['proposals']['grabcut_margin'] == 1.0
     assert mdh['proposals']['grabcut_fill_below'] == 0.1
+    # and its pseudo masks: the proposals, their ignored pixels filled
+    assert mdh['pseudo']['mode'] == 'fill_ignored'
+    for stem in _weak_ids(mdh):
+        proposal = read_label_png(
+            osp.join(mdh['proposals']['out_dir'], f'{stem}.png'))
+        pseudo = read_label_png(
+            osp.join(mdh['pseudo']['out_dir'], f'{stem}.png'))
+        kept = proposal != 255
+        np.testing.assert_array_equal(pseudo[kept], proposal[kept])
+
+
+def _weak_ids(mdh):
+    with open(mdh['splits']['weak']) as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+def test_fill_ignored_needs_every_training_mask(tmp_path):
+    from bana_mm.seg.mdh.label_writers import write_pseudo_masks
+    (tmp_path / 'train').mkdir()
+    with pytest.raises(FileNotFoundError, match=r'1 training mask.*a\.png'):
+        write_pseudo_masks(
+            None,
+            None, ['a'],
+            str(tmp_path / 'pseudo'),
+            fill_from=str(tmp_path / 'train'))
+    assert not osp.isdir(tmp_path / 'pseudo')  # nothing half-written
 
 
 def test_grabcut_options_of_the_presets():
@@ -372,6 +398,11 @@ def test_rerun_with_changed_inputs_redoes_the_steps(synthetic_root, tmp_path):
     assert mtime(annnet_ckpt) == annnet_time
     assert boxed['pseudo']['written'] == 14
     assert boxed['pseudo']['box_constraint'] == 'restrict'
+    assert second['pseudo']['mode'] == 'eq3'  # tiny: the paper's
+    filled = run(tau=0.6, pseudo_masks='fill_ignored')
+    assert mtime(annnet_ckpt) == annnet_time
+    assert filled['pseudo']['written'] == 14  # redone in the new mode
+    assert filled['pseudo']['mode'] == 'fill_ignored'
     other = run(tau=0.6, grabcut_iterations=2)
     assert other['proposals']['written'] == 14
     assert mtime(annnet_ckpt) != annnet_time  # retrained on new proposals
@@ -414,7 +445,8 @@ def test_run_mdh_pipeline_with_variant_configs(synthetic_root, tmp_path):
                           (dict(mix_ratio=(7, 0)), 'zero'),
                           (dict(box_constraint='keep'), 'box constraint'),
                           (dict(grabcut_fill_below=1.0), 'fill_below'),
-                          (dict(grabcut_margin=-1.0), 'margin')])
+                          (dict(grabcut_margin=-1.0), 'margin'),
+                          (dict(pseudo_masks='union'), 'pseudo masks')])
 def test_run_mdh_pipeline_bad_arguments(synthetic_root, tmp_path, kwargs,
                                         match):
     from bana_mm.apis.mdh import run_mdh_pipeline

@@ -149,6 +149,27 @@ def test_box_constraint_restrict_renormalises_over_the_box_classes():
         pseudo_mask_from_probs(probs, 0.9, [[0, 0, 1, 1]], [0], 'keep')
 
 
+def test_fill_ignored_keeps_the_training_labels():
+    """Only the training mask's 255 pixels come from the pseudo mask (which
+    may itself be 255 there); its labels, background included, stay."""
+    from bana_mm.core.mdh_proposals import fill_ignored
+    training = np.array([[0, IG, 3], [IG, IG, 1]], np.uint8)
+    pseudo = np.array([[5, 2, IG], [0, IG, 4]], np.uint8)
+    np.testing.assert_array_equal(
+        fill_ignored(training, pseudo), [[0, 2, 3], [0, IG, 1]])
+    np.testing.assert_array_equal(training[0], [0, IG, 3])  # not edited
+    with pytest.raises(ValueError, match='differ in size'):
+        fill_ignored(training, pseudo[:, :2])
+
+
+def test_pseudo_mask_modes():
+    from bana_mm.core.mdh_proposals import check_pseudo_mask_mode
+    assert check_pseudo_mask_mode(None) == 'eq3'
+    assert check_pseudo_mask_mode('fill_ignored') == 'fill_ignored'
+    with pytest.raises(ValueError, match='pseudo masks'):
+        check_pseudo_mask_mode('union')
+
+
 def test_grabcut_baseline_from_masks_smaller_box_on_top():
     from bana_mm.core.baselines import paint_by_box_area
     big = np.zeros((3, 4), bool)

@@ -169,7 +169,7 @@ def test_bad_requests_fail_clearly(tmp_path, synthetic_root):
         run_pipeline(str(tmp_path / 'w'), synthetic_root, preset='huge')
 
 
-def test_cli_grabcut_options_reach_the_mdh_job(monkeypatch, capsys):
+def test_cli_mdh_options_reach_the_mdh_job(monkeypatch, capsys):
     from bana_mm.apis import mdh
     from tools import run_pipeline as cli
     seen = {}
@@ -178,7 +178,9 @@ def test_cli_grabcut_options_reach_the_mdh_job(monkeypatch, capsys):
     base = ['--method', 'mdh', '--work-dir', 'W']
     cli.main(base + ['--grabcut-margin', '0.75', '--grabcut-fill-below', '0'])
     assert seen['grabcut_margin'] == 0.75 and seen['grabcut_fill_below'] == 0
-    cli.main(base + ['--grabcut-fill-below', 'off'])
+    assert seen['pseudo_masks'] is None  # the preset's
+    cli.main(base + ['--grabcut-fill-below', 'off', '--pseudo-masks', 'eq3'])
+    assert seen['pseudo_masks'] == 'eq3'
     assert seen['grabcut_margin'] is None
     assert seen['grabcut_fill_below'] == 'off'
     with pytest.raises(SystemExit):

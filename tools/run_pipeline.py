@@ -8,6 +8,7 @@
                                  [--rounds K] [--max-iters N] [--workers N]
                                  [--tau T] [--bana-labels DIR]
                                  [--box-constraint [off|drop|restrict]]
+                                 [--pseudo-masks eq3|fill_ignored]
                                  [--grabcut-margin M]
                                  [--grabcut-fill-below S|off]
                                  [--annnet-config C]
@@ -103,6 +104,12 @@ def main(argv=None) -> dict:
         'at each pixel; off: eq. 3 alone (default: restrict for --preset '
         'lite0, else off)')
     parser.add_argument(
+        '--pseudo-masks',
+        choices=['eq3', 'fill_ignored'],
+        help='mdh: eq3 (the paper) or fill_ignored (not in the paper: the '
+        'masks AnnNet was trained on, only their ignored pixels from eq. 3; '
+        'default: fill_ignored for --preset lite0, else eq3)')
+    parser.add_argument(
         '--grabcut-margin',
         type=float,
         help='mdh: GrabCut window around each box, in box sizes per side '
@@ -148,6 +155,7 @@ def main(argv=None) -> dict:
             bana_labels=args.bana_labels,
             max_iters=args.max_iters,
             box_constraint=args.box_constraint,
+            pseudo_masks=args.pseudo_masks,
             grabcut_margin=args.grabcut_margin,
             grabcut_fill_below=fill_below,
             workers=2 if args.workers is None else args.workers,

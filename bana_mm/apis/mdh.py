@@ -36,7 +36,8 @@ import time
 from typing import Optional, Sequence, Union
 
 from ..core.baselines import GrabCutOptions
-from ..core.mdh_proposals import check_box_constraint, check_tau
+from ..core.mdh_proposals import (check_box_constraint, check_pseudo_mask_mode,
+                                  check_tau)
 from ..evaluation.label_files import score_label_dir
 from ..seg.mdh.label_writers import (box_dataset, boxes_by_id,
                                      write_pseudo_masks, write_sheets)
@@ -50,8 +51,9 @@ from .mdh_steps import (GT_SUBDIR, PAPER_FULL_SHARE, MDHSplits,
 
 __all__ = [
     'MDH_CONFIGS', 'PRESET_BOX_CONSTRAINT', 'PRESET_GRABCUT',
-    'PAPER_FULL_SHARE', 'MDHSplits', 'default_full_ids', 'make_splits',
-    'run_proposals', 'mdh_config', 'train_or_reuse', 'run_mdh_pipeline'
+    'PRESET_PSEUDO_MASKS', 'PAPER_FULL_SHARE', 'MDHSplits', 'default_full_ids',
+    'make_splits', 'run_proposals', 'mdh_config', 'train_or_reuse',
+    'run_mdh_pipeline'
 ]
 
 #: (AnnNet, SegNet) config of each preset.
@@ -68,6 +70,10 @@ PRESET_BOX_CONSTRAINT = {'lite0': 'restrict'}
 #: asked for: the lite0 preset's were chosen on the val images (docs/mdh.md,
 #: "GrabCut that keeps nothing"); the others keep GrabCut as it is.
 PRESET_GRABCUT = {'lite0': dict(margin=1.0, fill_below=0.1)}
+#: Pseudo masks when none are asked for: the lite0 preset fills only the
+#: pixels AnnNet's training masks left ignored (docs/mdh.md, "Pseudo masks
+#: that fill the proposals"); the others are the paper's eq. 3.
+PRESET_PSEUDO_MASKS = {'lite0': 'fill_ignored'}
 
 
 def grabcut_options(
@@ -123,6 +129,7 @@ def run_mdh_pipeline(work_dir: str,
                      bana_labels: Optional[str] = None,
                      max_iters: Optional[int] = None,
                      box_constraint: Union[None, bool, str] = None,
+                     pseudo_masks: Optional[str] = None,
                      num_vis: int = 4,
                      grabcut_iterations: int = 5,
                      grabcut_margin: Optional[float] = None,
@@ -153,6 +160,11 @@ def run_mdh_pipeline(work_dir: str,
             ``'off'`` (or False): eq. 3 alone; None: the preset's
             (``PRESET_BOX_CONSTRAINT``: ``'restrict'`` for lite0, else
             off).
+        pseudo_masks: ``'eq3'`` (the paper: eq. 3 everywhere) or
+            ``'fill_ignored'`` (not in the paper: the masks AnnNet was
+            trained on, their ignored pixels from eq. 3); None: the
+            preset's (``PRESET_PSEUDO_MASKS``: ``'fill_ignored'`` for
+            lite0, else eq3).
         grabcut_iterations / grabcut_margin / grabcut_fill_below: GrabCut
             of the proposals (:class:`~bana_mm.core.baselines.
             GrabCutOptions`); margin / fill_below None: the preset's
@@ -176,6 +188,9 @@ def run_mdh_pipeline(work_dir: str,
     if box_constraint is None:
         box_constraint = PRESET_BOX_CONSTRAINT.get(preset)
     box_constraint = check_box_constraint(box_constraint)
+    pseudo_masks = check_pseudo_mask_mode(
+        PRESET_PSEUDO_MASKS.get(preset) if pseudo_masks is
+        None else pseudo_masks)
     grabcut = grabcut_options(preset, grabcut_iterations, grabcut_margin,
                               grabcut_fill_below)
     options = None
@@ -231,18 +246,22 @@ def run_mdh_pipeline(work_dir: str,
             dict(
                 annnet=annnet['fingerprint'],
                 tau=tau,
-                box_constraint=box_constraint))
+                box_constraint=box_constraint,
+                pseudo_masks=pseudo_masks))
         refresh_on_rank0(pseudo_dir, fingerprint,
                          f'MDH round {k} pseudo masks')
         report = sum_over_ranks(
-            write_pseudo_masks(runner, cfg, splits.weak, pseudo_dir, tau,
-                               boxes, box_constraint))
+            write_pseudo_masks(
+                runner, cfg, splits.weak, pseudo_dir, tau, boxes,
+                box_constraint,
+                weak_dir if pseudo_masks == 'fill_ignored' else None))
         pseudo = score_label_dir(pseudo_dir, splits.weak,
                                  osp.join(layout.root, GT_SUBDIR), class_names)
         pseudo.update(
             report,
             tau=tau,
             box_constraint=box_constraint,
+            mode=pseudo_masks,
             out_dir=osp.abspath(pseudo_dir),
             seconds=round(time.perf_counter() - start, 1),
             fingerprint=fingerprint)

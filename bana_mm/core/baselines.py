@@ -101,9 +101,7 @@ def grabcut_mask(image_bgr: np.ndarray,
     replaced by the filled box (:class:`GrabCutOptions`).
     """
     H, W = image_bgr.shape[:2]
-    x1, y1, x2, y2 = (float(v) for v in box)
-    bx1, by1 = int(np.floor(max(x1, 0))), int(np.floor(max(y1, 0)))
-    bx2, by2 = int(np.ceil(min(x2, W))), int(np.ceil(min(y2, H)))
+    bx1, by1, bx2, by2 = _pixel_rect(box, (H, W))
     out = np.zeros((H, W), dtype=bool)
     if bx2 - bx1 < 2 or by2 - by1 < 2:
         out[by1:by2, bx1:bx2] = True
@@ -128,10 +126,32 @@ def grabcut_mask(image_bgr: np.ndarray,
         return out
     fg = (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
     out[wy1:wy2, wx1:wx2] = fg
-    box_pixels = (by2 - by1) * (bx2 - bx1)
-    if fill_below is not None and out.sum() <= fill_below * box_pixels:
-        out[by1:by2, bx1:bx2] = True
-    return out
+    return fill_if_kept_below(out, box, fill_below)
+
+
+def _pixel_rect(box: Sequence[float],
+                image_hw: Tuple[int, int]) -> Tuple[int, int, int, int]:
+    """The pixel rectangle ``(x1, y1, x2, y2)`` (end exclusive) a box covers,
+    clipped to the image."""
+    H, W = image_hw
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return (int(np.floor(max(x1, 0))), int(np.floor(max(y1, 0))),
+            int(np.ceil(min(x2, W))), int(np.ceil(min(y2, H))))
+
+
+def fill_if_kept_below(foreground: np.ndarray, box: Sequence[float],
+                       fill_below: Optional[float]) -> np.ndarray:
+    """``foreground`` ((H, W) bool, one box's GrabCut mask), or the filled
+    box when the mask covers at most ``fill_below`` of the box's pixels
+    (None: never)."""
+    if fill_below is None:
+        return foreground
+    x1, y1, x2, y2 = _pixel_rect(box, foreground.shape)
+    if foreground.sum() > fill_below * (y2 - y1) * (x2 - x1):
+        return foreground
+    filled = foreground.copy()
+    filled[y1:y2, x1:x2] = True
+    return filled
 
 
 def grabcut_masks(image_bgr: np.ndarray, boxes: ArrayLike,

@@ -240,6 +240,37 @@ def constrain_to_boxes(mask: np.ndarray, boxes: ArrayLike,
     return mask
 
 
+#: Where the pseudo masks come from (:func:`fill_ignored`; not in the paper).
+PSEUDO_MASK_MODES = ('eq3', 'fill_ignored')
+
+
+def check_pseudo_mask_mode(mode: Optional[str]) -> str:
+    """None -> ``'eq3'`` (the paper); else one of PSEUDO_MASK_MODES."""
+    mode = 'eq3' if mode is None else mode
+    if mode not in PSEUDO_MASK_MODES:
+        raise ValueError(f'pseudo masks must be one of {PSEUDO_MASK_MODES}, '
+                         f'got {mode!r}')
+    return mode
+
+
+def fill_ignored(training_mask: np.ndarray,
+                 pseudo_mask: np.ndarray) -> np.ndarray:
+    """The mask AnnNet was trained on (round 1: the proposal) with its
+    ignored pixels (255) taken from AnnNet's eq. 3 pseudo mask; its
+    labelled pixels are kept (the ``'fill_ignored'`` pseudo masks, not in
+    the paper: with few F images AnnNet loses small objects the proposals
+    kept, docs/mdh.md "Pseudo masks that fill the proposals")."""
+    training_mask = np.asarray(training_mask)
+    pseudo_mask = np.asarray(pseudo_mask)
+    if training_mask.shape != pseudo_mask.shape:
+        raise ValueError(f'training mask {training_mask.shape} and pseudo '
+                         f'mask {pseudo_mask.shape} differ in size')
+    out = np.array(training_mask, dtype=np.uint8, copy=True)
+    ignored = out == IGNORE_INDEX
+    out[ignored] = pseudo_mask[ignored]
+    return out
+
+
 def ignored_share(mask: np.ndarray) -> float:
     """Share of pixels marked 255."""
     mask = np.asarray(mask)

@@ -16,7 +16,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ...core.baselines import GrabCutOptions, grabcut_masks, paint_by_box_area
-from ...core.mdh_proposals import proposal_mask, pseudo_mask_from_probs
+from ...core.mdh_proposals import (fill_ignored, proposal_mask,
+                                   pseudo_mask_from_probs)
 from ...utils.io import atomic_write_bytes, atomic_write_text, output_path
 from ...utils.label_io import read_label_png, write_label_png
 from ...utils.worker_pool import WorkerPool
@@ -161,19 +162,27 @@ def write_proposals(dataset,
 
 
 # ------------------------------------------------------------ pseudo masks
-def write_pseudo_masks(
-        runner,
-        cfg,
-        weak_ids: Sequence[str],
-        out_dir: str,
-        tau: float = 0.9,
-        boxes: Optional[BoxesById] = None,
-        box_constraint: Optional[str] = 'drop') -> Dict[str, int]:
+def write_pseudo_masks(runner,
+                       cfg,
+                       weak_ids: Sequence[str],
+                       out_dir: str,
+                       tau: float = 0.9,
+                       boxes: Optional[BoxesById] = None,
+                       box_constraint: Optional[str] = 'drop',
+                       fill_from: Optional[str] = None) -> Dict[str, int]:
     """Eq. 3 for every W id without a PNG in ``out_dir``: AnnNet's strong
     head (``model.test_step`` on the config's 5-channel test pipeline),
     softmax, argmax where the max > τ, else 255. ``boxes`` turns on the
     optional box constraint, ``'drop'`` or ``'restrict'``
-    (:func:`~bana_mm.core.mdh_proposals.pseudo_mask_from_probs`)."""
+    (:func:`~bana_mm.core.mdh_proposals.pseudo_mask_from_probs`).
+    ``fill_from``: the folder of the masks AnnNet was trained on; each
+    written mask is that mask with only its ignored pixels from eq. 3
+    (:func:`~bana_mm.core.mdh_proposals.fill_ignored`).
+
+    Raises:
+        FileNotFoundError / ValueError: a training mask of ``fill_from``
+            missing or of another size (named).
+    """
     import copy
 
     import torch
@@ -186,6 +195,14 @@ def write_pseudo_masks(
     report = dict(written=0, skipped=len(weak_ids) - len(todo))
     if not todo:
         return report
+    if fill_from is not None:
+        missing = [
+            osp.join(fill_from, f'{i}.png') for i in todo
+            if not osp.isfile(osp.join(fill_from, f'{i}.png'))
+        ]
+        if missing:
+            raise FileNotFoundError(f'{len(missing)} training mask(s) to fill '
+                                    f'not found: {missing[:10]}')
     os.makedirs(out_dir, exist_ok=True)
     todo_file = osp.abspath(osp.join(out_dir, f'.todo_rank{get_rank()}.txt'))
     atomic_write_text(todo_file, '\n'.join(todo) + '\n')
@@ -204,16 +221,28 @@ def write_pseudo_masks(
                 stem = osp.splitext(osp.basename(sample.img_path))[0]
                 probs = sample.seg_logits.data.float().softmax(dim=0)
                 box, label = boxes[stem] if boxes is not None else (None, None)
-                write_label_png(
-                    output_path(out_dir, stem, '.png'),
-                    pseudo_mask_from_probs(probs.cpu(), tau, box, label,
-                                           box_constraint))
+                mask = pseudo_mask_from_probs(probs.cpu(), tau, box, label,
+                                              box_constraint)
+                if fill_from is not None:
+                    mask = _filled(osp.join(fill_from, f'{stem}.png'), mask)
+                write_label_png(output_path(out_dir, stem, '.png'), mask)
                 report['written'] += 1
             if bar is not None:
                 bar.update()
     _close(bar)
     os.unlink(todo_file)
     return report
+
+
+def _filled(training_path: str, pseudo_mask: np.ndarray) -> np.ndarray:
+    """:func:`~bana_mm.core.mdh_proposals.fill_ignored` with the training
+    mask read from ``training_path`` (errors name the file)."""
+    if not osp.isfile(training_path):
+        raise FileNotFoundError(f'training mask not found: {training_path}')
+    try:
+        return fill_ignored(read_label_png(training_path), pseudo_mask)
+    except ValueError as err:
+        raise ValueError(f'{training_path}: {err}') from err
 
 
 # ---------------------------------------------------------------- pictures
