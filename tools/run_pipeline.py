@@ -32,6 +32,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from mmengine.config import DictAction
 
 from bana_mm.apis import parse_stages, run_pipeline
+from bana_mm.utils.cli import share_or_off
 
 
 def main(argv=None) -> dict:
@@ -116,6 +117,7 @@ def main(argv=None) -> dict:
         '(default: 1.0 for --preset lite0, else 0.5)')
     parser.add_argument(
         '--grabcut-fill-below',
+        type=share_or_off,
         help='mdh: a box whose GrabCut foreground covers at most this share '
         'of it is filled instead (not in the paper); off: never (default: '
         '0.1 for --preset lite0, else off)')
@@ -136,13 +138,6 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     if args.workers is not None and args.workers < 0:
         parser.error('--workers must be >= 0')
-    fill_below = args.grabcut_fill_below
-    if fill_below not in (None, 'off'):
-        try:
-            fill_below = float(fill_below)
-        except ValueError:
-            parser.error('--grabcut-fill-below takes a share in [0, 1) or '
-                         f'off, not {fill_below!r}')
     if args.method == 'mdh':
         from bana_mm.apis.mdh import run_mdh_pipeline
         summary = run_mdh_pipeline(
@@ -157,7 +152,7 @@ def main(argv=None) -> dict:
             box_constraint=args.box_constraint,
             pseudo_masks=args.pseudo_masks,
             grabcut_margin=args.grabcut_margin,
-            grabcut_fill_below=fill_below,
+            grabcut_fill_below=args.grabcut_fill_below,
             workers=2 if args.workers is None else args.workers,
             annnet_config=args.annnet_config,
             segnet_config=args.segnet_config,

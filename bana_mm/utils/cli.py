@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import os.path as osp
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Union
 
 #: Where a split given by name is looked for, relative to the data root, in
 #: this order (VOC segmentation lists, VOC detection lists, COCO jsons).
@@ -14,6 +14,21 @@ SPLIT_PATTERNS = (
     'annotations/instances_{}.json',
     'annotations/{}.json',
 )
+
+
+def share_or_off(value: str) -> Union[float, str]:
+    """argparse type of a share in [0, 1) or the word ``off`` (returned as
+    ``'off'``), e.g. ``--grabcut-fill-below``."""
+    if value == 'off':
+        return value
+    try:
+        share = float(value)
+    except ValueError:
+        share = -1.0
+    if not 0 <= share < 1:
+        raise argparse.ArgumentTypeError(
+            f'a share in [0, 1) or off, not {value!r}')
+    return share
 
 
 def add_runner_args(parser: argparse.ArgumentParser) -> None:

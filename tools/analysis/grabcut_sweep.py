@@ -147,17 +147,9 @@ def sweep(data_root: str,
 
 def parse_fill_below(value: str) -> FillBelow:
     """``off`` -> None, else a share in [0, 1)."""
-    if value == 'off':
-        return None
-    try:
-        share = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f'a share in [0, 1) or off, not {value!r}')
-    if not 0 <= share < 1:
-        raise argparse.ArgumentTypeError(
-            f'a share in [0, 1) or off, not {value!r}')
-    return share
+    from bana_mm.utils.cli import share_or_off
+    share = share_or_off(value)
+    return None if share == 'off' else share
 
 
 def main(argv: Optional[List[str]] = None) -> int:
